@@ -1,0 +1,145 @@
+//! A structural pre-scan that bounds every element length by the bytes
+//! that are actually there, before dicom-rs parses the file.
+//!
+//! dicom-rs allocates (and zero-fills) an element's declared length before
+//! it reads the value. A 1 kB file that declares a 4 GB element would make
+//! it allocate 4 GB. This scan walks the element headers (with dicom-rs's
+//! own lazy token reader, which skips values without buffering them) and
+//! rejects any defined length that exceeds what remains of the file, so the
+//! parse that follows allocates at most the file size.
+
+use std::io::Read;
+use std::path::Path;
+
+use dicom::core::header::{HasLength, Header};
+use dicom::encoding::TransferSyntaxIndex;
+use dicom::parser::dataset::LazyDataToken;
+use dicom::parser::dataset::lazy_read::LazyDataSetReader;
+use dicom::transfer_syntax::TransferSyntaxRegistry;
+
+use crate::{Error, Limits, Result};
+
+const DEFLATED_EXPLICIT_LE: &str = "1.2.840.10008.1.2.1.99";
+const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
+
+/// VRs whose explicit-VR header has a 4-byte length.
+fn long_vr(vr: &[u8]) -> bool {
+    matches!(
+        vr,
+        b"OB" | b"OD" | b"OF" | b"OL" | b"OV" | b"OW" | b"SQ" | b"SV" | b"UC" | b"UN" | b"UR" | b"UT" | b"UV"
+    )
+}
+
+fn malformed(path: &Path, reason: String) -> Error {
+    Error::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    }
+}
+
+/// Whether `bytes` start with a DICOM Part 10 preamble.
+pub(crate) fn has_magic(bytes: &[u8]) -> bool {
+    bytes.get(128..132) == Some(b"DICM")
+}
+
+/// Checks the file meta group and the data set of a Part 10 file.
+/// Returns the transfer syntax UID.
+pub(crate) fn check(path: &Path, bytes: &[u8], limits: &Limits) -> Result<String> {
+    if !has_magic(bytes) {
+        return Err(Error::NotDicom {
+            path: path.to_path_buf(),
+        });
+    }
+    // File meta group: always explicit VR little endian, group 0002.
+    let mut pos = 132usize;
+    let mut ts_uid = None;
+    while bytes.len() >= pos + 8 && bytes[pos..pos + 2] == [0x02, 0x00] {
+        let elem = u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]);
+        let vr = &bytes[pos + 4..pos + 6];
+        let (len, header) = if long_vr(vr) {
+            let b = bytes
+                .get(pos + 8..pos + 12)
+                .ok_or_else(|| malformed(path, format!("file meta element (0002,{elem:04X}) header is cut off")))?;
+            (u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize, 12)
+        } else {
+            (u16::from_le_bytes([bytes[pos + 6], bytes[pos + 7]]) as usize, 8)
+        };
+        let end = pos
+            .checked_add(header)
+            .and_then(|p| p.checked_add(len))
+            .filter(|&e| e <= bytes.len())
+            .ok_or_else(|| {
+                malformed(
+                    path,
+                    format!(
+                        "file meta element (0002,{elem:04X}) at byte {pos} declares {len} bytes but only {} remain",
+                        bytes.len().saturating_sub(pos + header)
+                    ),
+                )
+            })?;
+        if elem == 0x0010 {
+            let v = &bytes[pos + header..end];
+            ts_uid = Some(String::from_utf8_lossy(v).trim_end_matches(['\0', ' ']).to_string());
+        }
+        pos = end;
+    }
+    let ts_uid = ts_uid.ok_or_else(|| Error::MissingTag {
+        path: path.to_path_buf(),
+        tag: "TransferSyntaxUID",
+    })?;
+    let body = &bytes[pos..];
+    if ts_uid == DEFLATED_EXPLICIT_LE {
+        // Inflate with a cap, then scan the inflated data set.
+        let cap = limits.max_file_bytes;
+        let mut inflated = Vec::new();
+        flate2::read::DeflateDecoder::new(body)
+            .take(cap.saturating_add(1))
+            .read_to_end(&mut inflated)
+            .map_err(|e| malformed(path, format!("deflated data set: {e}")))?;
+        limits.check_file(path, inflated.len() as u64)?;
+        scan_dataset(path, &inflated, EXPLICIT_LE)?;
+    } else {
+        scan_dataset(path, body, &ts_uid)?;
+    }
+    Ok(ts_uid)
+}
+
+/// Walks the data set's tokens and bounds each defined length by the
+/// remaining bytes. Parser errors other than length violations are left for
+/// the real parse to report.
+fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str) -> Result<()> {
+    let Some(ts) = TransferSyntaxRegistry.get(ts_uid) else {
+        // Unknown transfer syntax: the real parse reports it.
+        return Ok(());
+    };
+    let total = body.len() as u64;
+    let Ok(mut reader) = LazyDataSetReader::new_with_ts(std::io::Cursor::new(body), ts) else {
+        return Ok(());
+    };
+    let check = |what: &str, len: u32| -> Result<()> {
+        if len != u32::MAX && u64::from(len) > total {
+            return Err(malformed(
+                path,
+                format!("{what} declares {len} bytes but the data set holds only {total}"),
+            ));
+        }
+        Ok(())
+    };
+    while let Some(token) = reader.advance() {
+        let Ok(token) = token else {
+            return Ok(());
+        };
+        match &token {
+            LazyDataToken::ElementHeader(h) => check(&format!("element {}", h.tag()), h.length().0)?,
+            LazyDataToken::SequenceStart { tag, len } => check(&format!("sequence {tag}"), len.0)?,
+            LazyDataToken::ItemStart { len } => check("item", len.0)?,
+            LazyDataToken::LazyValue { header, .. } => check(&format!("element {}", header.tag()), header.length().0)?,
+            LazyDataToken::LazyItemValue { len, .. } => check("pixel data fragment", *len)?,
+            _ => {}
+        }
+        if token.skip().is_err() {
+            return Ok(());
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,800 @@
+//! The RSNA Intracranial Aneurysm Detection dataset layout:
+//! `series/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`, `train.csv` and
+//! `train_localizers.csv`.
+//!
+//! [`RsnaDataset::open`] reads the two CSVs and lists the series folders.
+//! Problems with single rows or series (a malformed coordinates string, a
+//! series folder without a label row, a localizer on a missing instance) are
+//! collected as [`DatasetIssue`]s; they never abort the whole dataset.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::{Deserialize, Serialize};
+
+use crate::dicom::{DicomSeries, ReadOptions};
+use crate::geometry::{Voxel, WorldPoint};
+use crate::{Error, Result};
+
+/// The 13 RSNA aneurysm locations, in the column order of `train.csv`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[allow(missing_docs)]
+pub enum Location {
+    LeftInfraclinoidIca,
+    RightInfraclinoidIca,
+    LeftSupraclinoidIca,
+    RightSupraclinoidIca,
+    LeftMca,
+    RightMca,
+    AcomA,
+    LeftAca,
+    RightAca,
+    LeftPcomA,
+    RightPcomA,
+    BasilarTip,
+    OtherPosterior,
+}
+
+impl Location {
+    /// All 13 locations in `train.csv` column order.
+    pub const ALL: [Location; 13] = [
+        Location::LeftInfraclinoidIca,
+        Location::RightInfraclinoidIca,
+        Location::LeftSupraclinoidIca,
+        Location::RightSupraclinoidIca,
+        Location::LeftMca,
+        Location::RightMca,
+        Location::AcomA,
+        Location::LeftAca,
+        Location::RightAca,
+        Location::LeftPcomA,
+        Location::RightPcomA,
+        Location::BasilarTip,
+        Location::OtherPosterior,
+    ];
+
+    /// The exact RSNA column name.
+    pub fn name(self) -> &'static str {
+        match self {
+            Location::LeftInfraclinoidIca => "Left Infraclinoid Internal Carotid Artery",
+            Location::RightInfraclinoidIca => "Right Infraclinoid Internal Carotid Artery",
+            Location::LeftSupraclinoidIca => "Left Supraclinoid Internal Carotid Artery",
+            Location::RightSupraclinoidIca => "Right Supraclinoid Internal Carotid Artery",
+            Location::LeftMca => "Left Middle Cerebral Artery",
+            Location::RightMca => "Right Middle Cerebral Artery",
+            Location::AcomA => "Anterior Communicating Artery",
+            Location::LeftAca => "Left Anterior Cerebral Artery",
+            Location::RightAca => "Right Anterior Cerebral Artery",
+            Location::LeftPcomA => "Left Posterior Communicating Artery",
+            Location::RightPcomA => "Right Posterior Communicating Artery",
+            Location::BasilarTip => "Basilar Tip",
+            Location::OtherPosterior => "Other Posterior Circulation",
+        }
+    }
+
+    /// The column index (0..13).
+    pub fn index(self) -> usize {
+        self as usize
+    }
+}
+
+impl fmt::Display for Location {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Location {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let s = s.trim();
+        Location::ALL
+            .into_iter()
+            .find(|l| l.name() == s)
+            .ok_or_else(|| format!("unknown location {s:?}"))
+    }
+}
+
+/// The name of the 14th label column.
+pub const ANEURYSM_PRESENT: &str = "Aneurysm Present";
+
+/// The RSNA modality classes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Modality {
+    /// CT angiography.
+    Cta,
+    /// Time-of-flight MR angiography.
+    Mra,
+    /// T2-weighted MRI.
+    MriT2,
+    /// T1-weighted MRI after contrast.
+    MriT1post,
+}
+
+impl Modality {
+    /// The exact `train.csv` value.
+    pub fn name(self) -> &'static str {
+        match self {
+            Modality::Cta => "CTA",
+            Modality::Mra => "MRA",
+            Modality::MriT2 => "MRI T2",
+            Modality::MriT1post => "MRI T1post",
+        }
+    }
+
+    /// The DICOM Modality attribute value (`CT` or `MR`).
+    pub fn dicom_modality(self) -> &'static str {
+        match self {
+            Modality::Cta => "CT",
+            _ => "MR",
+        }
+    }
+}
+
+impl fmt::Display for Modality {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+impl FromStr for Modality {
+    type Err = String;
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        match s.trim() {
+            "CTA" => Ok(Modality::Cta),
+            "MRA" => Ok(Modality::Mra),
+            "MRI T2" => Ok(Modality::MriT2),
+            "MRI T1post" => Ok(Modality::MriT1post),
+            o => Err(format!("unknown modality {o:?}")),
+        }
+    }
+}
+
+/// One row of `train.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesLabels {
+    /// SeriesInstanceUID.
+    pub series_uid: String,
+    /// PatientAge in years, if given.
+    pub patient_age: Option<u32>,
+    /// PatientSex as written (`Male`, `Female`), if given.
+    pub patient_sex: Option<String>,
+    /// Modality class.
+    pub modality: Modality,
+    /// The 13 location labels, indexed by [`Location::index`].
+    pub locations: [bool; 13],
+    /// `Aneurysm Present`.
+    pub aneurysm_present: bool,
+}
+
+impl SeriesLabels {
+    /// The label of one location.
+    pub fn has(&self, l: Location) -> bool {
+        self.locations[l.index()]
+    }
+}
+
+/// One row of `train_localizers.csv`: a point on one instance (and frame).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Localizer {
+    /// SeriesInstanceUID.
+    pub series_uid: String,
+    /// SOPInstanceUID of the annotated instance.
+    pub sop_uid: String,
+    /// Column (pixel x; pixel centres at integers).
+    pub x: f64,
+    /// Row (pixel y).
+    pub y: f64,
+    /// 0-based frame inside a multi-frame instance (`'f'`).
+    pub frame: Option<u32>,
+    /// The location label.
+    pub location: Location,
+}
+
+impl Localizer {
+    /// The `coordinates` string in the RSNA (Python dict) form.
+    pub fn coordinates_string(&self) -> String {
+        match self.frame {
+            Some(f) => format!("{{'x': {}, 'y': {}, 'f': {f}}}", self.x, self.y),
+            None => format!("{{'x': {}, 'y': {}}}", self.x, self.y),
+        }
+    }
+}
+
+/// Parses an RSNA `coordinates` string such as `{'x': 258.36, 'y': 261.36}`
+/// or `{'x': 12.0, 'y': 40.5, 'f': 57}` into `(x, y, frame)`.
+///
+/// ```
+/// let (x, y, f) = aneu_io::parse_coordinates("{'x': 258.36, 'y': 261.36, 'f': 57}").unwrap();
+/// assert_eq!((x, y, f), (258.36, 261.36, Some(57)));
+/// assert!(aneu_io::parse_coordinates("{'x': 1.0}").is_err());
+/// ```
+///
+/// # Errors
+/// [`Error::LocalizerParse`] for anything else: missing braces, `x` or
+/// `y`, unknown or repeated keys, values that are not finite numbers, or a
+/// frame that is not a non-negative integer.
+pub fn parse_coordinates(s: &str) -> Result<(f64, f64, Option<u32>)> {
+    let err = |reason: &str| Error::LocalizerParse {
+        input: s.to_string(),
+        reason: reason.to_string(),
+    };
+    let inner = s
+        .trim()
+        .strip_prefix('{')
+        .and_then(|t| t.strip_suffix('}'))
+        .ok_or_else(|| err("not enclosed in braces"))?;
+    let (mut x, mut y, mut f) = (None, None, None);
+    for part in inner.split(',') {
+        let part = part.trim();
+        if part.is_empty() {
+            continue;
+        }
+        let (k, v) = part.split_once(':').ok_or_else(|| err("an entry has no ':'"))?;
+        let k = k.trim();
+        let key = k
+            .strip_prefix('\'')
+            .and_then(|t| t.strip_suffix('\''))
+            .or_else(|| k.strip_prefix('"').and_then(|t| t.strip_suffix('"')))
+            .ok_or_else(|| err("a key is not quoted"))?;
+        let v: f64 = v.trim().parse().map_err(|_| err("a value is not a number"))?;
+        if !v.is_finite() {
+            return Err(err("a value is not finite"));
+        }
+        let slot = match key {
+            "x" => &mut x,
+            "y" => &mut y,
+            "f" => &mut f,
+            _ => return Err(err("unknown key")),
+        };
+        if slot.replace(v).is_some() {
+            return Err(err("a key is repeated"));
+        }
+    }
+    let x = x.ok_or_else(|| err("no 'x'"))?;
+    let y = y.ok_or_else(|| err("no 'y'"))?;
+    let f = match f {
+        None => None,
+        Some(v) if v >= 0.0 && v.fract() == 0.0 && v <= f64::from(u32::MAX) => Some(v as u32),
+        Some(_) => return Err(err("'f' is not a non-negative integer")),
+    };
+    Ok((x, y, f))
+}
+
+fn csv_err(path: &Path, source: csv::Error) -> Error {
+    Error::Csv {
+        path: path.to_path_buf(),
+        source,
+    }
+}
+
+fn train_header() -> Vec<String> {
+    let mut h: Vec<String> = ["SeriesInstanceUID", "PatientAge", "PatientSex", "Modality"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
+    h.extend(Location::ALL.iter().map(|l| l.name().to_string()));
+    h.push(ANEURYSM_PRESENT.to_string());
+    h
+}
+
+fn parse_flag(v: &str) -> Option<bool> {
+    match v.trim() {
+        "0" | "0.0" => Some(false),
+        "1" | "1.0" => Some(true),
+        _ => None,
+    }
+}
+
+/// Reads `train.csv`. Rows that cannot be parsed are returned as issues.
+///
+/// # Errors
+/// [`Error::Csv`] if the file cannot be read; [`Error::InvalidCsv`] if the
+/// header is not the RSNA header.
+pub fn read_train_csv(path: impl AsRef<Path>) -> Result<(Vec<SeriesLabels>, Vec<DatasetIssue>)> {
+    let path = path.as_ref();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| csv_err(path, e))?;
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| csv_err(path, e))?
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    if header != train_header() {
+        return Err(Error::InvalidCsv {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: format!("header {header:?} is not the RSNA train.csv header"),
+        });
+    }
+    let mut rows = Vec::new();
+    let mut issues = Vec::new();
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                let line = e.position().map_or(0, |p| p.line());
+                issues.push(DatasetIssue::BadRow {
+                    path: path.to_path_buf(),
+                    line,
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let line = rec.position().map_or(0, |p| p.line());
+        let parsed = (|| -> std::result::Result<SeriesLabels, String> {
+            if rec.len() != 18 {
+                return Err(format!("{} fields, 18 expected", rec.len()));
+            }
+            let uid = rec[0].trim().to_string();
+            if uid.is_empty() {
+                return Err("empty SeriesInstanceUID".into());
+            }
+            let age = rec[1].trim();
+            let patient_age = if age.is_empty() {
+                None
+            } else {
+                Some(age.parse::<f64>().map_err(|_| format!("PatientAge {age:?}"))?.round() as u32)
+            };
+            let sex = rec[2].trim();
+            let modality: Modality = rec[3].parse()?;
+            let mut locations = [false; 13];
+            for (n, loc) in locations.iter_mut().enumerate() {
+                *loc = parse_flag(&rec[4 + n])
+                    .ok_or_else(|| format!("{}: {:?} is not 0/1", Location::ALL[n], &rec[4 + n]))?;
+            }
+            let aneurysm_present =
+                parse_flag(&rec[17]).ok_or_else(|| format!("Aneurysm Present {:?} is not 0/1", &rec[17]))?;
+            Ok(SeriesLabels {
+                series_uid: uid,
+                patient_age,
+                patient_sex: (!sex.is_empty()).then(|| sex.to_string()),
+                modality,
+                locations,
+                aneurysm_present,
+            })
+        })();
+        match parsed {
+            Ok(r) => {
+                if r.aneurysm_present != r.locations.iter().any(|&b| b) {
+                    issues.push(DatasetIssue::InconsistentLabels {
+                        series_uid: r.series_uid.clone(),
+                    });
+                }
+                rows.push(r);
+            }
+            Err(reason) => issues.push(DatasetIssue::BadRow {
+                path: path.to_path_buf(),
+                line,
+                reason,
+            }),
+        }
+    }
+    Ok((rows, issues))
+}
+
+/// Reads `train_localizers.csv`. Rows that cannot be parsed are returned as
+/// issues.
+///
+/// # Errors
+/// [`Error::Csv`] if the file cannot be read; [`Error::InvalidCsv`] if the
+/// header is wrong.
+pub fn read_localizers_csv(path: impl AsRef<Path>) -> Result<(Vec<Localizer>, Vec<DatasetIssue>)> {
+    let path = path.as_ref();
+    let mut rdr = csv::ReaderBuilder::new()
+        .flexible(true)
+        .from_path(path)
+        .map_err(|e| csv_err(path, e))?;
+    let header: Vec<String> = rdr
+        .headers()
+        .map_err(|e| csv_err(path, e))?
+        .iter()
+        .map(|s| s.trim().to_string())
+        .collect();
+    if header != ["SeriesInstanceUID", "SOPInstanceUID", "coordinates", "location"] {
+        return Err(Error::InvalidCsv {
+            path: path.to_path_buf(),
+            line: 1,
+            reason: format!("header {header:?} is not the RSNA train_localizers.csv header"),
+        });
+    }
+    let mut out = Vec::new();
+    let mut issues = Vec::new();
+    for rec in rdr.records() {
+        let rec = match rec {
+            Ok(r) => r,
+            Err(e) => {
+                issues.push(DatasetIssue::BadRow {
+                    path: path.to_path_buf(),
+                    line: e.position().map_or(0, |p| p.line()),
+                    reason: e.to_string(),
+                });
+                continue;
+            }
+        };
+        let line = rec.position().map_or(0, |p| p.line());
+        let parsed = (|| -> std::result::Result<Localizer, String> {
+            if rec.len() != 4 {
+                return Err(format!("{} fields, 4 expected", rec.len()));
+            }
+            let (x, y, frame) = parse_coordinates(&rec[2]).map_err(|e| e.to_string())?;
+            Ok(Localizer {
+                series_uid: rec[0].trim().to_string(),
+                sop_uid: rec[1].trim().to_string(),
+                x,
+                y,
+                frame,
+                location: rec[3].parse()?,
+            })
+        })();
+        match parsed {
+            Ok(l) => out.push(l),
+            Err(reason) => issues.push(DatasetIssue::BadRow {
+                path: path.to_path_buf(),
+                line,
+                reason,
+            }),
+        }
+    }
+    Ok((out, issues))
+}
+
+/// Writes `train.csv` with the RSNA header and column order.
+///
+/// # Errors
+/// [`Error::Csv`] or [`Error::Io`].
+pub fn write_train_csv(path: impl AsRef<Path>, rows: &[SeriesLabels]) -> Result<()> {
+    let path = path.as_ref();
+    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    w.write_record(train_header()).map_err(|e| csv_err(path, e))?;
+    for r in rows {
+        let mut rec = vec![
+            r.series_uid.clone(),
+            r.patient_age.map(|a| a.to_string()).unwrap_or_default(),
+            r.patient_sex.clone().unwrap_or_default(),
+            r.modality.name().to_string(),
+        ];
+        rec.extend(r.locations.iter().map(|&b| u8::from(b).to_string()));
+        rec.push(u8::from(r.aneurysm_present).to_string());
+        w.write_record(&rec).map_err(|e| csv_err(path, e))?;
+    }
+    w.flush().map_err(|e| Error::io(path, e))
+}
+
+/// Writes `train_localizers.csv` with the RSNA header.
+///
+/// # Errors
+/// [`Error::Csv`] or [`Error::Io`].
+pub fn write_localizers_csv(path: impl AsRef<Path>, rows: &[Localizer]) -> Result<()> {
+    let path = path.as_ref();
+    let mut w = csv::Writer::from_path(path).map_err(|e| csv_err(path, e))?;
+    w.write_record(["SeriesInstanceUID", "SOPInstanceUID", "coordinates", "location"])
+        .map_err(|e| csv_err(path, e))?;
+    for l in rows {
+        w.write_record([
+            l.series_uid.as_str(),
+            l.sop_uid.as_str(),
+            &l.coordinates_string(),
+            l.location.name(),
+        ])
+        .map_err(|e| csv_err(path, e))?;
+    }
+    w.flush().map_err(|e| Error::io(path, e))
+}
+
+/// A problem found in a dataset that does not stop the others.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[non_exhaustive]
+pub enum DatasetIssue {
+    /// A CSV row could not be parsed.
+    BadRow {
+        /// The CSV file.
+        path: PathBuf,
+        /// 1-based line.
+        line: u64,
+        /// Why.
+        reason: String,
+    },
+    /// `Aneurysm Present` disagrees with the location columns.
+    InconsistentLabels {
+        /// The series.
+        series_uid: String,
+    },
+    /// A labelled series has no folder under `series/`.
+    MissingSeriesFolder {
+        /// The series.
+        series_uid: String,
+    },
+    /// A folder under `series/` has no row in `train.csv`.
+    UnlabelledSeries {
+        /// The series.
+        series_uid: String,
+    },
+    /// A localizer refers to a series without a label row.
+    OrphanLocalizer {
+        /// The series.
+        series_uid: String,
+        /// The instance.
+        sop_uid: String,
+    },
+    /// `train_localizers.csv` is absent.
+    NoLocalizerFile {
+        /// The expected path.
+        path: PathBuf,
+    },
+}
+
+impl fmt::Display for DatasetIssue {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DatasetIssue::BadRow { path, line, reason } => write!(f, "{}:{line}: {reason}", path.display()),
+            DatasetIssue::InconsistentLabels { series_uid } => {
+                write!(
+                    f,
+                    "series {series_uid}: Aneurysm Present disagrees with the location columns"
+                )
+            }
+            DatasetIssue::MissingSeriesFolder { series_uid } => {
+                write!(f, "series {series_uid}: no folder under series/")
+            }
+            DatasetIssue::UnlabelledSeries { series_uid } => write!(f, "series {series_uid}: no row in train.csv"),
+            DatasetIssue::OrphanLocalizer { series_uid, sop_uid } => {
+                write!(f, "localizer on {sop_uid}: series {series_uid} has no row in train.csv")
+            }
+            DatasetIssue::NoLocalizerFile { path } => write!(f, "{}: missing", path.display()),
+        }
+    }
+}
+
+/// A localizer mapped through its slice's geometry.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct MappedLocalizer {
+    /// The annotation.
+    pub localizer: Localizer,
+    /// The point in RAS+ mm.
+    pub world: WorldPoint,
+    /// The point in the series volume's voxel grid.
+    pub voxel: Voxel,
+}
+
+/// A dataset in the RSNA layout.
+///
+/// ```no_run
+/// use aneu_io::RsnaDataset;
+/// let ds = RsnaDataset::open("/data/rsna")?;
+/// for issue in ds.issues() { eprintln!("{issue}"); }
+/// for uid in ds.series_uids() {
+///     match ds.read_series(uid) {
+///         Ok(s) => println!("{uid}: {:?}", s.volume.size()),
+///         Err(e) => eprintln!("{uid}: {e}"),   // one bad series never stops the rest
+///     }
+/// }
+/// # Ok::<(), aneu_io::Error>(())
+/// ```
+#[derive(Clone, Debug)]
+pub struct RsnaDataset {
+    root: PathBuf,
+    labels: BTreeMap<String, SeriesLabels>,
+    localizers: BTreeMap<String, Vec<Localizer>>,
+    folders: BTreeSet<String>,
+    issues: Vec<DatasetIssue>,
+}
+
+impl RsnaDataset {
+    /// Opens a dataset root holding `train.csv`, `train_localizers.csv` and
+    /// `series/`.
+    ///
+    /// # Errors
+    /// [`Error::Io`] if `series/` cannot be listed, and the errors of
+    /// [`read_train_csv`]. Row-level problems become [`DatasetIssue`]s.
+    pub fn open(root: impl AsRef<Path>) -> Result<Self> {
+        let root = root.as_ref().to_path_buf();
+        let (rows, mut issues) = read_train_csv(root.join("train.csv"))?;
+        let mut labels = BTreeMap::new();
+        for r in rows {
+            if labels.contains_key(&r.series_uid) {
+                issues.push(DatasetIssue::BadRow {
+                    path: root.join("train.csv"),
+                    line: 0,
+                    reason: format!("series {} is listed twice; the first row is kept", r.series_uid),
+                });
+                continue;
+            }
+            labels.insert(r.series_uid.clone(), r);
+        }
+        let loc_path = root.join("train_localizers.csv");
+        let mut localizers: BTreeMap<String, Vec<Localizer>> = BTreeMap::new();
+        if loc_path.exists() {
+            let (locs, li) = read_localizers_csv(&loc_path)?;
+            issues.extend(li);
+            for l in locs {
+                if !labels.contains_key(&l.series_uid) {
+                    issues.push(DatasetIssue::OrphanLocalizer {
+                        series_uid: l.series_uid.clone(),
+                        sop_uid: l.sop_uid.clone(),
+                    });
+                }
+                localizers.entry(l.series_uid.clone()).or_default().push(l);
+            }
+        } else {
+            issues.push(DatasetIssue::NoLocalizerFile { path: loc_path });
+        }
+        let series_dir = root.join("series");
+        let mut folders = BTreeSet::new();
+        let rd = std::fs::read_dir(&series_dir).map_err(|e| Error::io(&series_dir, e))?;
+        for e in rd {
+            let e = e.map_err(|e| Error::io(&series_dir, e))?;
+            if e.file_type().map_err(|err| Error::io(e.path(), err))?.is_dir() {
+                folders.insert(e.file_name().to_string_lossy().to_string());
+            }
+        }
+        for uid in labels.keys() {
+            if !folders.contains(uid) {
+                issues.push(DatasetIssue::MissingSeriesFolder {
+                    series_uid: uid.clone(),
+                });
+            }
+        }
+        for uid in &folders {
+            if !labels.contains_key(uid) {
+                issues.push(DatasetIssue::UnlabelledSeries {
+                    series_uid: uid.clone(),
+                });
+            }
+        }
+        for i in &issues {
+            tracing::warn!(issue = %i, "dataset issue");
+        }
+        Ok(Self {
+            root,
+            labels,
+            localizers,
+            folders,
+            issues,
+        })
+    }
+
+    /// The dataset root.
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    /// Problems found while opening.
+    pub fn issues(&self) -> &[DatasetIssue] {
+        &self.issues
+    }
+
+    /// The series that have both a label row and a folder, in UID order.
+    pub fn series_uids(&self) -> impl Iterator<Item = &str> {
+        self.labels
+            .keys()
+            .filter(|u| self.folders.contains(*u))
+            .map(String::as_str)
+    }
+
+    /// The labels of a series.
+    pub fn labels(&self, uid: &str) -> Option<&SeriesLabels> {
+        self.labels.get(uid)
+    }
+
+    /// All label rows.
+    pub fn all_labels(&self) -> impl Iterator<Item = &SeriesLabels> {
+        self.labels.values()
+    }
+
+    /// The localizers of a series (empty if none).
+    pub fn localizers(&self, uid: &str) -> &[Localizer] {
+        self.localizers.get(uid).map_or(&[], Vec::as_slice)
+    }
+
+    /// The folder of a series.
+    pub fn series_dir(&self, uid: &str) -> PathBuf {
+        self.root.join("series").join(uid)
+    }
+
+    /// Reads a series with default options.
+    ///
+    /// # Errors
+    /// As [`DicomSeries::read_with_options`].
+    pub fn read_series(&self, uid: &str) -> Result<DicomSeries> {
+        self.read_series_with_options(uid, &ReadOptions::default())
+    }
+
+    /// Reads a series. The folder is expected to hold this series only;
+    /// other series in it are ignored.
+    ///
+    /// # Errors
+    /// As [`DicomSeries::read_with_options`].
+    pub fn read_series_with_options(&self, uid: &str, opts: &ReadOptions) -> Result<DicomSeries> {
+        let opts = opts.clone().with_series_uid(uid);
+        DicomSeries::read_with_options(self.series_dir(uid), &opts)
+    }
+
+    /// Maps each localizer of a series through the slice it names. A
+    /// localizer on an instance the series lacks gives an
+    /// [`Error::UnknownInstance`] for that localizer only.
+    pub fn map_localizers(&self, series: &DicomSeries) -> Vec<Result<MappedLocalizer>> {
+        self.localizers(&series.meta.series_uid)
+            .iter()
+            .map(|l| {
+                let world = series.localizer_to_world(&l.sop_uid, l.frame, l.x, l.y)?;
+                Ok(MappedLocalizer {
+                    localizer: l.clone(),
+                    world,
+                    voxel: series.volume.world_to_voxel(world),
+                })
+            })
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn coordinates_parse_variants() {
+        assert_eq!(
+            parse_coordinates("{'x': 258.36, 'y': 261.36}").unwrap(),
+            (258.36, 261.36, None)
+        );
+        assert_eq!(
+            parse_coordinates(" {\"x\":1,\"y\":2,\"f\":0} ").unwrap(),
+            (1.0, 2.0, Some(0))
+        );
+        assert_eq!(
+            parse_coordinates("{'f': 57.0, 'y': 2e1, 'x': -1}").unwrap(),
+            (-1.0, 20.0, Some(57))
+        );
+        for bad in [
+            "",
+            "{}",
+            "{'x': 1}",
+            "'x': 1, 'y': 2",
+            "{'x': 1, 'y': nan}",
+            "{'x': 1, 'y': 2, 'f': 1.5}",
+            "{'x': 1, 'y': 2, 'f': -1}",
+            "{'x': 1, 'x': 2, 'y': 3}",
+            "{'z': 1, 'x': 1, 'y': 2}",
+            "{x: 1, y: 2}",
+            "{'x': 1; 'y': 2}",
+            "{'x': inf, 'y': 2}",
+        ] {
+            assert!(parse_coordinates(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn location_names_round_trip() {
+        for (n, l) in Location::ALL.iter().enumerate() {
+            assert_eq!(l.index(), n);
+            assert_eq!(l.name().parse::<Location>().unwrap(), *l);
+        }
+        assert!("Left MCA".parse::<Location>().is_err());
+        for m in [Modality::Cta, Modality::Mra, Modality::MriT2, Modality::MriT1post] {
+            assert_eq!(m.name().parse::<Modality>().unwrap(), m);
+        }
+    }
+
+    #[test]
+    fn localizer_coordinates_round_trip() {
+        let l = Localizer {
+            series_uid: "1".into(),
+            sop_uid: "2".into(),
+            x: 258.36,
+            y: 0.1,
+            frame: Some(3),
+            location: Location::BasilarTip,
+        };
+        assert_eq!(
+            parse_coordinates(&l.coordinates_string()).unwrap(),
+            (258.36, 0.1, Some(3))
+        );
+    }
+}
