@@ -1,1 +1,16 @@
-//! x
+//! # aneu
+//!
+//! Intracranial aneurysm detection in 3D angiography, in Rust. This
+//! umbrella crate re-exports the workspace crates under one name:
+//!
+//! * [`io`] — [`aneu_io`]: DICOM series (single-frame, Enhanced
+//!   multi-frame, compressed) and NIfTI to volumes with exact RAS geometry,
+//!   the RSNA dataset layout, and localizer mapping.
+//!
+//! ```
+//! use aneu::io::{Affine, Voxel};
+//! let a = Affine::identity();
+//! assert_eq!(a.voxel_to_world(Voxel::new(1.0, 2.0, 3.0)).z, 3.0);
+//! ```
+
+pub use aneu_io as io;

@@ -469,7 +469,10 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
                 angle_deg: angle,
             });
         }
-        s
+        // As dcm2niix and ITK: the unit normal times the mean gap, so that
+        // rounding in the stored positions does not tilt the k axis.
+        let gap = (proj[order[order.len() - 1]] - proj[order[0]]) / n;
+        normal.map(|v| v * gap)
     } else {
         let o = &loaded[frames[0].file].obj;
         let thick = floats(o, tags::SPACING_BETWEEN_SLICES)

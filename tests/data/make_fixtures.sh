@@ -1,0 +1,96 @@
+#!/usr/bin/env bash
+# Regenerates every fixture in tests/data from ../shared/data with the reference
+# tools of ../shared/refs (see its README for the virtualenv).
+# Usage (from the repository root):
+#   REFS=../shared/refs DATA=../shared/data VENV=../.venv-refs tests/data/make_fixtures.sh
+set -euo pipefail
+ROOT=$(cd "$(dirname "$0")/../.." && pwd)
+REFS=$(cd "${REFS:-$ROOT/../shared/refs}" && pwd)
+DATA=$(cd "${DATA:-$ROOT/../shared/data}" && pwd)
+VENV=$(cd "${VENV:-$ROOT/../.venv-refs}" && pwd)
+PY="$VENV/bin/python"
+export PATH="$VENV/bin:$PATH"
+OUT="$ROOT/tests/data"
+cd "$(mktemp -d)"   # python-gdcm breaks when the cwd holds a folder named dl
+
+# 1. Real files, copied byte for byte (provenance: ../shared/data/SOURCES.md, PROVENANCE.md here)
+mkdir -p "$OUT/dicom" "$OUT/nifti"
+cp -r "$DATA/dicom/series" "$DATA/dicom/compressed" "$DATA/dicom/enhanced" "$DATA/dicom/single" "$OUT/dicom/"
+cp "$DATA/nifti/nibabel_anatomical.nii" "$DATA/nifti/dipy_aniso_vox.nii.gz" "$OUT/nifti/"
+chmod -R u+w "$OUT/dicom" "$OUT/nifti"
+
+# 2. Synthetic series written by write_dicom_series.py from the real nibabel T1 crop
+mkdir -p "$OUT/synth"
+"$PY" - "$DATA/nifti/nibabel_anatomical.nii" "$OUT/synth/reversed_src.nii.gz" <<'PYEOF'
+import sys, nibabel as nib, numpy as np
+img = nib.load(sys.argv[1])
+d = np.asarray(img.dataobj)[::-1, :, ::-1]         # flip i and k
+a = img.affine.copy()
+n = np.array(d.shape) - 1
+a[:3, 3] = a[:3, 3] + a[:3, 0] * n[0] + a[:3, 2] * n[2]
+a[:3, 0] *= -1; a[:3, 2] *= -1                       # same world, reversed axes
+nib.save(nib.Nifti1Image(d.astype(np.int16), a), sys.argv[2])
+PYEOF
+SRC="$DATA/nifti/nibabel_anatomical.nii"
+"$PY" "$REFS/write_dicom_series.py" "$SRC" "$OUT/synth/oblique_shuffled" --oblique 17 --shuffle --modality MR > /dev/null
+"$PY" "$REFS/write_dicom_series.py" "$SRC" "$OUT/synth/rle" --ts rle --oblique 5 --modality CT > /dev/null
+"$PY" "$REFS/write_dicom_series.py" "$SRC" "$OUT/synth/j2k" --ts j2k --shuffle --modality MR > /dev/null
+"$PY" "$REFS/write_dicom_series.py" "$OUT/synth/reversed_src.nii.gz" "$OUT/synth/reversed" --modality CT > /dev/null
+rm "$OUT/synth/reversed_src.nii.gz"
+
+# 3. dcm2niix on every series / multi-frame file it converts
+mkdir -p "$OUT/ref/dcm2niix"
+gunzip -c "$OUT/dicom/enhanced/philips_mprage.dcm.gz" > philips_mprage.dcm
+conv() {  # name input
+  mkdir -p in_$1 out_$1
+  if [ -d "$2" ]; then cp -r "$2"/. in_$1/; else cp "$2" in_$1/; fi
+  if dcm2niix -z y -f "$1" -o out_$1 in_$1 > out_$1.log 2>&1 && [ -f out_$1/$1.nii.gz ]; then
+    cp out_$1/$1.nii.gz "$OUT/ref/dcm2niix/$1.nii.gz"; echo "dcm2niix $1: ok"
+  else echo "dcm2niix $1: no output"; fi
+}
+conv ct5n "$OUT/dicom/series/ct5n"
+conv oblique_shuffled "$OUT/synth/oblique_shuffled"
+conv rle "$OUT/synth/rle"
+conv j2k "$OUT/synth/j2k"
+conv reversed "$OUT/synth/reversed"
+conv ct_small "$OUT/dicom/single/CT_small.dcm"
+conv philips_mprage philips_mprage.dcm
+conv emri_small "$OUT/dicom/enhanced/emri_small.dcm"
+
+# 4. nibabel's view of every NIfTI fixture, and the localizer mapping of ref_lps2ras.py
+"$PY" - "$OUT" <<'PYEOF' > "$OUT/ref/nibabel.json"
+import sys, json, glob, os, nibabel as nib, numpy as np
+out = sys.argv[1]; res = {}
+for f in sorted(glob.glob(out + "/nifti/*") + glob.glob(out + "/ref/dcm2niix/*.nii.gz")):
+    img = nib.load(f); d = np.asarray(img.get_fdata(), dtype=np.float64)
+    c = nib.as_closest_canonical(img); cd = np.asarray(c.get_fdata(), dtype=np.float64)
+    res[os.path.relpath(f, out)] = {
+        "shape": list(d.shape[:3]), "affine": img.affine.tolist(),
+        "axcodes": "".join(nib.aff2axcodes(img.affine)), "sum": float(d.sum()),
+        "canonical_affine": c.affine.tolist(),
+        "samples": [[int(i), int(j), int(k), float(d[i, j, k])] for i, j, k in
+                    [(0, 0, 0), tuple(s - 1 for s in d.shape[:3]), tuple(s // 2 for s in d.shape[:3]),
+                     tuple(s // 3 for s in d.shape[:3])]],
+    }
+print(json.dumps(res, indent=1))
+PYEOF
+"$PY" - "$OUT" "$REFS" <<'PYEOF' > "$OUT/ref/localizers.json"
+# For a few pixels per series: the voxel ijk that ref_lps2ras.py's formula gives in dcm2niix's NIfTI.
+import sys, json, glob, os, subprocess, re, pydicom, random
+out, refs = sys.argv[1], sys.argv[2]; res = []
+random.seed(0)
+for name, d in [("ct5n", out + "/dicom/series/ct5n"), ("oblique_shuffled", out + "/synth/oblique_shuffled")]:
+    files = sorted(glob.glob(d + "/*"))
+    for f in random.sample(files, 3):
+        ds = pydicom.dcmread(f, stop_before_pixels=True)
+        x, y = round(random.uniform(0, ds.Columns - 1), 2), round(random.uniform(0, ds.Rows - 1), 2)
+        r = subprocess.run([sys.executable, refs + "/ref_lps2ras.py", d, ds.SOPInstanceUID, str(x), str(y),
+                            "--nifti", out + "/ref/dcm2niix/" + name + ".nii.gz"], capture_output=True, text=True)
+        m = re.search(r"voxel ijk=\[\s*([-\d.e]+)\s+([-\d.e]+)\s+([-\d.e]+)\s*\]", r.stdout)
+        ras = re.search(r"RAS \(mm\)\s*:\s*\[\s*([-\d.e]+)\s+([-\d.e]+)\s+([-\d.e]+)\s*\]", r.stdout)
+        res.append({"series": name, "dir": os.path.relpath(d, out), "sop": ds.SOPInstanceUID, "x": x, "y": y,
+                    "ras": [float(v) for v in ras.groups()], "ijk_dcm2niix": [float(v) for v in m.groups()]})
+print(json.dumps(res, indent=1))
+PYEOF
+"$PY" -c "import pydicom,nibabel,sys; print('pydicom', pydicom.__version__, 'nibabel', nibabel.__version__)"
+dcm2niix -v 2>&1 | head -2 || true
