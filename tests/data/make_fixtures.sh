@@ -94,3 +94,20 @@ print(json.dumps(res, indent=1))
 PYEOF
 "$PY" -c "import pydicom,nibabel,sys; print('pydicom', pydicom.__version__, 'nibabel', nibabel.__version__)"
 dcm2niix -v 2>&1 | head -2 || true
+
+# 5. pydicom + pylibjpeg decodes of every compressed file (stored values, no rescale)
+"$PY" - "$OUT" <<'PYEOF' > "$OUT/ref/pydicom_decodes.json"
+import sys, json, glob, os, pydicom, numpy as np
+out = sys.argv[1]; res = {}
+for f in sorted(glob.glob(out + "/dicom/compressed/*.dcm") + glob.glob(out + "/dicom/enhanced/*.dcm")):
+    ds = pydicom.dcmread(f)
+    try:
+        a = ds.pixel_array.astype(np.float64)
+    except Exception as e:
+        res[os.path.relpath(f, out)] = {"error": str(e)}; continue
+    a = a.reshape((-1, ds.Rows, ds.Columns))
+    res[os.path.relpath(f, out)] = {"shape": list(a.shape), "sum": float(a.sum()), "sumsq": float((a * a).sum()),
+                                    "min": float(a.min()), "max": float(a.max()),
+                                    "transfer_syntax": str(ds.file_meta.TransferSyntaxUID)}
+print(json.dumps(res, indent=1))
+PYEOF

@@ -73,12 +73,18 @@ fn philips_enhanced_mprage_affine_matches_dcm2niix() {
         assert!(ours.distance(&own) < 5e-5, "frame {:?}: {ours:?} vs {own:?}", e.frame);
     }
     let ours = s.volume.to_canonical().unwrap();
-    let theirs = read_nifti(data("ref/dcm2niix/philips_mprage.nii.gz")).unwrap().to_canonical().unwrap();
+    let theirs = read_nifti(data("ref/dcm2niix/philips_mprage.nii.gz"))
+        .unwrap()
+        .to_canonical()
+        .unwrap();
     assert_eq!(ours.size(), theirs.size());
     let (a, b) = (ours.affine(), theirs.affine());
     for r in 0..3 {
         for c in 0..3 {
-            assert!((a.direction()[r][c] - b.direction()[r][c]).abs() < 1e-6, "direction[{r}][{c}]");
+            assert!(
+                (a.direction()[r][c] - b.direction()[r][c]).abs() < 1e-6,
+                "direction[{r}][{c}]"
+            );
         }
         assert!((a.spacing()[r] - b.spacing()[r]).abs() < 2e-6, "spacing[{r}]");
     }
@@ -97,28 +103,47 @@ fn nifti_reader_matches_nibabel() {
     assert!(refs.len() >= 8);
     for (rel, r) in refs {
         let v = read_nifti(data(rel)).unwrap_or_else(|e| panic!("{rel}: {e}"));
-        let shape: Vec<usize> = r["shape"].as_array().unwrap().iter().map(|x| x.as_u64().unwrap() as usize).collect();
+        let shape: Vec<usize> = r["shape"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|x| x.as_u64().unwrap() as usize)
+            .collect();
         assert_eq!(v.size().to_ijk().to_vec(), shape, "{rel}");
         let m = v.affine().matrix();
         for (row, want) in r["affine"].as_array().unwrap().iter().enumerate() {
             for (col, w) in want.as_array().unwrap().iter().enumerate() {
-                assert!((m[row][col] - w.as_f64().unwrap()).abs() < 1e-5, "{rel}: affine[{row}][{col}]");
+                assert!(
+                    (m[row][col] - w.as_f64().unwrap()).abs() < 1e-5,
+                    "{rel}: affine[{row}][{col}]"
+                );
             }
         }
         assert_eq!(v.affine().axis_codes_string(), r["axcodes"].as_str().unwrap(), "{rel}");
         let cm = v.to_canonical().unwrap().affine().matrix();
         for (row, want) in r["canonical_affine"].as_array().unwrap().iter().enumerate() {
             for (col, w) in want.as_array().unwrap().iter().enumerate() {
-                assert!((cm[row][col] - w.as_f64().unwrap()).abs() < 1e-4, "{rel}: canonical[{row}][{col}]");
+                assert!(
+                    (cm[row][col] - w.as_f64().unwrap()).abs() < 1e-4,
+                    "{rel}: canonical[{row}][{col}]"
+                );
             }
         }
         let sum: f64 = v.data().iter().map(|&x| f64::from(x)).sum();
         let want = r["sum"].as_f64().unwrap();
-        assert!((sum - want).abs() <= 1e-5 * want.abs().max(1.0), "{rel}: sum {sum} vs {want}");
+        assert!(
+            (sum - want).abs() <= 1e-5 * want.abs().max(1.0),
+            "{rel}: sum {sum} vs {want}"
+        );
         for s in r["samples"].as_array().unwrap() {
             let s: Vec<f64> = s.as_array().unwrap().iter().map(|x| x.as_f64().unwrap()).collect();
-            let got = v.get(aneu::io::VoxelIndex::new(s[0] as usize, s[1] as usize, s[2] as usize)).unwrap();
-            assert!((f64::from(*got) - s[3]).abs() <= 1e-4 * s[3].abs().max(1.0), "{rel}: voxel {s:?} = {got}");
+            let got = v
+                .get(aneu::io::VoxelIndex::new(s[0] as usize, s[1] as usize, s[2] as usize))
+                .unwrap();
+            assert!(
+                (f64::from(*got) - s[3]).abs() <= 1e-4 * s[3].abs().max(1.0),
+                "{rel}: voxel {s:?} = {got}"
+            );
         }
     }
 }

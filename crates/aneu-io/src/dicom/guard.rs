@@ -104,42 +104,95 @@ pub(crate) fn check(path: &Path, bytes: &[u8], limits: &Limits) -> Result<String
     Ok(ts_uid)
 }
 
-/// Walks the data set's tokens and bounds each defined length by the
-/// remaining bytes. Parser errors other than length violations are left for
-/// the real parse to report.
+/// A cursor that publishes its position, so the scan knows how many bytes
+/// remain after each token.
+struct Tracked<'a> {
+    inner: std::io::Cursor<&'a [u8]>,
+    pos: std::rc::Rc<std::cell::Cell<u64>>,
+}
+
+impl Read for Tracked<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.pos.set(self.inner.position());
+        Ok(n)
+    }
+}
+
+impl std::io::Seek for Tracked<'_> {
+    fn seek(&mut self, to: std::io::SeekFrom) -> std::io::Result<u64> {
+        let p = self.inner.seek(to)?;
+        self.pos.set(p);
+        Ok(p)
+    }
+}
+
+/// Walks the data set's tokens and bounds each defined length by the bytes
+/// that remain after its header. A data set that cannot be tokenised to
+/// the end (a file cut short) is rejected too.
 fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str) -> Result<()> {
     let Some(ts) = TransferSyntaxRegistry.get(ts_uid) else {
         // Unknown transfer syntax: the real parse reports it.
         return Ok(());
     };
     let total = body.len() as u64;
-    let Ok(mut reader) = LazyDataSetReader::new_with_ts(std::io::Cursor::new(body), ts) else {
+    let pos = std::rc::Rc::new(std::cell::Cell::new(0u64));
+    let src = Tracked {
+        inner: std::io::Cursor::new(body),
+        pos: pos.clone(),
+    };
+    let Ok(mut reader) = LazyDataSetReader::new_with_ts(src, ts) else {
         return Ok(());
     };
+    let remaining = || total.saturating_sub(pos.get());
     let check = |what: &str, len: u32| -> Result<()> {
-        if len != u32::MAX && u64::from(len) > total {
+        if len != u32::MAX && u64::from(len) > remaining() {
             return Err(malformed(
                 path,
-                format!("{what} declares {len} bytes but the data set holds only {total}"),
+                format!("{what} declares {len} bytes but only {} remain", remaining()),
             ));
         }
         Ok(())
     };
+    let pixel_check = |tag: dicom::core::Tag, len: u32| -> Result<()> {
+        if tag == dicom::dictionary_std::tags::PIXEL_DATA && len != u32::MAX && u64::from(len) > remaining() {
+            return Err(Error::TruncatedPixelData {
+                path: path.to_path_buf(),
+                expected: u64::from(len),
+                found: remaining(),
+            });
+        }
+        Ok(())
+    };
+    let mut consumed = 0u64;
     while let Some(token) = reader.advance() {
-        let Ok(token) = token else {
-            return Ok(());
-        };
+        let token = token.map_err(|e| malformed(path, format!("after byte {}: {e}", pos.get())))?;
         match &token {
-            LazyDataToken::ElementHeader(h) => check(&format!("element {}", h.tag()), h.length().0)?,
+            LazyDataToken::ElementHeader(h) => {
+                pixel_check(h.tag(), h.length().0)?;
+                check(&format!("element {}", h.tag()), h.length().0)?
+            }
             LazyDataToken::SequenceStart { tag, len } => check(&format!("sequence {tag}"), len.0)?,
             LazyDataToken::ItemStart { len } => check("item", len.0)?,
-            LazyDataToken::LazyValue { header, .. } => check(&format!("element {}", header.tag()), header.length().0)?,
+            LazyDataToken::LazyValue { header, .. } => {
+                pixel_check(header.tag(), header.length().0)?;
+                check(&format!("element {}", header.tag()), header.length().0)?
+            }
             LazyDataToken::LazyItemValue { len, .. } => check("pixel data fragment", *len)?,
             _ => {}
         }
-        if token.skip().is_err() {
-            return Ok(());
-        }
+        token
+            .skip()
+            .map_err(|e| malformed(path, format!("after byte {}: {e}", pos.get())))?;
+        consumed = pos.get();
+    }
+    // The token reader ends quietly at a partial header; a complete data
+    // set ends exactly at the end of the file.
+    if consumed < total {
+        return Err(malformed(
+            path,
+            format!("the data set stops at byte {consumed} of {total}: the file is cut short or corrupt"),
+        ));
     }
     Ok(())
 }

@@ -269,7 +269,22 @@ fn load_all(dir: &Path, limits: &Limits) -> Result<(Vec<Loaded>, Vec<Error>, usi
     let mut skipped = 0;
     for (p, r) in results {
         match r {
-            Ok(Some(l)) => loaded.push(l),
+            Ok(Some(l)) => {
+                if l.obj.get(tags::PIXEL_DATA).is_some() {
+                    loaded.push(l);
+                } else if text(&l.obj, tags::SERIES_INSTANCE_UID).is_none()
+                    || text(&l.obj, tags::SOP_CLASS_UID).is_none()
+                {
+                    // Not even identifiable: a file cut short at an element boundary, say.
+                    failed.push(Error::MissingTag {
+                        path: l.path,
+                        tag: "PixelData",
+                    });
+                } else {
+                    tracing::info!(path = %p.display(), "skipping DICOM object without pixel data");
+                    skipped += 1;
+                }
+            }
             Ok(None) => {
                 tracing::info!(path = %p.display(), "skipping non-DICOM file");
                 skipped += 1;
@@ -322,8 +337,6 @@ pub(crate) fn read_series(dir: &Path, opts: &ReadOptions) -> Result<DicomSeries>
         }
         tracing::warn!(count = failed.len(), first = %first, "skipping unreadable DICOM files");
     }
-    // Keep image objects only.
-    loaded.retain(|l| l.obj.get(tags::PIXEL_DATA).is_some());
     if loaded.is_empty() {
         return Err(Error::NoDicom {
             dir: dir.to_path_buf(),
