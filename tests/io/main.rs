@@ -5,7 +5,6 @@
 mod common;
 mod compressed;
 mod errors;
-mod fuzz;
 mod localizers;
 mod parity;
 mod round_trip;

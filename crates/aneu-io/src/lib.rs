@@ -40,6 +40,8 @@
 //! # Ok::<(), aneu_io::Error>(())
 //! ```
 
+#![forbid(unsafe_code)]
+
 mod error;
 mod geometry;
 mod limits;

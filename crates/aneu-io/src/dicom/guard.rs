@@ -37,6 +37,35 @@ fn malformed(path: &Path, reason: String) -> Error {
     }
 }
 
+/// Whether `vr` is one of the VRs of PS3.5 Table 6.2-1.
+fn known_vr(vr: &[u8]) -> bool {
+    long_vr(vr)
+        || matches!(
+            vr,
+            b"AE"
+                | b"AS"
+                | b"AT"
+                | b"CS"
+                | b"DA"
+                | b"DS"
+                | b"DT"
+                | b"FL"
+                | b"FD"
+                | b"IS"
+                | b"LO"
+                | b"LT"
+                | b"PN"
+                | b"SH"
+                | b"SL"
+                | b"SS"
+                | b"ST"
+                | b"TM"
+                | b"UI"
+                | b"UL"
+                | b"US"
+        )
+}
+
 /// Whether `bytes` start with a DICOM Part 10 preamble.
 pub(crate) fn has_magic(bytes: &[u8]) -> bool {
     bytes.get(128..132) == Some(b"DICM")
@@ -56,6 +85,12 @@ pub(crate) fn check(path: &Path, bytes: &[u8], limits: &Limits) -> Result<String
     while bytes.len() >= pos + 8 && bytes[pos..pos + 2] == [0x02, 0x00] {
         let elem = u16::from_le_bytes([bytes[pos + 2], bytes[pos + 3]]);
         let vr = &bytes[pos + 4..pos + 6];
+        if !known_vr(vr) {
+            return Err(malformed(
+                path,
+                format!("file meta element (0002,{elem:04X}) at byte {pos} has an invalid VR {vr:02X?}"),
+            ));
+        }
         let (len, header) = if long_vr(vr) {
             let b = bytes
                 .get(pos + 8..pos + 12)

@@ -12,8 +12,10 @@
 //! [`write_series`] and [`write_enhanced`] write a volume back as a
 //! single-frame series or one Enhanced multi-frame file.
 
+mod codestream;
 mod guard;
 mod read;
+mod rle;
 mod write;
 
 use std::collections::HashMap;

@@ -571,15 +571,38 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
 /// Decodes all frames of an instance to stored values (no rescale).
 fn decode_stored(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u32, nframes: u32) -> Result<Vec<f32>> {
     let expected = u64::from(rows) * u64::from(cols) * u64::from(nframes);
-    let decoded = obj.decode_pixel_data().map_err(|e| Error::PixelDecode {
+    let invalid = |reason: String| Error::InvalidTag {
         path: path.to_path_buf(),
-        source: Box::new(e),
-    })?;
+        tag: "PixelData",
+        reason,
+    };
+    let frags = obj.get(tags::PIXEL_DATA).and_then(|e| e.fragments()).unwrap_or(&[]);
+    super::codestream::check_fragments(frags, rows as usize, cols as usize).map_err(invalid)?;
+    if obj.meta().transfer_syntax().trim_end_matches('\0') == super::rle::RLE_LOSSLESS {
+        if frags.len() < nframes as usize {
+            return Err(invalid(format!("{} RLE fragments for {nframes} frames", frags.len())));
+        }
+        let bytes = int(obj, tags::BITS_ALLOCATED).unwrap_or(16).clamp(8, 64) as usize / 8;
+        for f in frags.iter().take(nframes as usize) {
+            super::rle::check_fragment(f, bytes, rows as usize * cols as usize).map_err(invalid)?;
+        }
+    }
+    // Last line of defence: a codec that panics on a corrupt stream (an
+    // upstream bug) becomes a typed error for this file instead of taking
+    // the caller down. The panic message still reaches the panic hook.
+    let decoded = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| obj.decode_pixel_data()))
+        .map_err(|_| invalid("the pixel data decoder panicked on this stream".into()))?
+        .map_err(|e| Error::PixelDecode {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
     let opts = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
-    let v: Vec<f32> = decoded.to_vec_with_options(&opts).map_err(|e| Error::PixelDecode {
-        path: path.to_path_buf(),
-        source: Box::new(e),
-    })?;
+    let v: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoded.to_vec_with_options(&opts)))
+        .map_err(|_| invalid("the pixel data converter panicked on this stream".into()))?
+        .map_err(|e| Error::PixelDecode {
+            path: path.to_path_buf(),
+            source: Box::new(e),
+        })?;
     if (v.len() as u64) < expected {
         return Err(Error::TruncatedPixelData {
             path: path.to_path_buf(),
