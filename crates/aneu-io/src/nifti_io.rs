@@ -319,11 +319,12 @@ fn header_for(affine: &Affine) -> NiftiHeader {
 pub fn write_nifti<T: NiftiElement>(vol: &Volume<T>, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("volume.nii.gz");
-    let (stem, ext) = match name.strip_suffix(".nii.gz") {
-        Some(s) => (s, "nii.gz"),
-        None => (name.strip_suffix(".nii").unwrap_or(name), "nii"),
-    };
-    let tmp: PathBuf = path.with_file_name(format!(".{stem}.tmp.{ext}"));
+    let ext = if name.ends_with(".gz") { "nii.gz" } else { "nii" };
+    // nifti-rs rewrites the extension of the name it is given, so the
+    // temporary name has no other dot.
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let tmp: PathBuf = path.with_file_name(format!("aneu-tmp-{}-{n}.{ext}", std::process::id()));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }

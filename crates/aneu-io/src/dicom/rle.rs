@@ -9,11 +9,12 @@
 /// RLE Lossless transfer syntax UID.
 pub(crate) const RLE_LOSSLESS: &str = "1.2.840.10008.1.2.5";
 
-/// Bytes one PackBits segment expands to, or `None` if the stream is cut
-/// inside a literal run or a replicate run.
-fn packbits_len(seg: &[u8]) -> Option<usize> {
+/// Bytes one PackBits segment expands to (counting stops once `need` bytes
+/// are produced: segments are padded to an even length), or `None` if the
+/// stream is cut inside a run before that.
+fn packbits_len(seg: &[u8], need: usize) -> Option<usize> {
     let (mut i, mut out) = (0usize, 0usize);
-    while i < seg.len() {
+    while i < seg.len() && out < need {
         let n = seg[i] as i8;
         i += 1;
         if n >= 0 {
@@ -56,7 +57,7 @@ pub(crate) fn check_fragment(frag: &[u8], segments: usize, pixels: usize) -> Res
                 frag.len()
             ));
         }
-        match packbits_len(&frag[a..b]) {
+        match packbits_len(&frag[a..b], pixels) {
             Some(n) if n >= pixels => {}
             Some(n) => return Err(format!("RLE segment {s} expands to {n} bytes, {pixels} needed")),
             None => return Err(format!("RLE segment {s} is cut inside a run")),
@@ -71,10 +72,11 @@ mod tests {
 
     #[test]
     fn packbits_lengths() {
-        assert_eq!(packbits_len(&[2, 1, 2, 3]), Some(3));
-        assert_eq!(packbits_len(&[0xFE, 7]), Some(3)); // -2: repeat 3 times
-        assert_eq!(packbits_len(&[0x80]), Some(0)); // -128: no-op
-        assert_eq!(packbits_len(&[3, 1, 2]), None);
-        assert_eq!(packbits_len(&[0xFE]), None);
+        assert_eq!(packbits_len(&[2, 1, 2, 3], 9), Some(3));
+        assert_eq!(packbits_len(&[0xFE, 7], 9), Some(3)); // -2: repeat 3 times
+        assert_eq!(packbits_len(&[0x80], 9), Some(0)); // -128: no-op
+        assert_eq!(packbits_len(&[3, 1, 2], 9), None);
+        assert_eq!(packbits_len(&[0xFE], 9), None);
+        assert_eq!(packbits_len(&[0xFE, 7, 0], 3), Some(3)); // even-length padding
     }
 }
