@@ -544,7 +544,8 @@ mod tests {
         assert_abs_diff_eq!(back.k, v.k, epsilon = 1e-12);
         let sp = a.spacing();
         assert_abs_diff_eq!(sp[0], 0.7, epsilon = 1e-12);
-        assert_abs_diff_eq!(sp[1], (0.64f64 + 0.01).sqrt(), epsilon = 1e-12);
+        assert_abs_diff_eq!(sp[1], 0.8, epsilon = 1e-12);
+        assert_abs_diff_eq!(sp[2], (6.25f64 + 0.01).sqrt(), epsilon = 1e-12);
     }
 
     #[test]
