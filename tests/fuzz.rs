@@ -4,7 +4,7 @@
 //! the configured [`Limits`]. A counting global allocator records the
 //! largest request; this binary holds one test so nothing else allocates.
 
-#![allow(unsafe_code)] // the counting allocator only
+#![allow(unsafe_code, clippy::unwrap_used, clippy::expect_used)] // the counting allocator only
 
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::panic::{AssertUnwindSafe, catch_unwind};

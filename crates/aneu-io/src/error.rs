@@ -172,9 +172,9 @@ pub enum Error {
         /// The odd file.
         path: PathBuf,
         /// Orientation of the first slice.
-        expected: [f64; 6],
+        expected: Box<[f64; 6]>,
         /// Orientation of this slice.
-        found: [f64; 6],
+        found: Box<[f64; 6]>,
     },
     /// Slices have different sizes or pixel spacings.
     #[error("series {series_uid}: mixed slice geometry: {path} has {found}, the series {expected}")]

@@ -496,9 +496,8 @@ impl Affine {
     /// As [`Affine::from_matrix`].
     pub fn from_lps_matrix(m: [[f64; 4]; 4]) -> Result<Self> {
         let mut r = m;
-        for c in 0..4 {
-            r[0][c] = -r[0][c];
-            r[1][c] = -r[1][c];
+        for v in r[..2].iter_mut().flatten() {
+            *v = -*v;
         }
         Self::from_matrix(r)
     }
@@ -506,9 +505,8 @@ impl Affine {
     /// The voxel → LPS+ (DICOM world) matrix.
     pub fn to_lps_matrix(&self) -> [[f64; 4]; 4] {
         let mut r = self.m;
-        for c in 0..4 {
-            r[0][c] = -r[0][c];
-            r[1][c] = -r[1][c];
+        for v in r[..2].iter_mut().flatten() {
+            *v = -*v;
         }
         r
     }

@@ -54,12 +54,12 @@ fn j2k_dims(b: &[u8]) -> Option<(usize, usize)> {
 pub(crate) fn check_fragments(frags: &[Vec<u8>], rows: usize, cols: usize) -> Result<(), String> {
     for (n, f) in frags.iter().enumerate() {
         let dims = jpeg_dims(f).or_else(|| j2k_dims(f));
-        if let Some((r, c)) = dims {
-            if r > rows || c > cols || r == 0 || c == 0 {
-                return Err(format!(
-                    "fragment {n} declares a {r} x {c} frame, but the image is {rows} x {cols}"
-                ));
-            }
+        if let Some((r, c)) = dims
+            && (r > rows || c > cols || r == 0 || c == 0)
+        {
+            return Err(format!(
+                "fragment {n} declares a {r} x {c} frame, but the image is {rows} x {cols}"
+            ));
         }
     }
     Ok(())

@@ -135,7 +135,7 @@ fn check_iop(path: &Path, iop: [f64; 6]) -> Result<[f64; 6]> {
 }
 
 fn check_spacing(path: &Path, s: [f64; 2]) -> Result<[f64; 2]> {
-    if s.iter().any(|v| !(*v > 0.0) || !v.is_finite()) {
+    if s.iter().any(|v| v.is_nan() || *v <= 0.0 || !v.is_finite()) {
         return Err(Error::InvalidTag {
             path: path.to_path_buf(),
             tag: "PixelSpacing",
@@ -418,8 +418,8 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
             return Err(Error::MixedOrientation {
                 series_uid,
                 path: loaded[f.file].path.clone(),
-                expected: iop0,
-                found: f.iop,
+                expected: Box::new(iop0),
+                found: Box::new(f.iop),
             });
         }
         if f.spacing
