@@ -91,3 +91,33 @@ fn twelve_bit_jpeg_extended_is_a_typed_error() {
     assert!(matches!(e, aneu::io::Error::PixelDecode { .. }), "{e}");
     assert!(e.to_string().contains("JPGExtended.dcm"));
 }
+
+/// The series reader converts native (uncompressed) samples itself; it
+/// must give exactly what dicom-pixeldata's decoder gives, rescaled, for
+/// signed, unsigned, big-endian and implicit-VR files.
+#[test]
+fn native_fast_path_equals_the_decoder() {
+    for f in [
+        "dicom/compressed/MR_small.dcm",
+        "dicom/compressed/MR_small_bigendian.dcm",
+        "dicom/compressed/MR_small_implicit.dcm",
+        "dicom/single/CT_small.dcm",
+        "dicom/compressed/693_UNCR.dcm",
+    ] {
+        let obj = dicom::object::open_file(data(f)).unwrap();
+        let num = |t| obj.get(t).and_then(|e| e.to_float64().ok());
+        let (slope, icpt) = (
+            num(dicom::dictionary_std::tags::RESCALE_SLOPE).unwrap_or(1.0),
+            num(dicom::dictionary_std::tags::RESCALE_INTERCEPT).unwrap_or(0.0),
+        );
+        let stored = read_stored_frames(data(f), &Limits::default()).unwrap();
+        let Ok(series) = aneu::io::DicomSeries::read(data(f)) else {
+            continue; // no geometry: not a volume
+        };
+        let got = series.volume.data();
+        let want = stored
+            .index_axis(ndarray::Axis(0), 0)
+            .map(|v| (f64::from(*v) * slope + icpt) as f32);
+        assert_eq!(got.index_axis(ndarray::Axis(0), 0), want, "{f}");
+    }
+}

@@ -504,39 +504,40 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
     ];
     let affine = Affine::from_lps_matrix(lps)?;
 
-    // Decode pixels: per file, in parallel.
+    // Pixels: native samples are borrowed from the parsed objects and
+    // converted straight into the volume; compressed ones are decoded per
+    // file first. Both in parallel.
     let plane = rows as usize * cols as usize;
-    let decoded: Vec<Vec<f32>> = loaded
+    let sources: Vec<Samples<'_>> = loaded
         .par_iter()
-        .map(|l| decode_stored(&l.path, &l.obj, rows, cols, number_of_frames(&l.obj)))
+        .map(|l| samples(&l.path, &l.obj, rows, cols, number_of_frames(&l.obj)))
         .collect::<Result<_>>()?;
     let mut data = Array3::<f32>::zeros((order.len(), rows as usize, cols as usize));
-    let mut entries = Vec::with_capacity(order.len());
-    for (k, &n) in order.iter().enumerate() {
+    let out = data.as_slice_mut().ok_or_else(|| Error::InvalidVolume {
+        reason: "volume not contiguous".into(),
+    })?;
+    out.par_chunks_mut(plane).zip(order.par_iter()).for_each(|(dst, &n)| {
         let f = &frames[n];
         let fi = f.frame.unwrap_or(0) as usize;
-        let src = decoded[f.file]
-            .get(fi * plane..(fi + 1) * plane)
-            .ok_or_else(|| Error::TruncatedPixelData {
-                path: path_of(n),
-                expected: ((fi + 1) * plane) as u64,
-                found: decoded[f.file].len() as u64,
-            })?;
-        let mut dst = data.index_axis_mut(ndarray::Axis(0), k);
-        for (d, s) in dst.iter_mut().zip(src.iter()) {
-            *d = (f64::from(*s) * f.slope + f.intercept) as f32;
-        }
-        let l = &loaded[f.file];
-        entries.push(SliceEntry {
-            sop_uid: text(&l.obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
-            frame: f.frame,
-            k,
-            path: l.path.clone(),
-            position_lps: f.ipp,
-            orientation_lps: f.iop,
-            pixel_spacing: f.spacing,
-        });
-    }
+        sources[f.file].convert(fi * plane, dst, f.slope, f.intercept);
+    });
+    let entries: Vec<SliceEntry> = order
+        .iter()
+        .enumerate()
+        .map(|(k, &n)| {
+            let f = &frames[n];
+            let l = &loaded[f.file];
+            SliceEntry {
+                sop_uid: text(&l.obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
+                frame: f.frame,
+                k,
+                path: l.path.clone(),
+                position_lps: f.ipp,
+                orientation_lps: f.iop,
+                pixel_spacing: f.spacing,
+            }
+        })
+        .collect();
     let o = &first.obj;
     let mut ts: Vec<String> = loaded.iter().map(|l| l.ts_uid.clone()).collect();
     ts.sort();
@@ -566,6 +567,83 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
         meta,
         slices: SliceIndex::new(entries),
     })
+}
+
+/// The stored samples of one instance: borrowed native samples with the
+/// bit layout needed to interpret them, or values decoded by a codec.
+enum Samples<'a> {
+    /// 16-bit native samples: (samples, bits stored, signed).
+    U16(&'a [u16], u16, bool),
+    /// 8-bit native samples: (samples, bits stored, signed).
+    U8(&'a [u8], u16, bool),
+    /// Decoded by dicom-pixeldata (already sign-extended).
+    Decoded(Vec<f32>),
+}
+
+/// Sign-extends or masks a sample to its BitsStored.
+#[inline]
+fn stored_value(raw: u32, bits: u16, signed: bool) -> i64 {
+    let bits = u32::from(bits.clamp(1, 32));
+    let mask = if bits >= 32 { u32::MAX } else { (1u32 << bits) - 1 };
+    let v = raw & mask;
+    if signed && (v >> (bits - 1)) & 1 == 1 {
+        i64::from(v) - (1i64 << bits)
+    } else {
+        i64::from(v)
+    }
+}
+
+impl Samples<'_> {
+    /// Converts one frame starting at sample `start` into `dst`, applying
+    /// the rescale. The caller has checked the length.
+    fn convert(&self, start: usize, dst: &mut [f32], slope: f64, intercept: f64) {
+        let end = start + dst.len();
+        match self {
+            Samples::U16(v, bits, signed) => {
+                for (d, s) in dst.iter_mut().zip(&v[start..end]) {
+                    *d = (stored_value(u32::from(*s), *bits, *signed) as f64 * slope + intercept) as f32;
+                }
+            }
+            Samples::U8(v, bits, signed) => {
+                for (d, s) in dst.iter_mut().zip(&v[start..end]) {
+                    *d = (stored_value(u32::from(*s), *bits, *signed) as f64 * slope + intercept) as f32;
+                }
+            }
+            Samples::Decoded(v) => {
+                for (d, s) in dst.iter_mut().zip(&v[start..end]) {
+                    *d = (f64::from(*s) * slope + intercept) as f32;
+                }
+            }
+        }
+    }
+}
+
+/// The stored samples of an instance, checked to hold `nframes` frames.
+fn samples<'a>(path: &Path, obj: &'a DefaultDicomObject, rows: u32, cols: u32, nframes: u32) -> Result<Samples<'a>> {
+    use dicom::core::value::{PrimitiveValue, Value};
+    let need = rows as usize * cols as usize * nframes as usize;
+    let bits_alloc = int(obj, tags::BITS_ALLOCATED).unwrap_or(16);
+    let bits = int(obj, tags::BITS_STORED).unwrap_or(bits_alloc).clamp(1, 32) as u16;
+    let signed = int(obj, tags::PIXEL_REPRESENTATION) == Some(1);
+    let mono = text(obj, tags::PHOTOMETRIC_INTERPRETATION).is_none_or(|p| p.starts_with("MONOCHROME"));
+    let native = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
+        Some(Value::Primitive(PrimitiveValue::U16(v))) if bits_alloc == 16 && mono => {
+            Some((Samples::U16(v.as_slice(), bits, signed), v.len(), 2))
+        }
+        Some(Value::Primitive(PrimitiveValue::U8(v))) if bits_alloc == 8 && mono => {
+            Some((Samples::U8(v.as_slice(), bits, signed), v.len(), 1))
+        }
+        _ => None,
+    };
+    match native {
+        Some((s, len, _)) if len >= need => Ok(s),
+        Some((_, len, bytes)) => Err(Error::TruncatedPixelData {
+            path: path.to_path_buf(),
+            expected: (need * bytes) as u64,
+            found: (len * bytes) as u64,
+        }),
+        None => decode_stored(path, obj, rows, cols, nframes).map(Samples::Decoded),
+    }
 }
 
 /// Decodes all frames of an instance to stored values (no rescale).
