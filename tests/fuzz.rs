@@ -103,6 +103,8 @@ fn mutated_files_never_panic_or_over_allocate() {
         "dicom/compressed/MR_small_implicit.dcm",
         "dicom/compressed/JPEGLSNearLossless_16.dcm",
         "dicom/compressed/693_J2KI.dcm",
+        "dicom/compressed/synth_deflate.dcm",
+        "dicom/compressed/synth_jpeg_baseline.dcm",
         "dicom/enhanced/emri_small.dcm",
         "dicom/enhanced/emri_small_RLE.dcm",
         "nifti/nibabel_anatomical.nii",

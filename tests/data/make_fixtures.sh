@@ -95,6 +95,32 @@ PYEOF
 "$PY" -c "import pydicom,nibabel,sys; print('pydicom', pydicom.__version__, 'nibabel', nibabel.__version__)"
 dcm2niix -v 2>&1 | head -2 || true
 
+# 6. Transfer syntaxes no shipped file uses: deflate (pydicom) and 8-bit JPEG
+#    baseline (Pillow 11.3.0 encodes, pydicom encapsulates), both from MR_small
+"$PY" - "$OUT" <<'PYEOF'
+import sys, io, json, numpy as np, pydicom
+from pydicom.uid import DeflatedExplicitVRLittleEndian, JPEGBaseline8Bit
+from pydicom.encaps import encapsulate
+from PIL import Image
+out = sys.argv[1]
+ds = pydicom.dcmread(out + "/dicom/compressed/MR_small.dcm")
+ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+ds.save_as(out + "/dicom/compressed/synth_deflate.dcm", enforce_file_format=True)
+ds = pydicom.dcmread(out + "/dicom/compressed/MR_small.dcm")
+a = ds.pixel_array.astype(np.float64)
+a8 = np.round(255 * (a - a.min()) / (a.max() - a.min())).astype(np.uint8)
+buf = io.BytesIO(); Image.fromarray(a8, mode="L").save(buf, format="JPEG", quality=90)
+ds.PixelData = encapsulate([buf.getvalue()])
+ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 8, 8, 7, 0
+ds["PixelData"].VR = "OB"
+ds.file_meta.TransferSyntaxUID = JPEGBaseline8Bit
+ds.LossyImageCompression = "01"
+ds.save_as(out + "/dicom/compressed/synth_jpeg_baseline.dcm", enforce_file_format=True)
+d = pydicom.dcmread(out + "/dicom/compressed/synth_jpeg_baseline.dcm").pixel_array
+json.dump({"source": a8.astype(int).ravel().tolist(), "pydicom": d.astype(int).ravel().tolist()},
+          open(out + "/ref/jpeg_baseline_values.json", "w"))
+PYEOF
+
 # 5. pydicom + pylibjpeg decodes of every compressed file (stored values, no rescale)
 "$PY" - "$OUT" <<'PYEOF' > "$OUT/ref/pydicom_decodes.json"
 import sys, json, glob, os, pydicom, numpy as np
