@@ -218,6 +218,16 @@ pub enum Error {
         #[source]
         source: Box<nifti::NiftiError>,
     },
+    /// A NIfTI header holds values that cannot be used (a singular affine,
+    /// say).
+    #[error("{path}: invalid NIfTI header: {source}")]
+    InvalidNiftiHeader {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<Error>,
+    },
     /// Writing a DICOM file failed.
     #[error("{path}: cannot write DICOM: {reason}")]
     DicomWrite {

@@ -161,7 +161,10 @@ pub fn read_nifti_with_limits(path: impl AsRef<Path>, limits: &Limits) -> Result
     if gz {
         limits.check_file(path, need)?;
     }
-    let affine = header_affine(&h)?;
+    let affine = header_affine(&h).map_err(|e| Error::InvalidNiftiHeader {
+        path: path.to_path_buf(),
+        source: Box::new(e),
+    })?;
     let obj = ReaderOptions::new().read_file(path).map_err(|e| nifti_err(path, e))?;
     let arr = obj
         .into_volume()

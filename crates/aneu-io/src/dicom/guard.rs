@@ -189,6 +189,29 @@ fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str) -> Result<()> {
         }
         Ok(())
     };
+    // dicom-parser reads len / size values of a binary VR and ignores the
+    // rest, losing sync with the stream; such lengths are invalid anyway.
+    let width_check = |h: &dicom::core::DataElementHeader| -> Result<()> {
+        use dicom::core::VR;
+        let size = match h.vr() {
+            VR::US | VR::SS | VR::OW => 2,
+            VR::UL | VR::SL | VR::FL | VR::AT | VR::OL | VR::OF => 4,
+            VR::FD | VR::OD | VR::SV | VR::UV | VR::OV => 8,
+            _ => 1,
+        };
+        let len = h.length().0;
+        if len != u32::MAX && len % size != 0 {
+            return Err(malformed(
+                path,
+                format!(
+                    "element {} has VR {:?} but a length of {len}, not a multiple of {size}",
+                    h.tag(),
+                    h.vr()
+                ),
+            ));
+        }
+        Ok(())
+    };
     let pixel_check = |tag: dicom::core::Tag, len: u32| -> Result<()> {
         if tag == dicom::dictionary_std::tags::PIXEL_DATA && len != u32::MAX && u64::from(len) > remaining() {
             return Err(Error::TruncatedPixelData {
@@ -204,12 +227,14 @@ fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str) -> Result<()> {
         let token = token.map_err(|e| malformed(path, format!("after byte {}: {e}", pos.get())))?;
         match &token {
             LazyDataToken::ElementHeader(h) => {
+                width_check(h)?;
                 pixel_check(h.tag(), h.length().0)?;
                 check(&format!("element {}", h.tag()), h.length().0)?
             }
             LazyDataToken::SequenceStart { tag, len } => check(&format!("sequence {tag}"), len.0)?,
             LazyDataToken::ItemStart { len } => check("item", len.0)?,
             LazyDataToken::LazyValue { header, .. } => {
+                width_check(header)?;
                 pixel_check(header.tag(), header.length().0)?;
                 check(&format!("element {}", header.tag()), header.length().0)?
             }
