@@ -56,6 +56,10 @@ conv reversed "$OUT/synth/reversed"
 conv ct_small "$OUT/dicom/single/CT_small.dcm"
 conv philips_mprage philips_mprage.dcm
 conv emri_small "$OUT/dicom/enhanced/emri_small.dcm"
+for f in MR_small MR_small_RLE MR_small_bigendian MR_small_implicit MR_small_jp2klossless \
+         MR_small_jpeg_ls_lossless 693_UNCR 693_J2KR 693_J2KI bad_sequence explicit_VR-UN; do
+  conv "$f" "$OUT/dicom/compressed/$f.dcm"
+done
 
 # 4. nibabel's view of every NIfTI fixture, and the localizer mapping of ref_lps2ras.py
 "$PY" - "$OUT" <<'PYEOF' > "$OUT/ref/nibabel.json"

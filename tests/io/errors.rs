@@ -256,3 +256,25 @@ fn bad_nifti_files() {
     std::fs::write(&p, b"hello").unwrap();
     assert!(aneu::io::read_nifti(&p).is_err());
 }
+
+/// Files without ImagePositionPatient have no place in the world: dcm2niix
+/// invents one, aneu says what is missing.
+#[test]
+fn files_without_geometry_are_refused() {
+    for f in [
+        "dicom/compressed/JPEG-LL.dcm",
+        "dicom/compressed/JPEGLSNearLossless_16.dcm",
+    ] {
+        let e = DicomSeries::read(data(f)).unwrap_err();
+        assert!(
+            matches!(
+                e,
+                Error::MissingTag {
+                    tag: "ImagePositionPatient",
+                    ..
+                }
+            ),
+            "{f}: {e}"
+        );
+    }
+}

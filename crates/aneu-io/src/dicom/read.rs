@@ -82,19 +82,52 @@ pub(crate) fn load(path: &Path, limits: &Limits) -> Result<Option<Loaded>> {
     }))
 }
 
-pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
-    let s = obj.get(tag)?.to_str().ok()?;
+/// The raw bytes of an element whose VR is UN (an implicit-VR element
+/// passed through explicit VR by an archive). Its value must be read by the
+/// dictionary VR, as dcm2niix and pydicom do.
+fn un_bytes(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<u8>> {
+    let e = obj.get(tag)?;
+    (e.vr() == dicom::core::VR::UN)
+        .then(|| e.to_bytes().ok().map(|b| b.to_vec()))
+        .flatten()
+}
+
+fn trimmed(s: &str) -> Option<String> {
     let s = s.trim_matches(|c: char| c == '\0' || c.is_whitespace());
     (!s.is_empty()).then(|| s.to_string())
 }
 
+pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
+    if let Some(b) = un_bytes(obj, tag) {
+        return trimmed(&String::from_utf8_lossy(&b));
+    }
+    trimmed(&obj.get(tag)?.to_str().ok()?)
+}
+
+/// Decimal strings (DS, IS), also when the element arrived as UN.
 fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
-    let v = obj.get(tag)?.to_multi_float64().ok()?;
+    let v = match un_bytes(obj, tag) {
+        Some(b) => String::from_utf8_lossy(&b)
+            .split('\\')
+            .map(|p| p.trim_matches(|c: char| c == '\0' || c.is_whitespace()).parse::<f64>())
+            .collect::<Result<Vec<f64>, _>>()
+            .ok()?,
+        None => obj.get(tag)?.to_multi_float64().ok()?,
+    };
     (!v.is_empty() && v.iter().all(|x| x.is_finite())).then_some(v)
 }
 
+/// Integers (US, UL, IS), also when the element arrived as UN: a 2- or
+/// 4-byte binary value, or decimal text.
 fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
-    obj.get(tag)?.to_int::<i64>().ok()
+    match un_bytes(obj, tag) {
+        Some(b) if b.len() == 2 => Some(i64::from(u16::from_le_bytes([b[0], b[1]]))),
+        Some(b) if b.len() == 4 && !b.iter().all(|c| c.is_ascii_digit() || *c == b' ') => {
+            Some(i64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+        }
+        Some(b) => trimmed(&String::from_utf8_lossy(&b))?.parse().ok(),
+        None => obj.get(tag)?.to_int::<i64>().ok(),
+    }
 }
 
 fn item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
