@@ -200,7 +200,7 @@ fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str) -> Result<()> {
             _ => 1,
         };
         let len = h.length().0;
-        if len != u32::MAX && len % size != 0 {
+        if len != u32::MAX && !len.is_multiple_of(size) {
             return Err(malformed(
                 path,
                 format!(
