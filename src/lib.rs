@@ -6,6 +6,8 @@
 //! * [`io`] — [`aneu_io`]: DICOM series (single-frame, Enhanced
 //!   multi-frame, compressed) and NIfTI to volumes with exact RAS geometry,
 //!   the RSNA dataset layout, and localizer mapping.
+//! * [`metrics`] — [`aneu_metrics`]: classification, calibration, RSNA
+//!   weighted AUC, FROC and localisation metrics, exact to scikit-learn.
 //!
 //! ```
 //! use aneu::io::{Affine, Voxel};
@@ -14,3 +16,4 @@
 //! ```
 
 pub use aneu_io as io;
+pub use aneu_metrics as metrics;
