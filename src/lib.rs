@@ -6,6 +6,9 @@
 //! * [`io`] — [`aneu_io`]: DICOM series (single-frame, Enhanced
 //!   multi-frame, compressed) and NIfTI to volumes with exact RAS geometry,
 //!   the RSNA dataset layout, and localizer mapping.
+//! * [`phantom`] — [`aneu_phantom`]: synthetic CTA / TOF-MRA / T1post / T2
+//!   head phantoms with a Circle of Willis, aneurysms and distractors,
+//!   written as RSNA-layout datasets with ground truth.
 //! * [`metrics`] — [`aneu_metrics`]: classification, calibration, RSNA
 //!   weighted AUC, FROC and localisation metrics, exact to scikit-learn.
 //!
@@ -17,3 +20,4 @@
 
 pub use aneu_io as io;
 pub use aneu_metrics as metrics;
+pub use aneu_phantom as phantom;

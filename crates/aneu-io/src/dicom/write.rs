@@ -86,6 +86,9 @@ pub struct DicomWriteOptions {
     /// Write InstanceNumber in reverse slice order (to test that readers
     /// do not rely on it).
     pub reverse_instance_numbers: bool,
+    /// Explicit InstanceNumbers, one per slice (overrides
+    /// `reverse_instance_numbers`); for shuffled numbering.
+    pub instance_numbers: Option<Vec<u32>>,
 }
 
 impl Default for DicomWriteOptions {
@@ -104,6 +107,7 @@ impl Default for DicomWriteOptions {
             patient_sex: None,
             series_description: String::new(),
             reverse_instance_numbers: false,
+            instance_numbers: None,
         }
     }
 }
@@ -152,6 +156,17 @@ impl DicomWriteOptions {
     /// Sets the SeriesDescription.
     pub fn with_series_description(mut self, d: impl Into<String>) -> Self {
         self.series_description = d.into();
+        self
+    }
+    /// Sets explicit InstanceNumbers, one per slice.
+    pub fn with_instance_numbers(mut self, n: Vec<u32>) -> Self {
+        self.instance_numbers = Some(n);
+        self
+    }
+    /// Sets PatientAge (DICOM `nnnY`) and PatientSex (`M`, `F`, `O`).
+    pub fn with_patient(mut self, age: Option<String>, sex: Option<String>) -> Self {
+        self.patient_age = age;
+        self.patient_sex = sex;
         self
     }
     /// Numbers instances against the slice order.
@@ -450,10 +465,10 @@ pub fn write_series(
         put_str(&mut o, tags::SOP_CLASS_UID, VR::UI, sop_class);
         put_str(&mut o, tags::SOP_INSTANCE_UID, VR::UI, sop.clone());
         put_str(&mut o, tags::IMAGE_TYPE, VR::CS, "ORIGINAL\\PRIMARY\\AXIAL");
-        let inst = if opts.reverse_instance_numbers {
-            size.nk - k
-        } else {
-            k + 1
+        let inst = match &opts.instance_numbers {
+            Some(v) => v.get(k).map_or(k + 1, |&n| n as usize),
+            None if opts.reverse_instance_numbers => size.nk - k,
+            None => k + 1,
         };
         put_str(&mut o, tags::INSTANCE_NUMBER, VR::IS, inst.to_string());
         let ipp: Vec<f64> = (0..3).map(|a| g.origin[a] + k as f64 * g.step[a]).collect();

@@ -1,0 +1,385 @@
+//! Rendering a case on its acquisition grid: partial-volume vessels and
+//! aneurysms, the tissue model, and each modality's appearance and noise.
+
+use aneu_io::{Affine, GridSize, Modality, Volume, Voxel};
+use ndarray::Array3;
+use rand::rngs::StdRng;
+use rand::{Rng, SeedableRng};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::anatomy::{Head, inside};
+use crate::shapes::{Primitive, V3, add, scale, sub};
+
+/// Intensities and artefacts of one series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Appearance {
+    /// Air.
+    pub air: f64,
+    /// Scalp, face and neck soft tissue.
+    pub soft: f64,
+    /// Bone.
+    pub bone: f64,
+    /// CSF.
+    pub csf: f64,
+    /// Brain.
+    pub brain: f64,
+    /// Vessel lumen (and aneurysms).
+    pub vessel: f64,
+    /// Noise standard deviation.
+    pub noise: f64,
+    /// Rician (MR magnitude) rather than Gaussian (CT) noise.
+    pub rician: bool,
+    /// Coefficients of a smooth multiplicative bias field (log domain):
+    /// linear x, y, z then quadratic x², y², z².
+    pub bias: [f64; 6],
+    /// TOF slabs along k (0: none) and the signal loss across each slab.
+    pub slabs: (usize, f64),
+    /// Phases of the brain texture.
+    pub texture: [f64; 4],
+    /// The lowest value the scanner stores (−1024 HU for CT, 0 for MR).
+    pub floor: f64,
+}
+
+impl Appearance {
+    /// Draws the appearance of a modality.
+    pub fn random(m: Modality, rng: &mut StdRng) -> Self {
+        let mut r = |lo: f64, hi: f64| rng.random_range(lo..=hi);
+        let texture = [r(0.0, 6.3), r(0.0, 6.3), r(0.0, 6.3), r(0.0, 6.3)];
+        match m {
+            Modality::Cta => Self {
+                air: -1000.0,
+                soft: r(35.0, 60.0),
+                bone: r(700.0, 1500.0),
+                csf: r(4.0, 12.0),
+                brain: r(30.0, 40.0),
+                vessel: r(250.0, 450.0),
+                noise: r(10.0, 20.0),
+                rician: false,
+                bias: [0.0; 6],
+                slabs: (0, 0.0),
+                texture,
+                floor: -1024.0,
+            },
+            Modality::Mra => {
+                let bias = [
+                    r(-0.2, 0.2),
+                    r(-0.2, 0.2),
+                    r(-0.25, 0.25),
+                    r(-0.15, 0.15),
+                    r(-0.15, 0.15),
+                    r(-0.15, 0.15),
+                ];
+                let slabs = (2 + (r(0.0, 2.999) as usize), r(0.1, 0.25));
+                Self {
+                    air: 0.0,
+                    soft: r(140.0, 200.0),
+                    bone: r(10.0, 25.0),
+                    csf: r(30.0, 45.0),
+                    brain: r(100.0, 130.0),
+                    vessel: r(380.0, 560.0),
+                    noise: r(6.0, 12.0),
+                    rician: true,
+                    bias,
+                    slabs,
+                    texture,
+                    floor: 0.0,
+                }
+            }
+            Modality::MriT1post => {
+                let brain = r(140.0, 170.0);
+                Self {
+                    air: 0.0,
+                    soft: r(220.0, 280.0),
+                    bone: r(15.0, 30.0),
+                    csf: r(35.0, 55.0),
+                    brain,
+                    vessel: brain * r(1.3, 1.5),
+                    noise: r(4.0, 8.0),
+                    rician: true,
+                    bias: [r(-0.1, 0.1), r(-0.1, 0.1), r(-0.1, 0.1), 0.0, 0.0, 0.0],
+                    slabs: (0, 0.0),
+                    texture,
+                    floor: 0.0,
+                }
+            }
+            Modality::MriT2 => Self {
+                air: 0.0,
+                soft: r(100.0, 140.0),
+                bone: r(5.0, 15.0),
+                csf: r(280.0, 340.0),
+                brain: r(120.0, 150.0),
+                vessel: r(50.0, 80.0),
+                noise: r(4.0, 8.0),
+                rician: true,
+                bias: [r(-0.1, 0.1), r(-0.1, 0.1), r(-0.1, 0.1), 0.0, 0.0, 0.0],
+                slabs: (0, 0.0),
+                texture,
+                floor: 0.0,
+            },
+        }
+    }
+}
+
+/// How the head sits in the scanner: `world = R · (s · head) + offset`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Pose {
+    /// Rotation (row-major).
+    pub rotation: [[f64; 3]; 3],
+    /// Isotropic scale of the anatomy.
+    pub scale: f64,
+    /// World position (RAS mm) of the head-frame origin.
+    pub offset: V3,
+}
+
+impl Pose {
+    /// Head frame → world.
+    pub fn to_world(&self, p: V3) -> V3 {
+        add(self.dir(scale(p, self.scale)), self.offset)
+    }
+    /// A direction, head frame → world.
+    pub fn dir(&self, d: V3) -> V3 {
+        let r = &self.rotation;
+        [
+            r[0][0] * d[0] + r[0][1] * d[1] + r[0][2] * d[2],
+            r[1][0] * d[0] + r[1][1] * d[1] + r[1][2] * d[2],
+            r[2][0] * d[0] + r[2][1] * d[1] + r[2][2] * d[2],
+        ]
+    }
+    /// World → head frame.
+    pub fn to_head(&self, w: V3) -> V3 {
+        let d = sub(w, self.offset);
+        let r = &self.rotation;
+        let q = [
+            r[0][0] * d[0] + r[1][0] * d[1] + r[2][0] * d[2],
+            r[0][1] * d[0] + r[1][1] * d[1] + r[2][1] * d[2],
+            r[0][2] * d[0] + r[1][2] * d[1] + r[2][2] * d[2],
+        ];
+        scale(q, 1.0 / self.scale)
+    }
+}
+
+/// The rendered series and its label maps, on one grid.
+pub struct Rendered {
+    /// The image (HU for CT, arbitrary units for MR), integer-valued.
+    pub image: Volume<f32>,
+    /// Vessel lumen, aneurysms included (0/1).
+    pub vessels: Volume<u8>,
+    /// Aneurysm instance ids (0 = none, 1.. in truth order).
+    pub aneurysms: Volume<u8>,
+    /// The cranial cavity (0/1).
+    pub brain: Volume<u8>,
+}
+
+/// A normal deviate (Box–Muller).
+fn gauss(rng: &mut StdRng) -> f64 {
+    let u1: f64 = rng.random_range(1e-12..1.0);
+    let u2: f64 = rng.random();
+    (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+}
+
+/// Rasterises primitives (world mm) into a fraction map with `edge` mm of
+/// partial volume, parallel over slices. `label` receives `id` where the
+/// fraction of that primitive's group passes 0.5.
+struct Raster<'a> {
+    affine: &'a Affine,
+    size: GridSize,
+    edge: f64,
+}
+
+impl Raster<'_> {
+    /// Inclusive voxel box of a primitive.
+    fn bbox(&self, p: &Primitive) -> Option<([usize; 3], [usize; 3])> {
+        let (lo, hi) = p.bounds(self.edge);
+        let mut vlo = [f64::INFINITY; 3];
+        let mut vhi = [f64::NEG_INFINITY; 3];
+        for c in 0..8 {
+            let w = [
+                if c & 1 == 0 { lo[0] } else { hi[0] },
+                if c & 2 == 0 { lo[1] } else { hi[1] },
+                if c & 4 == 0 { lo[2] } else { hi[2] },
+            ];
+            let v = self.affine.world_to_voxel(aneu_io::WorldPoint::new(w[0], w[1], w[2]));
+            for (a, x) in [v.i, v.j, v.k].into_iter().enumerate() {
+                vlo[a] = vlo[a].min(x);
+                vhi[a] = vhi[a].max(x);
+            }
+        }
+        let n = self.size.to_ijk();
+        let mut a = [0usize; 3];
+        let mut b = [0usize; 3];
+        for d in 0..3 {
+            let l = vlo[d].floor().max(0.0);
+            let h = vhi[d].ceil().min(n[d] as f64 - 1.0);
+            if l > h {
+                return None;
+            }
+            a[d] = l as usize;
+            b[d] = h as usize;
+        }
+        Some((a, b))
+    }
+
+    /// Max-composites groups of primitives; returns the fraction map and,
+    /// per voxel, the group (1-based) with the largest fraction ≥ 0.5.
+    fn draw(&self, groups: &[Vec<Primitive>]) -> (Array3<f32>, Array3<u8>) {
+        let s = self.size;
+        let mut items: Vec<(usize, Primitive, [usize; 3], [usize; 3])> = Vec::new();
+        for (g, prims) in groups.iter().enumerate() {
+            for p in prims {
+                if let Some((a, b)) = self.bbox(p) {
+                    items.push((g, *p, a, b));
+                }
+            }
+        }
+        let mut frac = Array3::<f32>::zeros(s.to_kji());
+        let mut label = Array3::<u8>::zeros(s.to_kji());
+        let plane = s.ni * s.nj;
+        let (Some(fs), Some(ls)) = (frac.as_slice_mut(), label.as_slice_mut()) else {
+            return (frac, label);
+        };
+        fs.par_chunks_mut(plane)
+            .zip(ls.par_chunks_mut(plane))
+            .enumerate()
+            .for_each(|(k, (fp, lp))| {
+                for (g, p, a, b) in items.iter().filter(|it| it.2[2] <= k && k <= it.3[2]) {
+                    for j in a[1]..=b[1] {
+                        for i in a[0]..=b[0] {
+                            let w = self.affine.voxel_to_world(Voxel::new(i as f64, j as f64, k as f64));
+                            let f = inside(p.distance([w.x, w.y, w.z]), self.edge) as f32;
+                            let at = j * s.ni + i;
+                            if f > fp[at] {
+                                fp[at] = f;
+                                if f >= 0.5 {
+                                    lp[at] = (*g + 1).min(255) as u8;
+                                }
+                            }
+                        }
+                    }
+                }
+            });
+        (frac, label)
+    }
+}
+
+/// Everything the renderer needs about a case.
+pub struct Scene<'a> {
+    /// Head anatomy.
+    pub head: &'a Head,
+    /// Pose in the scanner.
+    pub pose: &'a Pose,
+    /// Vessel and distractor solids (head frame).
+    pub vessels: Vec<Primitive>,
+    /// Aneurysm solids (head frame), one group per aneurysm.
+    pub aneurysms: Vec<Vec<Primitive>>,
+    /// Intensities.
+    pub appearance: &'a Appearance,
+    /// Grid.
+    pub affine: Affine,
+    /// Grid size.
+    pub size: GridSize,
+    /// Seed for the noise.
+    pub seed: u64,
+}
+
+/// Renders a scene.
+///
+/// # Errors
+/// Only if a volume cannot be built (an empty grid).
+pub fn render(scene: &Scene<'_>) -> aneu_io::Result<Rendered> {
+    let sp = scene.affine.spacing();
+    let edge = (sp[0] + sp[1] + sp[2]) / 3.0;
+    let raster = Raster {
+        affine: &scene.affine,
+        size: scene.size,
+        edge,
+    };
+    let pose = scene.pose;
+    let to_world = |p: Primitive| p.transformed(&|v| pose.to_world(v), &|d| pose.dir(d), pose.scale);
+    let vessel_world: Vec<Primitive> = scene.vessels.iter().map(|p| to_world(*p)).collect();
+    let aneurysm_world: Vec<Vec<Primitive>> = scene
+        .aneurysms
+        .iter()
+        .map(|g| g.iter().map(|p| to_world(*p)).collect())
+        .collect();
+    let (vfrac, _) = raster.draw(&[vessel_world]);
+    let (afrac, alabel) = raster.draw(&aneurysm_world);
+
+    let s = scene.size;
+    let plane = s.ni * s.nj;
+    let app = scene.appearance;
+    let mut image = Array3::<f32>::zeros(s.to_kji());
+    let mut brain = Array3::<u8>::zeros(s.to_kji());
+    let (Some(img), Some(brn), Some(vf), Some(af)) = (
+        image.as_slice_mut(),
+        brain.as_slice_mut(),
+        vfrac.as_slice(),
+        afrac.as_slice(),
+    ) else {
+        return Err(aneu_io::Error::InvalidVolume {
+            reason: "non-contiguous render buffer".into(),
+        });
+    };
+    let slab_len = if app.slabs.0 > 0 { s.nk.div_ceil(app.slabs.0) } else { 0 };
+    img.par_chunks_mut(plane)
+        .zip(brn.par_chunks_mut(plane))
+        .enumerate()
+        .for_each(|(k, (ip, bp))| {
+            let mut rng = StdRng::seed_from_u64(scene.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+            let slab = if slab_len > 0 {
+                1.0 - app.slabs.1 * ((k % slab_len) as f64 / slab_len as f64)
+            } else {
+                1.0
+            };
+            for j in 0..s.nj {
+                for i in 0..s.ni {
+                    let at = j * s.ni + i;
+                    let w = scene.affine.voxel_to_world(Voxel::new(i as f64, j as f64, k as f64));
+                    let p = pose.to_head([w.x, w.y, w.z]);
+                    let t = scene.head.tissues(p, edge);
+                    let air = (1.0 - t.soft - t.bone - t.csf - t.brain).max(0.0);
+                    let tx = &app.texture;
+                    let texture = 1.0
+                        + 0.07
+                            * (0.21 * p[0] + tx[0]).sin()
+                            * (0.17 * p[1] + tx[1]).sin()
+                            * (0.19 * p[2] + tx[2]).sin()
+                        + 0.04 * (0.5 * p[0] + 0.3 * p[1] - 0.4 * p[2] + tx[3]).sin();
+                    let tissue = air * app.air
+                        + t.soft * app.soft
+                        + t.bone * app.bone
+                        + t.csf * app.csf
+                        + t.brain * app.brain * texture;
+                    let v = f64::from(vf[k * plane + at].max(af[k * plane + at]));
+                    let mut val = tissue * (1.0 - v) + app.vessel * v * slab.powi(2);
+                    if app.rician {
+                        let q = [p[0] / 100.0, p[1] / 100.0, p[2] / 100.0];
+                        let b = &app.bias;
+                        let logb = b[0] * q[0]
+                            + b[1] * q[1]
+                            + b[2] * q[2]
+                            + b[3] * q[0] * q[0]
+                            + b[4] * q[1] * q[1]
+                            + b[5] * q[2] * q[2];
+                        val *= logb.exp() * slab.sqrt();
+                        let (n1, n2) = (gauss(&mut rng) * app.noise, gauss(&mut rng) * app.noise);
+                        val = ((val + n1).powi(2) + n2 * n2).sqrt();
+                    } else {
+                        val += gauss(&mut rng) * app.noise;
+                    }
+                    ip[at] = val.max(app.floor).round() as f32;
+                    bp[at] = u8::from(t.brain + t.csf > 0.5);
+                }
+            }
+        });
+    let vessels = Array3::from_shape_fn(s.to_kji(), |(k, j, i)| {
+        u8::from(vfrac[[k, j, i]] >= 0.5 || afrac[[k, j, i]] >= 0.5)
+    });
+    let image = Volume::new(image, scene.affine)?;
+    Ok(Rendered {
+        vessels: image.with_data(vessels)?,
+        aneurysms: image.with_data(alabel)?,
+        brain: image.with_data(brain)?,
+        image,
+    })
+}
