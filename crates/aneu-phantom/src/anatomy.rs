@@ -220,10 +220,10 @@ pub fn circle_of_willis(rng: &mut StdRng) -> VesselTree {
             s,
             vec![
                 l("p1p2", s),
-                [18.0 * x, -20.0, 2.0],
-                [24.0 * x, -32.0, 4.0],
-                [24.0 * x, -45.0, 6.0],
-                [18.0 * x, -62.0, 8.0],
+                [19.0 * x, -21.0, 2.0],
+                [27.0 * x, -33.0, 4.0],
+                [30.0 * x, -48.0, 7.0],
+                [28.0 * x, -66.0, 11.0],
             ],
             rp,
             rp * 0.75,
@@ -555,8 +555,15 @@ impl Head {
         let neck = inside(ellipsoid_sd(p, [0.0, -5.0, -70.0], [48.0, 58.0, 55.0]), edge);
         let face = inside(ellipsoid_sd(p, [0.0, 40.0, -40.0], [45.0, 40.0, 45.0]), edge);
         let outer = head.max(neck).max(face);
-        let brain = brain * (1.0 - extra);
+        // central bone displaces whatever intracranial tissue it overlaps
         let csf = ((ic - brain) * (1.0 - extra)).max(0.0);
+        let brain = brain * (1.0 - extra);
+        let solid = bone + csf + brain;
+        let (bone, csf, brain) = if solid > 1.0 {
+            (bone / solid, csf / solid, brain / solid)
+        } else {
+            (bone, csf, brain)
+        };
         let soft = (outer - bone - csf - brain).max(0.0);
         Tissues { soft, bone, csf, brain }
     }
