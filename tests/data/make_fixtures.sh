@@ -61,6 +61,28 @@ for f in MR_small MR_small_RLE MR_small_bigendian MR_small_implicit MR_small_jp2
   conv "$f" "$OUT/dicom/compressed/$f.dcm"
 done
 
+# 4a. NIfTI files in every datatype aneu reads (nibabel writes them): u8, i16
+#     with scl_slope/scl_inter, u16, i32, f64, and a qform-only oblique file
+"$PY" - "$OUT" <<'PYEOF'
+import sys, numpy as np, nibabel as nib
+out = sys.argv[1] + "/nifti/"
+rng = np.random.default_rng(5)
+src = np.asarray(nib.load(out + "nibabel_anatomical.nii").dataobj)[:12, :10, :8]
+aff = np.array([[-2.0, 0, 0, 30], [0, 2.0, 0, -20], [0, 0, 2.0, 10], [0, 0, 0, 1]])
+for name, dt in [("u8", np.uint8), ("u16", np.uint16), ("i32", np.int32), ("f64", np.float64)]:
+    d = (src % 250).astype(dt) if dt == np.uint8 else src.astype(dt) * (1.5 if dt == np.float64 else 1)
+    nib.save(nib.Nifti1Image(d, aff), out + f"dtype_{name}.nii.gz")
+img = nib.Nifti1Image(src.astype(np.int16), aff)
+img.header.set_slope_inter(0.5, -10.0)
+nib.save(img, out + "dtype_i16_scaled.nii.gz")
+c, s = np.cos(0.3), np.sin(0.3)
+obl = np.array([[c, -s, 0, 5], [s, c, 0, -7], [0, 0, -1.5, 12], [0, 0, 0, 1]]) @ np.diag([1.2, 0.9, 1, 1])
+img = nib.Nifti1Image(src.astype(np.float32), obl)
+img.set_sform(None, code=0)
+img.set_qform(obl, code=1)
+nib.save(img, out + "qform_only_oblique.nii.gz")
+PYEOF
+
 # 4. nibabel's view of every NIfTI fixture, and the localizer mapping of ref_lps2ras.py
 "$PY" - "$OUT" <<'PYEOF' > "$OUT/ref/nibabel.json"
 import sys, json, glob, os, nibabel as nib, numpy as np
