@@ -9,6 +9,8 @@
 //! * [`phantom`] — [`aneu_phantom`]: synthetic CTA / TOF-MRA / T1post / T2
 //!   head phantoms with a Circle of Willis, aneurysms and distractors,
 //!   written as RSNA-layout datasets with ground truth.
+//! * [`preproc`] — [`aneu_preproc`]: resampling with SimpleITK parity and
+//!   intensity normalisation (skull stripping, N4 and the pipeline to come).
 //! * [`metrics`] — [`aneu_metrics`]: classification, calibration, RSNA
 //!   weighted AUC, FROC and localisation metrics, exact to scikit-learn.
 //!
@@ -21,3 +23,4 @@
 pub use aneu_io as io;
 pub use aneu_metrics as metrics;
 pub use aneu_phantom as phantom;
+pub use aneu_preproc as preproc;

@@ -163,3 +163,12 @@ for f in sorted(glob.glob(out + "/dicom/compressed/*.dcm") + glob.glob(out + "/d
                                     "transfer_syntax": str(ds.file_meta.TransferSyntaxUID)}
 print(json.dumps(res, indent=1))
 PYEOF
+
+# 7. SimpleITK resampling (ref_resample.py) of the real NIfTI volumes and an
+#    oblique one, with each interpolator
+mkdir -p "$OUT/ref/resample"
+for interp in linear nearest bspline; do
+  "$PY" "$REFS/ref_resample.py" "$OUT/nifti/nibabel_anatomical.nii" "$OUT/ref/resample/anatomical_1.5_$interp.nii.gz" --interp $interp --spacing 1.5 > /dev/null
+  "$PY" "$REFS/ref_resample.py" "$OUT/nifti/dipy_aniso_vox.nii.gz" "$OUT/ref/resample/aniso_3_$interp.nii.gz" --interp $interp --spacing 3 > /dev/null
+  "$PY" "$REFS/ref_resample.py" "$OUT/nifti/qform_only_oblique.nii.gz" "$OUT/ref/resample/oblique_0.7_$interp.nii.gz" --interp $interp --spacing 0.7 > /dev/null
+done

@@ -1,0 +1,54 @@
+//! # aneu-preproc
+//!
+//! Preprocessing of [`aneu_io::Volume`]s, natively and in parallel:
+//!
+//! * [`resample()`]: to a target spacing on SimpleITK's output grid (same
+//!   origin and direction, size = round-half-even(n·s / s_new)) with
+//!   linear, nearest-neighbour or cubic B-spline (with prefiltering)
+//!   interpolation, matching SimpleITK's `ResampleImageFilter`;
+//! * [`normalize()`]: z-score, robust z (median and IQR), min-max,
+//!   percentile clip-and-scale and CT windows with named presets,
+//!   statistics optionally inside a mask.
+//!
+//! Skull stripping, N4 bias-field correction and the restartable dataset
+//! pipeline are not built yet (see the project's issue on preprocessing).
+//!
+//! ```
+//! use aneu_io::{Affine, Volume};
+//! use aneu_preproc::{Interpolator, ResampleOptions, resample_with_options};
+//! let a = Affine::from_parts([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 3.0]], [0.0; 3])?;
+//! let v = Volume::new(ndarray::Array3::<f32>::ones((4, 5, 6)), a)?;
+//! let r = resample_with_options(&v, &ResampleOptions::default().with_interpolator(Interpolator::Linear))?;
+//! assert_eq!(r.size().to_ijk(), [12, 10, 12]);
+//! assert_eq!(r.spacing(), [1.0, 1.0, 1.0]);
+//! # Ok::<(), aneu_preproc::Error>(())
+//! ```
+
+#![forbid(unsafe_code)]
+
+pub mod normalize;
+mod resample;
+
+pub use normalize::{CtWindow, Normalization, normalize};
+pub use resample::{Interpolator, ResampleOptions, resample, resample_with_options};
+
+/// Errors of `aneu-preproc`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// An error from aneu-io (an invalid output grid, say).
+    #[error(transparent)]
+    Io(#[from] aneu_io::Error),
+    /// A parameter is out of its range.
+    #[error("invalid argument: {0}")]
+    InvalidArgument(String),
+    /// The mask selects no voxel, or shapes differ.
+    #[error("invalid mask: {0}")]
+    InvalidMask(String),
+    /// The statistics are degenerate (a constant image, say).
+    #[error("degenerate statistics: {0}")]
+    Degenerate(String),
+}
+
+/// `Result` with [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
