@@ -194,3 +194,167 @@ fn normalisation_errors() {
     let bad = ResampleOptions::default().with_isotropic(0.0);
     assert!(resample_with_options(&vol(&[1.0, 2.0]), &bad).is_err());
 }
+
+mod pipeline {
+    use std::path::{Path, PathBuf};
+
+    use aneu::phantom::{PhantomConfig, SizePreset, generate, read_truth};
+    use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset};
+
+    fn phantoms(dir: &Path, n: usize, seed: u64) -> PathBuf {
+        let root = dir.join("rsna");
+        generate(
+            &PhantomConfig::new(n, seed, SizePreset::Tiny).with_label_maps(false),
+            &root,
+        )
+        .unwrap();
+        root
+    }
+
+    fn nifti_files(out: &Path) -> Vec<(PathBuf, Vec<u8>)> {
+        let mut v = Vec::new();
+        for e in std::fs::read_dir(out).unwrap() {
+            let p = e.unwrap().path();
+            if p.is_dir() {
+                for f in ["image.nii.gz", "mask.nii.gz", "meta.json"] {
+                    v.push((p.strip_prefix(out).unwrap().join(f), std::fs::read(p.join(f)).unwrap()));
+                }
+            }
+        }
+        v.sort();
+        v
+    }
+
+    /// Every series is written with its annotations on the output grid;
+    /// a second run skips them all and changes no byte.
+    #[test]
+    fn dataset_run_writes_and_resumes() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = phantoms(dir.path(), 6, 31);
+        let out = dir.path().join("out");
+        let cfg = PreprocessConfig::default();
+        let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
+        let errors = std::fs::read_to_string(out.join("errors.csv")).unwrap();
+        assert_eq!((s.done, s.skipped, s.failed), (6, 0, 0), "{errors}");
+        let first = nifti_files(&out);
+        assert_eq!(first.len(), 18);
+        for (p, bytes) in &first {
+            if p.ends_with("meta.json") {
+                let m: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+                let uid = m["series_uid"].as_str().unwrap();
+                let truth = read_truth(&root, uid).unwrap();
+                let spacing = m["after"]["affine"][0][0].as_f64().unwrap().abs();
+                assert!((spacing - 1.0).abs() < 1e-9);
+                for (a, t) in m["annotations"].as_array().unwrap().iter().zip(&truth.aneurysms) {
+                    let w = &a["world"];
+                    let d = ((w["x"].as_f64().unwrap() - t.centre_world.x).powi(2)
+                        + (w["y"].as_f64().unwrap() - t.centre_world.y).powi(2)
+                        + (w["z"].as_f64().unwrap() - t.centre_world.z).powi(2))
+                    .sqrt();
+                    // the localizer sits on the nearest slice: within half a slice
+                    assert!(d <= 0.5 * truth.affine.spacing()[2] + 1e-6, "{uid}: {d} mm");
+                }
+            }
+        }
+        let index = std::fs::read_to_string(out.join("index.csv")).unwrap();
+        assert_eq!(index.lines().count(), 7);
+        let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
+        assert_eq!((s.done, s.skipped, s.failed), (0, 6, 0));
+        assert_eq!(nifti_files(&out), first);
+        // shards partition the series
+        let o2 = dir.path().join("sharded");
+        let a = preprocess_dataset(&root, &o2, &cfg, "0/2".parse().unwrap(), &|_| {}).unwrap();
+        let b = preprocess_dataset(&root, &o2, &cfg, "1/2".parse().unwrap(), &|_| {}).unwrap();
+        assert_eq!((a.done, b.done), (3, 3));
+        assert_eq!(nifti_files(&o2), first);
+    }
+
+    /// A corrupted series is reported in errors.csv; the others are written.
+    #[test]
+    fn bad_series_are_recorded() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = phantoms(dir.path(), 5, 32);
+        let victim = std::fs::read_dir(root.join("series"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .path();
+        for f in std::fs::read_dir(&victim).unwrap() {
+            let p = f.unwrap().path();
+            let b = std::fs::read(&p).unwrap();
+            std::fs::write(&p, &b[..b.len() / 3]).unwrap();
+        }
+        let out = dir.path().join("out");
+        let s = preprocess_dataset(&root, &out, &PreprocessConfig::default(), Shard::default(), &|_| {}).unwrap();
+        assert_eq!((s.done, s.failed), (4, 1));
+        let errors = std::fs::read_to_string(out.join("errors.csv")).unwrap();
+        let uid = victim.file_name().unwrap().to_str().unwrap();
+        assert!(errors.contains(uid), "{errors}");
+        assert!(
+            !std::fs::read_dir(&out)
+                .unwrap()
+                .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
+        );
+    }
+
+    /// The `preprocess` example, killed partway and run again, ends with the
+    /// same bytes as an uninterrupted run and no temporary files.
+    #[test]
+    fn killed_run_resumes_to_the_same_bytes() {
+        // target/<profile>/deps/<test> → target/<profile>/examples/preprocess
+        let exe = std::env::current_exe().unwrap();
+        let bin = exe
+            .parent()
+            .unwrap()
+            .parent()
+            .unwrap()
+            .join("examples")
+            .join("preprocess");
+        if !bin.exists() {
+            // `cargo test` builds the examples; a filtered run may not have
+            let st = std::process::Command::new(env!("CARGO"))
+                .args(["build", "--example", "preprocess"])
+                .status()
+                .unwrap();
+            assert!(st.success() && bin.exists(), "{}", bin.display());
+        }
+        let dir = tempfile::tempdir().unwrap();
+        let root = phantoms(dir.path(), 16, 33);
+        let (killed, clean) = (dir.path().join("killed"), dir.path().join("clean"));
+        let run = |out: &Path| {
+            std::process::Command::new(&bin)
+                .args(["--jobs", "1", "--input"])
+                .arg(&root)
+                .arg("--out")
+                .arg(out)
+                .spawn()
+                .unwrap()
+        };
+        let mut child = run(&killed);
+        // wait until some series are done, then kill
+        let t0 = std::time::Instant::now();
+        loop {
+            let n = std::fs::read_dir(&killed).map(|d| d.count()).unwrap_or(0);
+            if n >= 3 || t0.elapsed().as_secs() > 120 {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(20));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        let partial = std::fs::read_dir(&killed)
+            .unwrap()
+            .filter(|e| e.as_ref().unwrap().path().is_dir())
+            .count();
+        assert!(partial < 17, "the run finished before it could be killed");
+        assert!(run(&killed).wait().unwrap().success());
+        assert!(run(&clean).wait().unwrap().success());
+        assert_eq!(nifti_files(&killed), nifti_files(&clean));
+        assert!(
+            !std::fs::read_dir(&killed)
+                .unwrap()
+                .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
+        );
+    }
+}

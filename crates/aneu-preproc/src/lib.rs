@@ -10,8 +10,13 @@
 //!   percentile clip-and-scale and CT windows with named presets,
 //!   statistics optionally inside a mask.
 //!
-//! Skull stripping, N4 bias-field correction and the restartable dataset
-//! pipeline are not built yet (see the project's issue on preprocessing).
+//! * [`mask`]: Otsu, morphology, connected components, hole filling, and a
+//!   [`head_mask`];
+//! * [`pipeline`]: [`preprocess_series`] and the restartable, shardable,
+//!   parallel [`preprocess_dataset`].
+//!
+//! Skull stripping and N4 bias-field correction are not built yet (see the
+//! project's issue on preprocessing).
 //!
 //! ```
 //! use aneu_io::{Affine, Volume};
@@ -26,10 +31,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod mask;
 pub mod normalize;
+pub mod pipeline;
 mod resample;
 
+pub use mask::head_mask;
 pub use normalize::{CtWindow, Normalization, normalize};
+pub use pipeline::{DatasetSummary, PreprocessConfig, Preprocessed, Shard, preprocess_dataset, preprocess_series};
 pub use resample::{Interpolator, ResampleOptions, resample, resample_with_options};
 
 /// Errors of `aneu-preproc`.

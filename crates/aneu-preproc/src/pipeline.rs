@@ -1,0 +1,422 @@
+//! The per-series preprocessing and the restartable, parallel dataset run.
+//!
+//! Steps per modality (from [`PreprocessConfig`]): reorientation to
+//! canonical RAS (exact), a head mask, resampling of image (chosen
+//! interpolator) and mask (nearest), normalisation with statistics inside
+//! the mask. Localizers are carried through as world points and voxels of
+//! the output grid. (Skull stripping and N4 are not built yet.)
+//!
+//! [`preprocess_dataset`] writes `<out>/<uid>/{image.nii.gz, mask.nii.gz,
+//! meta.json}` and `<out>/index.csv`; a failing series is recorded in
+//! `errors.csv` and the others go on; every series is written under a
+//! temporary name and renamed, and a series whose `meta.json` carries the
+//! same config hash is skipped, so a killed run resumes where it stopped.
+
+use std::path::{Path, PathBuf};
+
+use aneu_io::{
+    Affine, DicomSeries, GridSize, Localizer, Modality, RsnaDataset, SeriesLabels, Volume, Voxel, WorldPoint,
+    write_nifti,
+};
+use rayon::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::mask::head_mask;
+use crate::normalize::{CtWindow, Normalization, normalize};
+use crate::resample::{Interpolator, ResampleOptions, resample_with_options};
+use crate::{Error, Result};
+
+/// The steps for one modality.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Steps {
+    /// Reorient to the closest canonical RAS grid (exact).
+    pub reorient: bool,
+    /// Compute a head mask (Otsu + morphology); otherwise the mask is the
+    /// whole grid.
+    pub head_mask: bool,
+    /// Resample (the mask always with nearest neighbour).
+    pub resample: Option<ResampleOptions>,
+    /// Normalise (statistics inside the mask).
+    pub normalize: Option<Normalization>,
+}
+
+impl Default for Steps {
+    fn default() -> Self {
+        Self {
+            reorient: true,
+            head_mask: true,
+            resample: Some(ResampleOptions::default()),
+            normalize: Some(Normalization::ZScore),
+        }
+    }
+}
+
+/// Per-modality steps, serialisable as JSON so every run can be replayed.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PreprocessConfig {
+    /// CTA: CT angiography window by default.
+    pub cta: Steps,
+    /// TOF-MRA.
+    pub mra: Steps,
+    /// MRI T1 post-contrast.
+    pub t1post: Steps,
+    /// MRI T2.
+    pub t2: Steps,
+}
+
+impl Default for PreprocessConfig {
+    fn default() -> Self {
+        Self {
+            cta: Steps {
+                normalize: Some(Normalization::Window(CtWindow::ANGIO)),
+                ..Steps::default()
+            },
+            mra: Steps::default(),
+            t1post: Steps::default(),
+            t2: Steps::default(),
+        }
+    }
+}
+
+impl PreprocessConfig {
+    /// The steps of a modality.
+    pub fn steps(&self, m: Modality) -> &Steps {
+        match m {
+            Modality::Cta => &self.cta,
+            Modality::Mra => &self.mra,
+            Modality::MriT1post => &self.t1post,
+            Modality::MriT2 => &self.t2,
+        }
+    }
+
+    /// A stable hash (FNV-1a 64 of the JSON form), written to every
+    /// `meta.json` to decide whether a series is already done.
+    pub fn hash(&self) -> String {
+        let json = serde_json::to_string(self).unwrap_or_default();
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in json.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    /// Reads a JSON config.
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] if the file cannot be read or parsed.
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
+        let p = path.as_ref();
+        let text = std::fs::read_to_string(p).map_err(|e| Error::InvalidArgument(format!("{}: {e}", p.display())))?;
+        serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{}: {e}", p.display())))
+    }
+}
+
+/// A grid: affine and size.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Grid {
+    /// Voxel → RAS mm.
+    pub affine: Affine,
+    /// Size.
+    pub size: GridSize,
+}
+
+/// A localizer carried through preprocessing.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Annotation {
+    /// The RSNA location name.
+    pub location: String,
+    /// The point in RAS mm.
+    pub world: WorldPoint,
+    /// Its voxel in the output grid.
+    pub voxel: Voxel,
+}
+
+/// The sidecar `meta.json` of a preprocessed series.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PreprocessMeta {
+    /// SeriesInstanceUID.
+    pub series_uid: String,
+    /// Modality class.
+    pub modality: Modality,
+    /// Labels from `train.csv`, when known.
+    pub labels: Option<SeriesLabels>,
+    /// The config hash.
+    pub config_hash: String,
+    /// The steps applied, with their parameters.
+    pub steps: Steps,
+    /// Grid as read.
+    pub before: Grid,
+    /// Grid written.
+    pub after: Grid,
+    /// Localizers in world mm and output voxels.
+    pub annotations: Vec<Annotation>,
+}
+
+/// A preprocessed series.
+pub struct Preprocessed {
+    /// The image.
+    pub image: Volume<f32>,
+    /// The mask on the same grid.
+    pub mask: Volume<u8>,
+    /// The sidecar.
+    pub meta: PreprocessMeta,
+}
+
+/// Runs the steps of `modality` on one series.
+///
+/// # Errors
+/// Errors of the steps (a constant image has no Otsu threshold or z-score,
+/// say) and of localizer mapping.
+pub fn preprocess_series(
+    series: &DicomSeries,
+    modality: Modality,
+    localizers: &[Localizer],
+    labels: Option<&SeriesLabels>,
+    config: &PreprocessConfig,
+) -> Result<Preprocessed> {
+    let steps = config.steps(modality);
+    let before = Grid {
+        affine: *series.volume.affine(),
+        size: series.volume.size(),
+    };
+    let mut image = if steps.reorient {
+        series.volume.to_canonical()?
+    } else {
+        series.volume.clone()
+    };
+    let mut mask = if steps.head_mask {
+        head_mask(&image)?
+    } else {
+        image.map(|_| 1u8)
+    };
+    if let Some(r) = &steps.resample {
+        image = resample_with_options(&image, r)?;
+        let m = resample_with_options(
+            &mask.map(|&v| f32::from(v)),
+            &r.with_interpolator(Interpolator::Nearest),
+        )?;
+        mask = m.map(|&v| u8::from(v >= 0.5));
+    }
+    if let Some(n) = steps.normalize {
+        image = normalize(&image, n, Some(&mask))?;
+    }
+    let annotations = localizers
+        .iter()
+        .map(|l| {
+            let world = series.localizer_to_world(&l.sop_uid, l.frame, l.x, l.y)?;
+            Ok(Annotation {
+                location: l.location.name().to_string(),
+                world,
+                voxel: image.world_to_voxel(world),
+            })
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let meta = PreprocessMeta {
+        series_uid: series.meta.series_uid.clone(),
+        modality,
+        labels: labels.cloned(),
+        config_hash: config.hash(),
+        steps: steps.clone(),
+        before,
+        after: Grid {
+            affine: *image.affine(),
+            size: image.size(),
+        },
+        annotations,
+    };
+    Ok(Preprocessed { image, mask, meta })
+}
+
+/// One shard of a dataset: series `n` (in UID order) belongs to shard
+/// `n % count`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Shard {
+    /// This shard, 0-based.
+    pub index: usize,
+    /// Number of shards.
+    pub count: usize,
+}
+
+impl Default for Shard {
+    fn default() -> Self {
+        Self { index: 0, count: 1 }
+    }
+}
+
+impl std::str::FromStr for Shard {
+    type Err = String;
+    /// Parses `I/N` (0-based I).
+    fn from_str(s: &str) -> std::result::Result<Self, String> {
+        let (i, n) = s.split_once('/').ok_or_else(|| format!("{s:?} is not I/N"))?;
+        let (index, count): (usize, usize) = (
+            i.trim().parse().map_err(|_| format!("{s:?}: bad I"))?,
+            n.trim().parse().map_err(|_| format!("{s:?}: bad N"))?,
+        );
+        if count == 0 || index >= count {
+            return Err(format!("{s:?}: need 0 <= I < N"));
+        }
+        Ok(Self { index, count })
+    }
+}
+
+/// What a dataset run did.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+pub struct DatasetSummary {
+    /// Series processed now.
+    pub done: usize,
+    /// Series already done with the same config.
+    pub skipped: usize,
+    /// Series that failed (see `errors.csv`).
+    pub failed: usize,
+}
+
+enum Outcome {
+    Done,
+    Skipped,
+    Failed(String),
+}
+
+fn file_err(p: &Path, e: std::io::Error) -> Error {
+    Error::Io(aneu_io::Error::Io {
+        path: p.to_path_buf(),
+        source: e,
+    })
+}
+
+fn process_one(ds: &RsnaDataset, uid: &str, out: &Path, config: &PreprocessConfig, hash: &str) -> Result<Outcome> {
+    let dest = out.join(uid);
+    if let Ok(text) = std::fs::read_to_string(dest.join("meta.json"))
+        && let Ok(meta) = serde_json::from_str::<PreprocessMeta>(&text)
+        && meta.config_hash == hash
+        && dest.join("image.nii.gz").exists()
+        && dest.join("mask.nii.gz").exists()
+    {
+        return Ok(Outcome::Skipped);
+    }
+    let labels = ds.labels(uid);
+    let modality = labels.map_or(Modality::Cta, |l| l.modality);
+    let series = ds.read_series(uid)?;
+    let p = preprocess_series(&series, modality, ds.localizers(uid), labels, config)?;
+    let tmp = out.join(format!(".tmp-{uid}"));
+    if tmp.exists() {
+        std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+    }
+    std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+    write_nifti(&p.image, tmp.join("image.nii.gz"))?;
+    write_nifti(&p.mask, tmp.join("mask.nii.gz"))?;
+    let json = serde_json::to_string_pretty(&p.meta).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+    std::fs::write(tmp.join("meta.json"), json).map_err(|e| file_err(&tmp, e))?;
+    if dest.exists() {
+        std::fs::remove_dir_all(&dest).map_err(|e| file_err(&dest, e))?;
+    }
+    std::fs::rename(&tmp, &dest).map_err(|e| file_err(&dest, e))?;
+    Ok(Outcome::Done)
+}
+
+/// Preprocesses the series of an RSNA-layout dataset (this shard only) in
+/// parallel, writing `<out>/<uid>/…`, `index.csv` and `errors.csv`
+/// (`index-I-of-N.csv` and `errors-I-of-N.csv` for a shard of several).
+/// `progress` is called after each series with the number finished.
+///
+/// # Errors
+/// Only for problems with the dataset as a whole (unreadable `train.csv`,
+/// an output folder that cannot be written); each series' own failure goes
+/// to `errors.csv`.
+pub fn preprocess_dataset(
+    root: impl AsRef<Path>,
+    out: impl AsRef<Path>,
+    config: &PreprocessConfig,
+    shard: Shard,
+    progress: &(dyn Fn(usize) + Sync),
+) -> Result<DatasetSummary> {
+    let out = out.as_ref();
+    let ds = RsnaDataset::open(root)?;
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let uids: Vec<String> = ds
+        .series_uids()
+        .enumerate()
+        .filter(|(n, _)| n % shard.count == shard.index)
+        .map(|(_, u)| u.to_string())
+        .collect();
+    let hash = config.hash();
+    let finished = std::sync::atomic::AtomicUsize::new(0);
+    let outcomes: Vec<(String, Outcome)> = uids
+        .par_iter()
+        .map(|uid| {
+            let o = match process_one(&ds, uid, out, config, &hash) {
+                Ok(o) => o,
+                Err(e) => {
+                    tracing::warn!(series = %uid, error = %e, "preprocessing failed");
+                    let _ = std::fs::remove_dir_all(out.join(format!(".tmp-{uid}")));
+                    Outcome::Failed(e.to_string())
+                }
+            };
+            progress(finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
+            (uid.clone(), o)
+        })
+        .collect();
+    let suffix = if shard.count > 1 {
+        format!("-{}-of-{}", shard.index, shard.count)
+    } else {
+        String::new()
+    };
+    let csv_path = |name: &str| -> PathBuf { out.join(format!("{name}{suffix}.csv")) };
+    let csv_err = |p: &Path, e: csv::Error| Error::InvalidArgument(format!("{}: {e}", p.display()));
+    let mut summary = DatasetSummary::default();
+    let ep = csv_path("errors");
+    let mut errors = csv::Writer::from_path(&ep).map_err(|e| csv_err(&ep, e))?;
+    errors
+        .write_record(["SeriesInstanceUID", "error"])
+        .map_err(|e| csv_err(&ep, e))?;
+    let ip = csv_path("index");
+    let mut index = csv::Writer::from_path(&ip).map_err(|e| csv_err(&ip, e))?;
+    index
+        .write_record([
+            "SeriesInstanceUID",
+            "Modality",
+            "ni",
+            "nj",
+            "nk",
+            "image",
+            "mask",
+            "meta",
+        ])
+        .map_err(|e| csv_err(&ip, e))?;
+    for (uid, o) in &outcomes {
+        match o {
+            Outcome::Done => summary.done += 1,
+            Outcome::Skipped => summary.skipped += 1,
+            Outcome::Failed(msg) => {
+                summary.failed += 1;
+                errors
+                    .write_record([uid.as_str(), msg.as_str()])
+                    .map_err(|e| csv_err(&ep, e))?;
+                continue;
+            }
+        }
+        let meta: Option<PreprocessMeta> = std::fs::read_to_string(out.join(uid).join("meta.json"))
+            .ok()
+            .and_then(|t| serde_json::from_str(&t).ok());
+        if let Some(m) = meta {
+            let s = m.after.size;
+            index
+                .write_record([
+                    uid.as_str(),
+                    m.modality.name(),
+                    &s.ni.to_string(),
+                    &s.nj.to_string(),
+                    &s.nk.to_string(),
+                    &format!("{uid}/image.nii.gz"),
+                    &format!("{uid}/mask.nii.gz"),
+                    &format!("{uid}/meta.json"),
+                ])
+                .map_err(|e| csv_err(&ip, e))?;
+        }
+    }
+    errors.flush().map_err(|e| file_err(&ep, e))?;
+    index.flush().map_err(|e| file_err(&ip, e))?;
+    Ok(summary)
+}
