@@ -470,7 +470,12 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
     }
     let row_dir = [iop0[0], iop0[1], iop0[2]];
     let col_dir = [iop0[3], iop0[4], iop0[5]];
-    let normal = cross(row_dir, col_dir);
+    // stored cosines are rounded: use the unit normal
+    let normal = {
+        let n = cross(row_dir, col_dir);
+        let len = dot(n, n).sqrt();
+        n.map(|v| v / len)
+    };
     let proj: Vec<f64> = frames.iter().map(|f| dot(f.ipp, normal)).collect();
     let mut order: Vec<usize> = (0..frames.len()).collect();
     order.sort_by(|&a, &b| proj[a].total_cmp(&proj[b]));
