@@ -172,3 +172,15 @@ for interp in linear nearest bspline; do
   "$PY" "$REFS/ref_resample.py" "$OUT/nifti/dipy_aniso_vox.nii.gz" "$OUT/ref/resample/aniso_3_$interp.nii.gz" --interp $interp --spacing 3 > /dev/null
   "$PY" "$REFS/ref_resample.py" "$OUT/nifti/qform_only_oblique.nii.gz" "$OUT/ref/resample/oblique_0.7_$interp.nii.gz" --interp $interp --spacing 0.7 > /dev/null
 done
+
+# 8. N4: a downsized make_synthetic.py volume with its known log bias, and
+#    SimpleITK's N4 (ref_n4.py, defaults, the given mask, shrink 2)
+mkdir -p "$OUT/ref/n4" syn
+"$PY" "$REFS/make_synthetic.py" syn --size 64,64,32 --spacing 3,3,3 --seed 0 > /dev/null
+"$PY" - syn "$OUT/ref/n4" <<'PYEOF'
+import sys, nibabel as nib
+for n in ["synth", "mask", "true_logbias"]:
+    nib.save(nib.load(f"{sys.argv[1]}/{n}.nii"), f"{sys.argv[2]}/{n}.nii.gz")
+PYEOF
+"$PY" "$REFS/ref_n4.py" "$OUT/ref/n4/synth.nii.gz" n4_corrected.nii.gz "$OUT/ref/n4/sitk_logbias_shrink2.nii.gz" \
+  --mask "$OUT/ref/n4/mask.nii.gz" --shrink 2 --threads 2 > "$OUT/ref/n4/sitk_shrink2.log"

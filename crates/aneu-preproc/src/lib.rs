@@ -15,8 +15,10 @@
 //! * [`pipeline`]: [`preprocess_series`] and the restartable, shardable,
 //!   parallel [`preprocess_dataset`].
 //!
-//! Skull stripping and N4 bias-field correction are not built yet (see the
-//! project's issue on preprocessing).
+//! * [`n4()`]: N4 bias-field correction with SimpleITK's defaults.
+//!
+//! Skull stripping is not built yet (see the project's issue on
+//! preprocessing).
 //!
 //! ```
 //! use aneu_io::{Affine, Volume};
@@ -32,11 +34,13 @@
 #![forbid(unsafe_code)]
 
 pub mod mask;
+pub mod n4;
 pub mod normalize;
 pub mod pipeline;
 mod resample;
 
 pub use mask::head_mask;
+pub use n4::{N4Options, N4Result, n4};
 pub use normalize::{CtWindow, Normalization, normalize};
 pub use pipeline::{DatasetSummary, PreprocessConfig, Preprocessed, Shard, preprocess_dataset, preprocess_series};
 pub use resample::{Interpolator, ResampleOptions, resample, resample_with_options};

@@ -1,10 +1,11 @@
 //! The per-series preprocessing and the restartable, parallel dataset run.
 //!
 //! Steps per modality (from [`PreprocessConfig`]): reorientation to
-//! canonical RAS (exact), a head mask, resampling of image (chosen
+//! canonical RAS (exact), a head mask, N4 (MR only by default), resampling
+//! of image (chosen
 //! interpolator) and mask (nearest), normalisation with statistics inside
 //! the mask. Localizers are carried through as world points and voxels of
-//! the output grid. (Skull stripping and N4 are not built yet.)
+//! the output grid. (Skull stripping is not built yet.)
 //!
 //! [`preprocess_dataset`] writes `<out>/<uid>/{image.nii.gz, mask.nii.gz,
 //! meta.json}` and `<out>/index.csv`; a failing series is recorded in
@@ -22,6 +23,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::mask::head_mask;
+use crate::n4::{N4Options, n4};
 use crate::normalize::{CtWindow, Normalization, normalize};
 use crate::resample::{Interpolator, ResampleOptions, resample_with_options};
 use crate::{Error, Result};
@@ -35,6 +37,9 @@ pub struct Steps {
     /// Compute a head mask (Otsu + morphology); otherwise the mask is the
     /// whole grid.
     pub head_mask: bool,
+    /// N4 bias-field correction inside the mask (on by default for MR, off
+    /// for CT).
+    pub n4: Option<N4Options>,
     /// Resample (the mask always with nearest neighbour).
     pub resample: Option<ResampleOptions>,
     /// Normalise (statistics inside the mask).
@@ -46,6 +51,7 @@ impl Default for Steps {
         Self {
             reorient: true,
             head_mask: true,
+            n4: Some(N4Options::default()),
             resample: Some(ResampleOptions::default()),
             normalize: Some(Normalization::ZScore),
         }
@@ -70,6 +76,7 @@ impl Default for PreprocessConfig {
     fn default() -> Self {
         Self {
             cta: Steps {
+                n4: None,
                 normalize: Some(Normalization::Window(CtWindow::ANGIO)),
                 ..Steps::default()
             },
@@ -192,6 +199,9 @@ pub fn preprocess_series(
     } else {
         image.map(|_| 1u8)
     };
+    if let Some(o) = &steps.n4 {
+        image = n4(&image, &mask, o)?.corrected;
+    }
     if let Some(r) = &steps.resample {
         image = resample_with_options(&image, r)?;
         let m = resample_with_options(
