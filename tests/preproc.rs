@@ -413,3 +413,62 @@ fn n4_matches_simpleitk_and_recovers_the_field() {
     );
     assert!((c - x / b.exp()).abs() < 1e-3 * x.abs().max(1.0));
 }
+
+/// Skull stripping on phantoms of every modality: Dice against the ground
+/// truth intracranial mask, and every aneurysm centre inside the mask.
+#[test]
+fn skull_stripping_on_phantoms() {
+    use aneu::io::RsnaDataset;
+    use aneu::phantom::{PhantomConfig, SizePreset, generate, read_truth};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path().join("rsna");
+    generate(
+        &PhantomConfig::new(16, 41, SizePreset::Small).with_positive_rate(1.0),
+        &root,
+    )
+    .unwrap();
+    let ds = RsnaDataset::open(&root).unwrap();
+    let mut seen = std::collections::BTreeMap::new();
+    let mut misses = Vec::new();
+    for uid in ds.series_uids() {
+        let truth = read_truth(&root, uid).unwrap();
+        let img = ds.read_series(uid).unwrap().volume;
+        let gt = read_nifti(root.join("ground_truth").join(uid).join("brain.nii.gz")).unwrap();
+        let m = intracranial_mask(&img, truth.modality).unwrap();
+        let (mut inter, mut a, mut b) = (0usize, 0usize, 0usize);
+        for (x, y) in m.as_slice().iter().zip(gt.as_slice()) {
+            let (x, y) = (*x != 0, *y != 0.0);
+            inter += usize::from(x && y);
+            a += usize::from(x);
+            b += usize::from(y);
+        }
+        let dice = 2.0 * inter as f64 / (a + b) as f64;
+        if let Some(d) = std::env::var_os("ANEU_DUMP") {
+            let p = |s: &str| std::path::Path::new(&d).join(format!("{:?}-{}-{s}.nii.gz", truth.modality, &uid[5..13]));
+            aneu::io::write_nifti(&m, p("ours")).unwrap();
+            aneu::io::write_nifti(&gt, p("gt")).unwrap();
+            aneu::io::write_nifti(&img, p("img")).unwrap();
+        }
+        for an in &truth.aneurysms {
+            let v = m.world_to_voxel(an.centre_world).nearest_index(m.size()).unwrap();
+            if m.get(v) != Some(&1) {
+                misses.push(format!(
+                    "{uid} {:?}: aneurysm at {} (truth mask {:?})",
+                    truth.modality,
+                    an.location,
+                    gt.get(v)
+                ));
+            }
+        }
+        seen.entry(format!("{:?}", truth.modality))
+            .or_insert_with(Vec::new)
+            .push((dice, a, b, inter));
+    }
+    eprintln!("{seen:?}");
+    assert!(misses.is_empty(), "aneurysm centres outside the mask: {misses:#?}");
+    for (m, d) in &seen {
+        for x in d {
+            assert!(x.0 >= 0.95, "{m}: Dice {:.4} ({d:?})", x.0);
+        }
+    }
+}

@@ -540,7 +540,7 @@ impl Head {
         let ic = inside(ellipsoid_sd(p, c, grow(self.csf_mm)), edge) * floor;
         let skull_out = inside(ellipsoid_sd(p, c, grow(self.csf_mm + self.skull_mm)), edge);
         // the skull base is a 14 mm slab under the fossae
-        let slab = inside(p[2] - (self.base_z(p) - 14.0), edge);
+        let slab = inside((self.base_z(p) - 14.0) - p[2], edge);
         let mut bone = (skull_out * slab - ic).max(0.0);
         let extra = self
             .central_bone()

@@ -10,15 +10,13 @@
 //!   percentile clip-and-scale and CT windows with named presets,
 //!   statistics optionally inside a mask.
 //!
-//! * [`mask`]: Otsu, morphology, connected components, hole filling, and a
-//!   [`head_mask`];
+//! * [`mask`]: Otsu, morphology, connected components, hole filling, a
+//!   [`head_mask`] and skull stripping, [`intracranial_mask`];
 //! * [`pipeline`]: [`preprocess_series`] and the restartable, shardable,
 //!   parallel [`preprocess_dataset`].
 //!
 //! * [`n4()`]: N4 bias-field correction with SimpleITK's defaults.
-//!
-//! Skull stripping is not built yet (see the project's issue on
-//! preprocessing).
+
 //!
 //! ```
 //! use aneu_io::{Affine, Volume};
@@ -39,10 +37,12 @@ pub mod normalize;
 pub mod pipeline;
 mod resample;
 
-pub use mask::head_mask;
+pub use mask::{head_mask, intracranial_mask};
 pub use n4::{N4Options, N4Result, n4};
 pub use normalize::{CtWindow, Normalization, normalize};
-pub use pipeline::{DatasetSummary, PreprocessConfig, Preprocessed, Shard, preprocess_dataset, preprocess_series};
+pub use pipeline::{
+    DatasetSummary, MaskMethod, PreprocessConfig, Preprocessed, Shard, preprocess_dataset, preprocess_series,
+};
 pub use resample::{Interpolator, ResampleOptions, resample, resample_with_options};
 
 /// Errors of `aneu-preproc`.

@@ -77,21 +77,12 @@ pub fn dilate(m: &Array3<bool>, steps: usize) -> Array3<bool> {
     cur
 }
 
-/// `steps` rounds of 6-connected erosion (outside the grid counts as
-/// background).
+/// `steps` rounds of 6-connected erosion. Outside the grid counts as
+/// foreground, so a field of view cut through the head does not erode the
+/// object at its border.
 pub fn erode(m: &Array3<bool>, steps: usize) -> Array3<bool> {
     let inv = m.mapv(|v| !v);
-    let grown = dilate(&inv, steps);
-    let sh = shape(m);
-    let mut out = grown.mapv(|v| !v);
-    // voxels within `steps` of the border also erode
-    for ((k, j, i), v) in out.indexed_iter_mut() {
-        let d = [k, j, i, sh[0] - 1 - k, sh[1] - 1 - j, sh[2] - 1 - i];
-        if d.iter().any(|&x| x < steps) {
-            *v = false;
-        }
-    }
-    out
+    dilate(&inv, steps).mapv(|v| !v)
 }
 
 /// The largest 6-connected component.
@@ -171,6 +162,100 @@ pub fn head_mask(vol: &Volume<f32>) -> Result<Volume<u8>> {
     Ok(vol.with_data(m.mapv(u8::from))?)
 }
 
+/// Geodesic dilation: `steps` rounds of dilation, each kept inside `within`.
+pub fn reconstruct(seed: &Array3<bool>, within: &Array3<bool>, steps: usize) -> Array3<bool> {
+    let mut m = seed.clone();
+    for _ in 0..steps {
+        let grown = dilate(&m, 1);
+        m = ndarray::Zip::from(&grown).and(within).map_collect(|a, b| *a && *b);
+    }
+    m
+}
+
+/// The brain / intracranial mask (skull stripping) of a head image: the
+/// whole cranial cavity, CSF and the skull-base vessels included.
+///
+/// * A candidate compartment by modality: CTA by HU rules
+///   (−200 < HU < 500, so bone > 500 HU is out and contrast-filled vessels
+///   are in); TOF-MRA and T1post by the two-level Otsu threshold of
+///   [`head_mask`] (tissue brighter than the dark band of CSF and bone);
+///   T2 everything above a quarter of the median tissue value (its CSF is
+///   bright, and its arteries are flow voids darker than tissue but
+///   brighter than bone).
+/// * The candidate is eroded by ≈ 5 mm, which cuts the bridges through the
+///   skull base (vessels up to the ICA, nerves); the largest component is the cavity;
+///   it is grown back inside the candidate (geodesic reconstruction) and its
+///   holes are filled.
+/// * On T2, where arteries are flow voids as dark as bone, a ≈ 3 mm
+///   closing seals the vessel channels; on TOF-MRA and T1post, where CSF is
+///   as dark as bone, the cavity is grown by ≈ 2.5 mm of CSF.
+///
+/// # Errors
+/// [`Error::Degenerate`] for a constant image or an empty result.
+pub fn intracranial_mask(vol: &Volume<f32>, modality: aneu_io::Modality) -> Result<Volume<u8>> {
+    use aneu_io::Modality;
+    let sp = vol.spacing();
+    let step_mm = sp.iter().fold(f64::MAX, |a, b| a.min(*b));
+    let steps = |mm: f64| ((mm / step_mm).round() as usize).max(1);
+    let head = head_mask(vol)?;
+    let inside_head = head.data().mapv(|v| v != 0);
+    let candidate = match modality {
+        Modality::Cta => ndarray::Zip::from(&vol.data())
+            .and(&inside_head)
+            .map_collect(|v, h| *h && *v > -200.0 && *v < 500.0),
+        _ => {
+            let t1 = otsu_threshold(vol.as_slice())?;
+            let lower: Vec<f32> = vol.as_slice().iter().copied().filter(|v| *v <= t1).collect();
+            let t = otsu_threshold(&lower).unwrap_or(t1);
+            let t = if modality == Modality::MriT2 {
+                // flow voids (arteries) lie between bone and tissue: keep
+                // everything above a quarter of the median tissue value
+                let mut tissue: Vec<f32> = vol.as_slice().iter().copied().filter(|v| *v > t).collect();
+                if tissue.is_empty() {
+                    t
+                } else {
+                    let mid = tissue.len() / 2;
+                    let (_, median, _) = tissue.select_nth_unstable_by(mid, f32::total_cmp);
+                    (*median * 0.25).min(t)
+                }
+            } else {
+                // tissue above the dark CSF/bone band: Otsu of the upper part
+                let upper: Vec<f32> = vol.as_slice().iter().copied().filter(|v| *v > t).collect();
+                let t2 = otsu_threshold(&upper).unwrap_or(t);
+                // the dark band lies below the midpoint of t and the first tissue class
+                t.max(0.5 * (t + t2).min(t1))
+            };
+            ndarray::Zip::from(&vol.data())
+                .and(&inside_head)
+                .map_collect(|v, h| *h && *v > t)
+        }
+    };
+    let r = steps(5.0);
+    let core = largest_component(&erode(&candidate, r));
+    if !core.iter().any(|v| *v) {
+        return Err(Error::Degenerate("no intracranial compartment found".into()));
+    }
+    let mut cavity = fill_holes(&reconstruct(&core, &candidate, 2 * r));
+    if modality == Modality::MriT2 {
+        // arteries are flow voids, as dark as bone, and reach the border
+        // through the skull base: close vessel-sized channels (not the
+        // 5–8 mm skull), then fill
+        let c = steps(3.0);
+        let closed = erode(&dilate(&cavity, c), c);
+        cavity = fill_holes(
+            &ndarray::Zip::from(&closed)
+                .and(&inside_head)
+                .map_collect(|a, b| *a && *b),
+        );
+    }
+    if matches!(modality, Modality::Mra | Modality::MriT1post) {
+        let csf = dilate(&cavity, steps(2.5));
+        cavity = ndarray::Zip::from(&csf).and(&inside_head).map_collect(|a, b| *a && *b);
+        cavity = fill_holes(&cavity);
+    }
+    Ok(vol.with_data(cavity.mapv(u8::from))?)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -193,6 +278,9 @@ mod tests {
         assert!(!big[[0, 0, 0]] && big[[2, 2, 2]]);
         assert_eq!(big.iter().filter(|v| **v).count(), 125);
         assert_eq!(erode(&big, 1).iter().filter(|v| **v).count(), 27);
+        // a slab touching the grid border keeps its border voxels
+        let slab = Array3::<bool>::from_elem((3, 9, 9), true);
+        assert_eq!(erode(&slab, 1).iter().filter(|v| **v).count(), 243);
         assert_eq!(dilate(&erode(&big, 1), 1).iter().filter(|v| **v).count(), 27 + 6 * 9);
     }
 

@@ -1,11 +1,12 @@
 //! The per-series preprocessing and the restartable, parallel dataset run.
 //!
 //! Steps per modality (from [`PreprocessConfig`]): reorientation to
-//! canonical RAS (exact), a head mask, N4 (MR only by default), resampling
+//! canonical RAS (exact), a mask (skull stripping by default), N4 (MR only
+//! by default), resampling
 //! of image (chosen
 //! interpolator) and mask (nearest), normalisation with statistics inside
 //! the mask. Localizers are carried through as world points and voxels of
-//! the output grid. (Skull stripping is not built yet.)
+//! the output grid.
 //!
 //! [`preprocess_dataset`] writes `<out>/<uid>/{image.nii.gz, mask.nii.gz,
 //! meta.json}` and `<out>/index.csv`; a failing series is recorded in
@@ -22,11 +23,22 @@ use aneu_io::{
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::mask::head_mask;
+use crate::mask::{head_mask, intracranial_mask};
 use crate::n4::{N4Options, n4};
 use crate::normalize::{CtWindow, Normalization, normalize};
 use crate::resample::{Interpolator, ResampleOptions, resample_with_options};
 use crate::{Error, Result};
+
+/// The mask a series gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum MaskMethod {
+    /// The whole grid.
+    None,
+    /// The head (foreground): [`head_mask`].
+    Head,
+    /// The cranial cavity (skull stripping): [`intracranial_mask`].
+    Intracranial,
+}
 
 /// The steps for one modality.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
@@ -34,9 +46,8 @@ use crate::{Error, Result};
 pub struct Steps {
     /// Reorient to the closest canonical RAS grid (exact).
     pub reorient: bool,
-    /// Compute a head mask (Otsu + morphology); otherwise the mask is the
-    /// whole grid.
-    pub head_mask: bool,
+    /// Which mask to compute; statistics and N4 use it.
+    pub mask: MaskMethod,
     /// N4 bias-field correction inside the mask (on by default for MR, off
     /// for CT).
     pub n4: Option<N4Options>,
@@ -50,7 +61,7 @@ impl Default for Steps {
     fn default() -> Self {
         Self {
             reorient: true,
-            head_mask: true,
+            mask: MaskMethod::Intracranial,
             n4: Some(N4Options::default()),
             resample: Some(ResampleOptions::default()),
             normalize: Some(Normalization::ZScore),
@@ -194,10 +205,10 @@ pub fn preprocess_series(
     } else {
         series.volume.clone()
     };
-    let mut mask = if steps.head_mask {
-        head_mask(&image)?
-    } else {
-        image.map(|_| 1u8)
+    let mut mask = match steps.mask {
+        MaskMethod::None => image.map(|_| 1u8),
+        MaskMethod::Head => head_mask(&image)?,
+        MaskMethod::Intracranial => intracranial_mask(&image, modality)?,
     };
     if let Some(o) = &steps.n4 {
         image = n4(&image, &mask, o)?.corrected;
