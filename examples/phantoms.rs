@@ -27,6 +27,9 @@ struct Args {
     /// Share of positive series.
     #[arg(long, default_value_t = 0.5)]
     positive_rate: f64,
+    /// Only this modality (CTA, MRA, "MRI T2", "MRI T1post").
+    #[arg(long)]
+    modality: Option<String>,
 }
 
 fn main() -> ExitCode {
@@ -35,7 +38,20 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
-    let config = PhantomConfig::new(a.n, a.seed, a.size).with_positive_rate(a.positive_rate);
+    let mut config = PhantomConfig::new(a.n, a.seed, a.size).with_positive_rate(a.positive_rate);
+    if let Some(m) = &a.modality {
+        let w = match m.as_str() {
+            "CTA" => [1.0, 0.0, 0.0, 0.0],
+            "MRA" => [0.0, 1.0, 0.0, 0.0],
+            "MRI T2" => [0.0, 0.0, 1.0, 0.0],
+            "MRI T1post" => [0.0, 0.0, 0.0, 1.0],
+            o => {
+                eprintln!("unknown modality {o:?}");
+                return ExitCode::from(2);
+            }
+        };
+        config = config.with_modality_weights(w);
+    }
     let bar = indicatif::ProgressBar::new(a.n as u64);
     let t = std::time::Instant::now();
     match generate_with_progress(&config, &a.out, &|d| bar.set_position(d as u64)) {
