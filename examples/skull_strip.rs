@@ -24,7 +24,10 @@ fn main() -> ExitCode {
         write_nifti(&mask, out)?;
         let sp = img.spacing();
         let n = mask.as_slice().iter().filter(|v| **v != 0).count();
-        Ok(format!("{out}: {:.3} L intracranial ({n} voxels) in {secs:.1} s", n as f64 * sp[0] * sp[1] * sp[2] / 1e6))
+        Ok(format!(
+            "{out}: {:.3} L intracranial ({n} voxels) in {secs:.1} s",
+            n as f64 * sp[0] * sp[1] * sp[2] / 1e6
+        ))
     };
     match run() {
         Ok(s) => {
