@@ -43,7 +43,7 @@ pub use normalize::{CtWindow, Normalization, normalize};
 pub use pipeline::{
     DatasetSummary, MaskMethod, PreprocessConfig, Preprocessed, Shard, preprocess_dataset, preprocess_series,
 };
-pub use resample::{Interpolator, ResampleOptions, resample, resample_with_options};
+pub use resample::{Interpolator, ResampleOptions, resample, resample_to_grid, resample_with_options};
 
 /// Errors of `aneu-preproc`.
 #[derive(Debug, thiserror::Error)]

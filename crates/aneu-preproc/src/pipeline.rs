@@ -26,11 +26,11 @@ use serde::{Deserialize, Serialize};
 use crate::mask::{head_mask, intracranial_mask};
 use crate::n4::{N4Options, n4};
 use crate::normalize::{CtWindow, Normalization, normalize};
-use crate::resample::{Interpolator, ResampleOptions, resample_with_options};
+use crate::resample::{Interpolator, ResampleOptions, resample_to_grid, resample_with_options};
 use crate::{Error, Result};
 
 /// The mask a series gets.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum MaskMethod {
     /// The whole grid.
     None,
@@ -38,6 +38,12 @@ pub enum MaskMethod {
     Head,
     /// The cranial cavity (skull stripping): [`intracranial_mask`].
     Intracranial,
+    /// A mask made elsewhere (SynthStrip, say): `<dir>/<SeriesInstanceUID>.nii.gz`,
+    /// any non-zero voxel inside, resampled (nearest) onto the image grid.
+    External {
+        /// The folder of masks.
+        dir: PathBuf,
+    },
 }
 
 /// The steps for one modality.
@@ -205,10 +211,23 @@ pub fn preprocess_series(
     } else {
         series.volume.clone()
     };
-    let mut mask = match steps.mask {
+    let mut mask = match &steps.mask {
         MaskMethod::None => image.map(|_| 1u8),
         MaskMethod::Head => head_mask(&image)?,
         MaskMethod::Intracranial => intracranial_mask(&image, modality)?,
+        MaskMethod::External { dir } => {
+            let path = dir.join(format!("{}.nii.gz", series.meta.series_uid));
+            let ext = aneu_io::read_nifti(&path)?.map(|v| if *v != 0.0 { 1.0f32 } else { 0.0 });
+            let m = resample_to_grid(&ext, image.affine(), image.size(), Interpolator::Nearest, 0.0)?;
+            let m = m.map(|v| u8::from(*v >= 0.5));
+            if !m.as_slice().iter().any(|v| *v != 0) {
+                return Err(Error::InvalidMask(format!(
+                    "{}: no voxel inside the image grid",
+                    path.display()
+                )));
+            }
+            m
+        }
     };
     if let Some(o) = &steps.n4 {
         image = n4(&image, &mask, o)?.corrected;

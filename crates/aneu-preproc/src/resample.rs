@@ -107,8 +107,29 @@ pub fn resample_with_options(vol: &Volume<f32>, opts: &ResampleOptions) -> Resul
         return Err(Error::InvalidArgument(format!("spacing {:?}", opts.spacing)));
     }
     let (affine, size) = output_grid(vol, opts.spacing)?;
-    if size.len() > 1 << 31 {
-        return Err(Error::InvalidArgument(format!("output grid {size:?} is too large")));
+    resample_to_grid(vol, &affine, size, opts.interpolator, opts.default_value)
+}
+
+/// Resamples a volume onto any grid (an external mask onto an image, say),
+/// with the same interpolators and inside rule as [`resample_with_options`].
+///
+/// # Errors
+/// [`Error::InvalidArgument`] for an output over 2³¹ voxels.
+pub fn resample_to_grid(
+    vol: &Volume<f32>,
+    affine: &Affine,
+    size: GridSize,
+    interpolator: Interpolator,
+    default_value: f32,
+) -> Result<Volume<f32>> {
+    let affine = *affine;
+    let opts = ResampleOptions {
+        spacing: affine.spacing(),
+        interpolator,
+        default_value,
+    };
+    if size.len() > 1 << 31 || size.is_empty() {
+        return Err(Error::InvalidArgument(format!("output grid {size:?}")));
     }
     // ITK's arithmetic, so that exact half-voxel ties break as it does:
     // point = origin + M_out · index; cindex = M_in⁻¹ · (point − origin_in)
