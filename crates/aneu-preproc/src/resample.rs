@@ -164,6 +164,52 @@ pub fn resample_to_grid(
         let (a, b) = (index_of([1.0, 0.0, 0.0]), index_of([0.0, 0.0, 0.0]));
         [a[0] - b[0], a[1] - b[1], a[2] - b[2]]
     };
+    if opts.interpolator != Interpolator::BSpline
+        && let Some(t) = separable_tables(&index_of, &m_out, &inv, n, size, opts.interpolator)
+    {
+        let fill = opts.default_value;
+        let (sj, sk) = (n[0], n[0] * n[1]);
+        dst.par_chunks_mut(plane).enumerate().for_each(|(k, p)| {
+            for (j, row) in p.chunks_mut(size.ni).enumerate() {
+                if !(t[2].inside[k] && t[1].inside[j]) {
+                    row.fill(fill);
+                    continue;
+                }
+                let (kb, kn, dk) = (t[2].base[k] * sk, t[2].next[k] * sk, t[2].d[k]);
+                let (jb, jn, dj) = (t[1].base[j] * sj, t[1].next[j] * sj, t[1].d[j]);
+                let ti = &t[0];
+                match opts.interpolator {
+                    Interpolator::Nearest => {
+                        // `base` holds the rounded index for nearest
+                        let r = &samples[kb + jb..];
+                        for (i, o) in row.iter_mut().enumerate() {
+                            *o = if ti.inside[i] { r[ti.base[i]] } else { fill };
+                        }
+                    }
+                    _ => {
+                        let (r00, r01) = (&samples[kb + jb..], &samples[kb + jn..]);
+                        let (r10, r11) = (&samples[kn + jb..], &samples[kn + jn..]);
+                        for (i, o) in row.iter_mut().enumerate() {
+                            if !ti.inside[i] {
+                                *o = fill;
+                                continue;
+                            }
+                            let (a, b, x) = (ti.base[i], ti.next[i], ti.d[i]);
+                            let lerp = |r: &[f32]| {
+                                let v0 = f64::from(r[a]);
+                                v0 + x * (f64::from(r[b]) - v0)
+                            };
+                            let (c00, c01, c10, c11) = (lerp(r00), lerp(r01), lerp(r10), lerp(r11));
+                            let c0 = c00 + dj * (c01 - c00);
+                            let c1 = c10 + dj * (c11 - c10);
+                            *o = (c0 + dk * (c1 - c0)) as f32;
+                        }
+                    }
+                }
+            }
+        });
+        return Ok(Volume::new(out, affine)?);
+    }
     dst.par_chunks_mut(plane).enumerate().for_each(|(k, p)| {
         for j in 0..size.nj {
             let row0 = index_of([0.0, j as f64, k as f64]);
@@ -190,6 +236,81 @@ pub fn resample_to_grid(
         }
     });
     Ok(Volume::new(out, affine)?)
+}
+
+/// Per-axis lookup for an axis-aligned mapping: for output index `t` along
+/// the axis, the input neighbours, the fraction between them, and whether
+/// the continuous index lies inside the buffer.
+struct AxisTable {
+    base: Vec<usize>,
+    next: Vec<usize>,
+    d: Vec<f64>,
+    inside: Vec<bool>,
+}
+
+/// When every output axis maps onto one input axis (the SimpleITK grid rule
+/// keeps the direction, so this is the usual case), the continuous index is
+/// separable and the interpolation weights can be tabulated once per axis.
+///
+/// Round-off off-diagonals (an oblique direction cancelled by its inverse)
+/// are accepted below 1e-9 voxel across the grid. With exactly diagonal
+/// matrices every off-diagonal product is an exact zero, so the tables
+/// reproduce ITK's per-voxel arithmetic bit for bit, half-voxel ties of
+/// nearest included; with round-off off-diagonals an exact tie is decided
+/// by that round-off, in ITK as here.
+fn separable_tables(
+    index_of: &impl Fn([f64; 3]) -> [f64; 3],
+    m_out: &[[f64; 3]; 3],
+    inv: &[[f64; 4]; 4],
+    n: [usize; 3],
+    size: GridSize,
+    interp: Interpolator,
+) -> Option<[AxisTable; 3]> {
+    let out_n = size.to_ijk();
+    let exact = (0..3).all(|r| (0..3).all(|c| r == c || (m_out[r][c] == 0.0 && inv[r][c] == 0.0)));
+    if !exact {
+        let o = index_of([0.0; 3]);
+        for a in 0..3 {
+            let mut u = [0.0; 3];
+            u[a] = 1.0;
+            let e = index_of(u);
+            for b in (0..3).filter(|&b| b != a) {
+                if ((e[b] - o[b]) * out_n[a] as f64).abs() > 1e-9 {
+                    return None;
+                }
+            }
+        }
+    }
+    let table = |a: usize| {
+        let len = out_n[a];
+        let mut t = AxisTable {
+            base: Vec::with_capacity(len),
+            next: Vec::with_capacity(len),
+            d: Vec::with_capacity(len),
+            inside: Vec::with_capacity(len),
+        };
+        for s in 0..len {
+            let mut o = [0.0; 3];
+            o[a] = s as f64;
+            let c = index_of(o)[a];
+            t.inside.push(c >= -0.5 && c < n[a] as f64 - 0.5);
+            if interp == Interpolator::Nearest {
+                // round half up; c ≥ −0.5 inside, so truncation is floor
+                t.base.push(((c + 0.5).max(0.0) as usize).min(n[a] - 1));
+                t.next.push(0);
+                t.d.push(0.0);
+            } else {
+                // ITK: the base is clamped into the image and a neighbour
+                // past the end reuses the base
+                let b = (c.floor().max(0.0) as usize).min(n[a] - 1);
+                t.base.push(b);
+                t.next.push(if b + 1 < n[a] { b + 1 } else { b });
+                t.d.push((c - b as f64).clamp(0.0, 1.0));
+            }
+        }
+        t
+    };
+    Some([table(0), table(1), table(2)])
 }
 
 #[inline]
