@@ -9,8 +9,14 @@
 //! * [`phantom`] — [`aneu_phantom`]: synthetic CTA / TOF-MRA / T1post / T2
 //!   head phantoms with a Circle of Willis, aneurysms and distractors,
 //!   written as RSNA-layout datasets with ground truth.
-//! * [`preproc`] — [`aneu_preproc`]: resampling with SimpleITK parity and
-//!   intensity normalisation (skull stripping, N4 and the pipeline to come).
+//! * [`preproc`] — [`aneu_preproc`]: skull stripping, N4, normalisation,
+//!   resampling with SimpleITK parity, and the restartable pipeline.
+//! * [`patch`] — [`aneu_patch`]: patch sampling (jittered positives;
+//!   uniform, vessel and hard negatives), sliding-window grids and
+//!   label-consistent augmentation.
+//! * [`models`] — [`aneu_models`]: the Burn networks (Simple3dCnn,
+//!   TinyUNet3d, UNet3d with dense and location heads) and the 3D ops
+//!   Burn lacks.
 //! * [`metrics`] — [`aneu_metrics`]: classification, calibration, RSNA
 //!   weighted AUC, FROC and localisation metrics, exact to scikit-learn.
 //!
@@ -22,5 +28,7 @@
 
 pub use aneu_io as io;
 pub use aneu_metrics as metrics;
+pub use aneu_models as models;
+pub use aneu_patch as patch;
 pub use aneu_phantom as phantom;
 pub use aneu_preproc as preproc;

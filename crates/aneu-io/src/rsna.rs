@@ -78,6 +78,32 @@ impl Location {
     pub fn index(self) -> usize {
         self as usize
     }
+
+    /// The same site on the other side: left ↔ right, midline sites
+    /// (AComA, basilar tip, other posterior) unchanged. This is what a
+    /// left-right flip of the image does to a label.
+    ///
+    /// ```
+    /// use aneu_io::Location;
+    /// assert_eq!(Location::LeftMca.mirrored(), Location::RightMca);
+    /// assert_eq!(Location::AcomA.mirrored(), Location::AcomA);
+    /// ```
+    pub fn mirrored(self) -> Location {
+        use Location::*;
+        match self {
+            LeftInfraclinoidIca => RightInfraclinoidIca,
+            RightInfraclinoidIca => LeftInfraclinoidIca,
+            LeftSupraclinoidIca => RightSupraclinoidIca,
+            RightSupraclinoidIca => LeftSupraclinoidIca,
+            LeftMca => RightMca,
+            RightMca => LeftMca,
+            LeftAca => RightAca,
+            RightAca => LeftAca,
+            LeftPcomA => RightPcomA,
+            RightPcomA => LeftPcomA,
+            AcomA | BasilarTip | OtherPosterior => self,
+        }
+    }
 }
 
 impl fmt::Display for Location {

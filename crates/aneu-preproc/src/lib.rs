@@ -41,7 +41,8 @@ pub use mask::{head_mask, intracranial_mask};
 pub use n4::{N4Options, N4Result, n4};
 pub use normalize::{CtWindow, Normalization, normalize};
 pub use pipeline::{
-    DatasetSummary, MaskMethod, PreprocessConfig, Preprocessed, Shard, preprocess_dataset, preprocess_series,
+    Annotation, DatasetSummary, Grid, MaskMethod, PreprocessConfig, PreprocessMeta, Preprocessed, Shard,
+    list_preprocessed, preprocess_dataset, preprocess_series, read_preprocessed,
 };
 pub use resample::{Interpolator, ResampleOptions, resample, resample_to_grid, resample_with_options};
 

@@ -460,3 +460,48 @@ pub fn preprocess_dataset(
     index.flush().map_err(|e| file_err(&ip, e))?;
     Ok(summary)
 }
+
+/// Reads one preprocessed series folder (`image.nii.gz`, `mask.nii.gz`,
+/// `meta.json`) as [`preprocess_dataset`] wrote it.
+///
+/// # Errors
+/// Unreadable or inconsistent files, each error naming the file: a
+/// missing or malformed `meta.json`, NIfTI errors, or a mask whose grid
+/// differs from the image's.
+pub fn read_preprocessed(dir: impl AsRef<Path>) -> Result<Preprocessed> {
+    let dir = dir.as_ref();
+    let mp = dir.join("meta.json");
+    let text = std::fs::read_to_string(&mp).map_err(|e| file_err(&mp, e))?;
+    let meta: PreprocessMeta =
+        serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{}: {e}", mp.display())))?;
+    let image = aneu_io::read_nifti(dir.join("image.nii.gz"))?;
+    let mask_f = aneu_io::read_nifti(dir.join("mask.nii.gz"))?;
+    if mask_f.size() != image.size() || mask_f.affine().max_abs_diff(image.affine()) > 1e-3 {
+        return Err(Error::InvalidMask(format!(
+            "{}: the mask's grid differs from the image's",
+            dir.display()
+        )));
+    }
+    let mask = mask_f.map(|v| u8::from(*v != 0.0));
+    Ok(Preprocessed { image, mask, meta })
+}
+
+/// The series folders of a preprocessed dataset (those with a
+/// `meta.json`; unfinished `.tmp-*` folders are skipped), sorted by name.
+///
+/// # Errors
+/// When `out` cannot be listed.
+pub fn list_preprocessed(out: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
+    let out = out.as_ref();
+    let mut dirs = Vec::new();
+    for entry in std::fs::read_dir(out).map_err(|e| file_err(out, e))? {
+        let entry = entry.map_err(|e| file_err(out, e))?;
+        let p = entry.path();
+        let name = entry.file_name();
+        if p.is_dir() && !name.to_string_lossy().starts_with(".tmp-") && p.join("meta.json").is_file() {
+            dirs.push(p);
+        }
+    }
+    dirs.sort();
+    Ok(dirs)
+}

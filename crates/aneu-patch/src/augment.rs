@@ -1,0 +1,454 @@
+//! Augmentation: `Rand*` transforms on a [`Patch`] that keep the image,
+//! the dense target and the labels consistent, composed with [`Compose`]
+//! and driven by an explicit RNG.
+//!
+//! Geometric transforms act on the image and the dense target alike. A
+//! left-right flip ([`RandFlip`] on axis 2, `i`, which runs left → right
+//! on the canonical RAS grid) mirrors the location labels; so does a half
+//! turn of [`RandRot90`]. Quarter turns keep the labels: the side of an
+//! aneurysm is not defined once the head is turned sideways, so disable
+//! quarter turns (`quarter_turns: false`) when training a location head.
+//! Intensity transforms touch the image only.
+
+use ndarray::{Array3, Axis};
+use rand::{Rng, RngCore};
+use rand_distr::{Distribution, Normal};
+use serde::{Deserialize, Serialize};
+
+use crate::Patch;
+use aneu_io::Location;
+
+/// One augmentation.
+pub trait RandTransform {
+    /// Applies the transform (or not, by its probability) in place.
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore);
+}
+
+/// Flips along one array axis (0 = k, 1 = j, 2 = i) with probability `p`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandFlip {
+    /// The array axis.
+    pub axis: usize,
+    /// Probability.
+    pub p: f64,
+}
+
+/// Rotates by a multiple of 90° in the axial plane (axes j, i), with
+/// probability `p`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandRot90 {
+    /// Probability.
+    pub p: f64,
+    /// Whether 90° and 270° turns are drawn (needs a cubic patch); if
+    /// false, only half turns.
+    pub quarter_turns: bool,
+}
+
+/// A small rotation about each axis and an isotropic scaling around the
+/// patch centre, resampled trilinearly with zero outside.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandAffine {
+    /// Probability.
+    pub p: f64,
+    /// Each axis' angle is uniform in ±this, degrees.
+    pub max_rotation_deg: f64,
+    /// The scale factor is uniform in this range.
+    pub scale: [f64; 2],
+}
+
+/// `x · s + b` with `s` and `b` uniform in their ranges.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandScaleShift {
+    /// Probability.
+    pub p: f64,
+    /// Range of the factor.
+    pub scale: [f64; 2],
+    /// Range of the offset.
+    pub shift: [f64; 2],
+}
+
+/// Gamma on the patch rescaled to [0, 1] and back (MONAI's
+/// `RandAdjustContrast`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandGamma {
+    /// Probability.
+    pub p: f64,
+    /// Range of γ.
+    pub gamma: [f64; 2],
+}
+
+/// Additive Gaussian noise, σ uniform in `[0, max_std]`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandGaussianNoise {
+    /// Probability.
+    pub p: f64,
+    /// Largest σ.
+    pub max_std: f64,
+}
+
+/// A smooth multiplicative bias `exp(Σ c·x^a y^b z^c)` of degree 2 over the
+/// patch (coordinates in [−1, 1]), coefficients uniform in
+/// `±max_coefficient` (MONAI's `RandBiasField`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandBiasField {
+    /// Probability.
+    pub p: f64,
+    /// Coefficient range.
+    pub max_coefficient: f64,
+}
+
+/// Any transform, for configs (`{"type": "flip", "axis": 2, "p": 0.5}`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case")]
+#[allow(missing_docs)]
+pub enum Transform {
+    Flip(RandFlip),
+    Rot90(RandRot90),
+    Affine(RandAffine),
+    ScaleShift(RandScaleShift),
+    Gamma(RandGamma),
+    GaussianNoise(RandGaussianNoise),
+    BiasField(RandBiasField),
+}
+
+/// Transforms applied in order.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct Compose(pub Vec<Transform>);
+
+impl Compose {
+    /// A sensible default for angiography patches: flips on all axes,
+    /// half turns, ±10° and 0.9–1.1 scaling, intensity scale/shift, gamma,
+    /// noise and bias.
+    pub fn standard() -> Self {
+        Compose(vec![
+            Transform::Flip(RandFlip { axis: 0, p: 0.5 }),
+            Transform::Flip(RandFlip { axis: 1, p: 0.5 }),
+            Transform::Flip(RandFlip { axis: 2, p: 0.5 }),
+            Transform::Rot90(RandRot90 {
+                p: 0.5,
+                quarter_turns: false,
+            }),
+            Transform::Affine(RandAffine {
+                p: 0.3,
+                max_rotation_deg: 10.0,
+                scale: [0.9, 1.1],
+            }),
+            Transform::ScaleShift(RandScaleShift {
+                p: 0.5,
+                scale: [0.9, 1.1],
+                shift: [-0.1, 0.1],
+            }),
+            Transform::Gamma(RandGamma {
+                p: 0.3,
+                gamma: [0.7, 1.5],
+            }),
+            Transform::GaussianNoise(RandGaussianNoise { p: 0.3, max_std: 0.05 }),
+            Transform::BiasField(RandBiasField {
+                p: 0.3,
+                max_coefficient: 0.3,
+            }),
+        ])
+    }
+}
+
+impl RandTransform for Compose {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        for t in &self.0 {
+            t.apply(patch, rng);
+        }
+    }
+}
+
+impl RandTransform for Transform {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        match self {
+            Transform::Flip(t) => t.apply(patch, rng),
+            Transform::Rot90(t) => t.apply(patch, rng),
+            Transform::Affine(t) => t.apply(patch, rng),
+            Transform::ScaleShift(t) => t.apply(patch, rng),
+            Transform::Gamma(t) => t.apply(patch, rng),
+            Transform::GaussianNoise(t) => t.apply(patch, rng),
+            Transform::BiasField(t) => t.apply(patch, rng),
+        }
+    }
+}
+
+fn hit(p: f64, rng: &mut dyn RngCore) -> bool {
+    p > 0.0 && rng.random::<f64>() < p
+}
+
+fn uniform(r: [f64; 2], rng: &mut dyn RngCore) -> f64 {
+    if r[1] > r[0] {
+        rng.random_range(r[0]..r[1])
+    } else {
+        r[0]
+    }
+}
+
+fn mirror_locations(l: &mut [f32; 13]) {
+    let old = *l;
+    for loc in Location::ALL {
+        l[loc.mirrored().index()] = old[loc.index()];
+    }
+}
+
+impl RandTransform for RandFlip {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if self.axis > 2 || !hit(self.p, rng) {
+            return;
+        }
+        patch.image.invert_axis(Axis(self.axis));
+        patch.dense.invert_axis(Axis(self.axis));
+        patch.image = patch.image.as_standard_layout().into_owned();
+        patch.dense = patch.dense.as_standard_layout().into_owned();
+        patch.position[self.axis].swap(0, 1);
+        if self.axis == 2 {
+            mirror_locations(&mut patch.locations);
+        }
+    }
+}
+
+/// Rotates the axial plane by `turns` quarter turns; one turn gives
+/// `new[k, j, i] = old[k, i, n−1−j]`.
+fn rot90(a: &Array3<f32>, turns: usize) -> Array3<f32> {
+    match turns % 4 {
+        0 => a.clone(),
+        2 => {
+            let mut b = a.clone();
+            b.invert_axis(Axis(1));
+            b.invert_axis(Axis(2));
+            b.as_standard_layout().into_owned()
+        }
+        t => {
+            // one quarter turn: transpose j/i then flip the new j axis
+            let mut b = a.view().permuted_axes([0, 2, 1]).to_owned();
+            b.invert_axis(Axis(if t == 1 { 1 } else { 2 }));
+            b.as_standard_layout().into_owned()
+        }
+    }
+}
+
+impl RandTransform for RandRot90 {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if !hit(self.p, rng) {
+            return;
+        }
+        let (_, h, w) = patch.image.dim();
+        let turns = if self.quarter_turns && h == w {
+            rng.random_range(1..4usize)
+        } else {
+            2
+        };
+        patch.image = rot90(&patch.image, turns);
+        patch.dense = rot90(&patch.dense, turns);
+        let [_, pj, pi] = patch.position;
+        match turns {
+            2 => {
+                patch.position[1] = [pj[1], pj[0]];
+                patch.position[2] = [pi[1], pi[0]];
+                mirror_locations(&mut patch.locations);
+            }
+            1 => {
+                // new j runs along old i reversed, new i along old j
+                patch.position[1] = [pi[1], pi[0]];
+                patch.position[2] = pj;
+            }
+            _ => {
+                patch.position[1] = pi;
+                patch.position[2] = [pj[1], pj[0]];
+            }
+        }
+    }
+}
+
+/// Trilinear sample of `a` at continuous `[k, j, i]`, zero outside.
+fn trilinear(a: &Array3<f32>, p: [f64; 3]) -> f32 {
+    let (d, h, w) = a.dim();
+    let n = [d, h, w];
+    let f = p.map(f64::floor);
+    let mut acc = 0.0f64;
+    for corner in 0..8 {
+        let mut idx = [0usize; 3];
+        let mut wt = 1.0;
+        let mut ok = true;
+        for ax in 0..3 {
+            let up = (corner >> ax) & 1 == 1;
+            let x = f[ax] as i64 + i64::from(up);
+            let t = p[ax] - f[ax];
+            wt *= if up { t } else { 1.0 - t };
+            if x < 0 || x >= n[ax] as i64 {
+                ok = false;
+            } else {
+                idx[ax] = x as usize;
+            }
+        }
+        if ok && wt > 0.0 {
+            acc += wt * a[idx] as f64;
+        }
+    }
+    acc as f32
+}
+
+impl RandTransform for RandAffine {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if !hit(self.p, rng) {
+            return;
+        }
+        let m = self.max_rotation_deg.abs().to_radians();
+        let ang: [f64; 3] = std::array::from_fn(|_| if m > 0.0 { rng.random_range(-m..m) } else { 0.0 });
+        let s = uniform(self.scale, rng).max(1e-3);
+        // inverse map: output → input = R^T / s (rotation matrices about k, j, i)
+        let rot = |a: f64, ax: usize| {
+            let (c, sn) = (a.cos(), a.sin());
+            let (u, v) = ((ax + 1) % 3, (ax + 2) % 3);
+            let mut r = [[0.0; 3]; 3];
+            r[ax][ax] = 1.0;
+            r[u][u] = c;
+            r[u][v] = -sn;
+            r[v][u] = sn;
+            r[v][v] = c;
+            r
+        };
+        let mul = |a: [[f64; 3]; 3], b: [[f64; 3]; 3]| -> [[f64; 3]; 3] {
+            std::array::from_fn(|r| std::array::from_fn(|c| (0..3).map(|t| a[r][t] * b[t][c]).sum()))
+        };
+        let r = mul(mul(rot(ang[0], 0), rot(ang[1], 1)), rot(ang[2], 2));
+        let (d, h, w) = patch.image.dim();
+        let c = [(d as f64 - 1.0) / 2.0, (h as f64 - 1.0) / 2.0, (w as f64 - 1.0) / 2.0];
+        let map = |k: usize, j: usize, i: usize| -> [f64; 3] {
+            let q = [k as f64 - c[0], j as f64 - c[1], i as f64 - c[2]];
+            // R^T q / s
+            std::array::from_fn(|a| (0..3).map(|t| r[t][a] * q[t]).sum::<f64>() / s + c[a])
+        };
+        let img = &patch.image;
+        let den = &patch.dense;
+        let new_img = Array3::from_shape_fn((d, h, w), |(k, j, i)| trilinear(img, map(k, j, i)));
+        let new_den = Array3::from_shape_fn((d, h, w), |(k, j, i)| trilinear(den, map(k, j, i)));
+        patch.image = new_img;
+        patch.dense = new_den;
+    }
+}
+
+impl RandTransform for RandScaleShift {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if !hit(self.p, rng) {
+            return;
+        }
+        let (s, b) = (uniform(self.scale, rng) as f32, uniform(self.shift, rng) as f32);
+        patch.image.mapv_inplace(|x| x * s + b);
+    }
+}
+
+impl RandTransform for RandGamma {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if !hit(self.p, rng) {
+            return;
+        }
+        let g = uniform(self.gamma, rng) as f32;
+        let (lo, hi) = patch
+            .image
+            .iter()
+            .fold((f32::INFINITY, f32::NEG_INFINITY), |(a, b), v| (a.min(*v), b.max(*v)));
+        let range = hi - lo;
+        if range.is_finite() && range > 1e-12 {
+            patch.image.mapv_inplace(|x| ((x - lo) / range).powf(g) * range + lo);
+        }
+    }
+}
+
+impl RandTransform for RandGaussianNoise {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if !hit(self.p, rng) || self.max_std <= 0.0 {
+            return;
+        }
+        let sd = rng.random_range(0.0..self.max_std);
+        if let Ok(n) = Normal::new(0.0f32, sd as f32) {
+            patch.image.iter_mut().for_each(|x| *x += n.sample(rng));
+        }
+    }
+}
+
+impl RandTransform for RandBiasField {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if !hit(self.p, rng) {
+            return;
+        }
+        let m = self.max_coefficient.abs();
+        // the 10 monomials of degree ≤ 2 in (z, y, x)
+        let exps: [[i32; 3]; 10] = [
+            [0, 0, 0],
+            [1, 0, 0],
+            [0, 1, 0],
+            [0, 0, 1],
+            [2, 0, 0],
+            [0, 2, 0],
+            [0, 0, 2],
+            [1, 1, 0],
+            [1, 0, 1],
+            [0, 1, 1],
+        ];
+        let coef: Vec<f64> = exps
+            .iter()
+            .map(|_| if m > 0.0 { rng.random_range(-m..m) } else { 0.0 })
+            .collect();
+        let (d, h, w) = patch.image.dim();
+        let norm = |x: usize, n: usize| {
+            if n <= 1 {
+                0.0
+            } else {
+                2.0 * x as f64 / (n - 1) as f64 - 1.0
+            }
+        };
+        for ((k, j, i), v) in patch.image.indexed_iter_mut() {
+            let p = [norm(k, d), norm(j, h), norm(i, w)];
+            let e: f64 = exps
+                .iter()
+                .zip(&coef)
+                .map(|(x, c)| c * p[0].powi(x[0]) * p[1].powi(x[1]) * p[2].powi(x[2]))
+                .sum();
+            *v *= e.exp() as f32;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{PatchSource, PatchSpec};
+    use aneu_io::VoxelIndex;
+
+    fn patch(n: usize) -> Patch {
+        let image = Array3::from_shape_fn((n, n, n), |(k, j, i)| (k * n * n + j * n + i) as f32);
+        Patch {
+            dense: image.clone(),
+            image,
+            label: 1.0,
+            locations: [0.0; 13],
+            position: [[0.0, 1.0]; 3],
+            spec: PatchSpec {
+                case: 0,
+                centre: VoxelIndex::new(0, 0, 0),
+                source: PatchSource::Positive,
+            },
+        }
+    }
+
+    #[test]
+    fn quarter_turn_maps_axes_as_documented() {
+        let p = patch(4);
+        let r = rot90(&p.image, 1);
+        for ((k, j, i), v) in r.indexed_iter() {
+            assert_eq!(*v, p.image[[k, i, 3 - j]]);
+        }
+        assert_eq!(rot90(&rot90(&p.image, 1), 3), p.image);
+        assert_eq!(rot90(&rot90(&p.image, 1), 1), rot90(&p.image, 2));
+    }
+
+    #[test]
+    fn trilinear_reproduces_a_linear_function() {
+        let p = patch(5);
+        let v = trilinear(&p.image, [1.25, 2.5, 3.75]);
+        assert!((v - (1.25 * 25.0 + 2.5 * 5.0 + 3.75) as f32).abs() < 1e-4);
+    }
+}
