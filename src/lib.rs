@@ -32,3 +32,4 @@ pub use aneu_models as models;
 pub use aneu_patch as patch;
 pub use aneu_phantom as phantom;
 pub use aneu_preproc as preproc;
+pub use aneu_train as train;

@@ -375,23 +375,8 @@ impl RandTransform for RandBiasField {
             return;
         }
         let m = self.max_coefficient.abs();
-        // the 10 monomials of degree ≤ 2 in (z, y, x)
-        let exps: [[i32; 3]; 10] = [
-            [0, 0, 0],
-            [1, 0, 0],
-            [0, 1, 0],
-            [0, 0, 1],
-            [2, 0, 0],
-            [0, 2, 0],
-            [0, 0, 2],
-            [1, 1, 0],
-            [1, 0, 1],
-            [0, 1, 1],
-        ];
-        let coef: Vec<f64> = exps
-            .iter()
-            .map(|_| if m > 0.0 { rng.random_range(-m..m) } else { 0.0 })
-            .collect();
+        // the 10 monomials of degree ≤ 2 in (z, y, x): 1, z, y, x, z², y², x², zy, zx, yx
+        let c: [f64; 10] = std::array::from_fn(|_| if m > 0.0 { rng.random_range(-m..m) } else { 0.0 });
         let (d, h, w) = patch.image.dim();
         let norm = |x: usize, n: usize| {
             if n <= 1 {
@@ -400,13 +385,19 @@ impl RandTransform for RandBiasField {
                 2.0 * x as f64 / (n - 1) as f64 - 1.0
             }
         };
+        let xs: Vec<f64> = (0..w).map(|i| norm(i, w)).collect();
         for ((k, j, i), v) in patch.image.indexed_iter_mut() {
-            let p = [norm(k, d), norm(j, h), norm(i, w)];
-            let e: f64 = exps
-                .iter()
-                .zip(&coef)
-                .map(|(x, c)| c * p[0].powi(x[0]) * p[1].powi(x[1]) * p[2].powi(x[2]))
-                .sum();
+            let (z, y, x) = (norm(k, d), norm(j, h), xs[i]);
+            let e = c[0]
+                + c[1] * z
+                + c[2] * y
+                + c[3] * x
+                + c[4] * z * z
+                + c[5] * y * y
+                + c[6] * x * x
+                + c[7] * z * y
+                + c[8] * z * x
+                + c[9] * y * x;
             *v *= e.exp() as f32;
         }
     }

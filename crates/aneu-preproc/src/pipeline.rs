@@ -163,6 +163,10 @@ pub struct Annotation {
 pub struct PreprocessMeta {
     /// SeriesInstanceUID.
     pub series_uid: String,
+    /// PatientID (empty when the series has none), for patient-grouped
+    /// splits.
+    #[serde(default)]
+    pub patient_id: String,
     /// Modality class.
     pub modality: Modality,
     /// Labels from `train.csv`, when known.
@@ -256,6 +260,7 @@ pub fn preprocess_series(
         .collect::<Result<Vec<_>>>()?;
     let meta = PreprocessMeta {
         series_uid: series.meta.series_uid.clone(),
+        patient_id: series.meta.patient_id.clone(),
         modality,
         labels: labels.cloned(),
         config_hash: config.hash(),
@@ -375,6 +380,15 @@ pub fn preprocess_dataset(
     let out = out.as_ref();
     let ds = RsnaDataset::open(root)?;
     std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    // the config itself, so that training can store it in its model bundle
+    // (written to a temporary name and renamed, like the series)
+    let cp = out.join(format!("config-{}.json", config.hash()));
+    if !cp.exists() {
+        let json = serde_json::to_string_pretty(config).map_err(|e| Error::InvalidArgument(e.to_string()))?;
+        let tmp = out.join(format!(".tmp-config-{}.json", config.hash()));
+        std::fs::write(&tmp, json).map_err(|e| file_err(&tmp, e))?;
+        std::fs::rename(&tmp, &cp).map_err(|e| file_err(&cp, e))?;
+    }
     let uids: Vec<String> = ds
         .series_uids()
         .enumerate()
@@ -459,6 +473,15 @@ pub fn preprocess_dataset(
     errors.flush().map_err(|e| file_err(&ep, e))?;
     index.flush().map_err(|e| file_err(&ip, e))?;
     Ok(summary)
+}
+
+/// The preprocessing config with this hash, as [`preprocess_dataset`]
+/// wrote it to `<out>/config-<hash>.json`.
+///
+/// # Errors
+/// A missing or malformed file, named.
+pub fn read_dataset_config(out: impl AsRef<Path>, hash: &str) -> Result<PreprocessConfig> {
+    PreprocessConfig::from_json_file(out.as_ref().join(format!("config-{hash}.json")))
 }
 
 /// Reads one preprocessed series folder (`image.nii.gz`, `mask.nii.gz`,

@@ -1,0 +1,64 @@
+//! The crate's error type.
+
+use std::path::PathBuf;
+
+/// Everything that can go wrong while training.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The training config is malformed or inconsistent; found before any
+    /// training starts.
+    #[error("invalid train config: {0}")]
+    InvalidConfig(String),
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A JSON or CSV file is malformed.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The data cannot be trained on (no positive scan in the training
+    /// split, say).
+    #[error("data: {0}")]
+    Data(String),
+    /// An error from aneu-patch.
+    #[error(transparent)]
+    Patch(#[from] aneu_patch::Error),
+    /// An error from aneu-models (weights files).
+    #[error(transparent)]
+    Model(#[from] aneu_models::Error),
+    /// An error from aneu-preproc (reading preprocessed series).
+    #[error(transparent)]
+    Preproc(#[from] aneu_preproc::Error),
+    /// An error from aneu-metrics.
+    #[error(transparent)]
+    Metrics(#[from] aneu_metrics::Error),
+    /// A checkpoint could not be written or read.
+    #[error("checkpoint {path}: {reason}")]
+    Checkpoint {
+        /// The file.
+        path: PathBuf,
+        /// The recorder's message.
+        reason: String,
+    },
+}
+
+/// `Result` with [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+pub(crate) fn file_err(path: &std::path::Path, source: std::io::Error) -> Error {
+    Error::File {
+        path: path.to_path_buf(),
+        source,
+    }
+}

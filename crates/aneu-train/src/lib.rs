@@ -1,0 +1,56 @@
+//! # aneu-train
+//!
+//! Training for the [`aneu_models`] networks on patches from
+//! [`aneu_patch`], on any Burn autodiff backend (Flex on the CPU by
+//! default; CUDA and wgpu with the `cuda` and `wgpu` features).
+//!
+//! * [`TrainConfig`]: one JSON file with the architecture, patch sampling,
+//!   augmentation, loss (BCE, focal, a weighted 14-output BCE, dense
+//!   BCE/Dice/focal), optimiser (Adam/AdamW, clipping, accumulation),
+//!   schedule (constant, reduce-on-plateau, cosine with warm-up), early
+//!   stopping, precision, seed, split and hard-negative rounds; validated
+//!   before anything runs;
+//! * [`make_split`]: patient-grouped, stratified splits and k-fold;
+//! * [`load_cases`], [`PatchDataset`] and [`PatchBatcher`]: the data path
+//!   from a preprocessed dataset to Burn batches;
+//! * [`train`]: the loop, with patch-level validation metrics from
+//!   `aneu-metrics` every epoch, the best checkpoint, resumable
+//!   checkpoints, `metrics.csv` and `metrics.png`, and the
+//!   [`ModelBundle`] at the end.
+//!
+//! ```no_run
+//! use aneu_train::{TrainConfig, TrainOptions, train};
+//! use burn::backend::{Autodiff, Flex};
+//!
+//! let config = TrainConfig::from_json_file("configs/ci_tiny.json")?;
+//! let report = train::<Autodiff<Flex>>(
+//!     "preprocessed/",
+//!     &config,
+//!     "runs/tiny",
+//!     &Default::default(),
+//!     &TrainOptions::default(),
+//!     &|epoch| println!("epoch {} val AUC {:?}", epoch.epoch, epoch.val_auc),
+//! )?;
+//! println!("bundle at {:?}", report.bundle);
+//! # Ok::<(), aneu_train::Error>(())
+//! ```
+
+mod bundle;
+mod config;
+mod data;
+mod error;
+pub mod loss;
+mod plot;
+mod split;
+mod trainer;
+
+pub use bundle::{BUNDLE_FORMAT, BUNDLE_VERSION, BundleManifest, ModelBundle, Thresholds};
+pub use config::{
+    ClassLoss, DenseLoss, EarlyStopping, HardNegativeConfig, LossConfig, Metric, OptimizerConfig, OptimizerKind,
+    Precision, Schedule, SplitConfig, TrainConfig,
+};
+pub use data::{CaseInfo, PatchBatch, PatchBatcher, PatchDataset, load_cases};
+pub use error::{Error, Result};
+pub use plot::plot_history;
+pub use split::{Split, make_split};
+pub use trainer::{EpochRecord, TrainOptions, TrainReport, mine_hard_negatives, train};

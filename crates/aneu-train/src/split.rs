@@ -1,0 +1,232 @@
+//! Patient-grouped, stratified train/validation/test splits and k-fold
+//! cross-validation, written to disk so that a run can be reproduced.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use rand::SeedableRng;
+use rand::rngs::StdRng;
+use rand::seq::SliceRandom;
+use serde::{Deserialize, Serialize};
+
+use crate::config::SplitConfig;
+use crate::data::CaseInfo;
+use crate::{Error, Result};
+
+/// SeriesInstanceUIDs per part.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Training series.
+    pub train: Vec<String>,
+    /// Validation series.
+    pub val: Vec<String>,
+    /// Held-out test series.
+    pub test: Vec<String>,
+}
+
+impl Split {
+    /// Writes the split as JSON.
+    ///
+    /// # Errors
+    /// [`Error::File`].
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        let path = path.as_ref();
+        let json = serde_json::to_string_pretty(self).unwrap_or_default();
+        std::fs::write(path, json).map_err(|e| crate::error::file_err(path, e))
+    }
+
+    /// Reads a split written by [`Split::write`].
+    ///
+    /// # Errors
+    /// [`Error::File`] or [`Error::Format`].
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        let path = path.as_ref();
+        let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
+        serde_json::from_str(&text).map_err(|e| Error::Format {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    }
+}
+
+/// Splits by patient: every series of a patient lands in the same part.
+/// Patients are stratified by (any series positive, modality of their
+/// first series), and each stratum is divided by the configured fractions
+/// (largest remainder), or into `k` folds after the test share is taken.
+///
+/// # Errors
+/// [`Error::Data`] when no series is given.
+pub fn make_split(cases: &[CaseInfo], cfg: &SplitConfig) -> Result<Split> {
+    if cases.is_empty() {
+        return Err(Error::Data("no series to split".into()));
+    }
+    // patients, in first-seen order, with their series
+    let mut patients: BTreeMap<&str, Vec<&CaseInfo>> = BTreeMap::new();
+    for c in cases {
+        patients.entry(c.patient_id.as_str()).or_default().push(c);
+    }
+    let mut strata: BTreeMap<(bool, String), Vec<&str>> = BTreeMap::new();
+    for (p, series) in &patients {
+        let key = (series.iter().any(|s| s.positive), format!("{:?}", series[0].modality));
+        strata.entry(key).or_default().push(p);
+    }
+    let mut rng = StdRng::seed_from_u64(cfg.seed);
+    let mut part_of: BTreeMap<&str, usize> = BTreeMap::new(); // 0 train, 1 val, 2 test
+    for pats in strata.values_mut() {
+        pats.shuffle(&mut rng);
+        let n = pats.len();
+        match cfg.folds {
+            None => {
+                let counts = largest_remainder(n, &[cfg.train, cfg.val, cfg.test]);
+                let mut it = pats.iter();
+                for (part, &c) in counts.iter().enumerate() {
+                    for p in it.by_ref().take(c) {
+                        part_of.insert(p, part);
+                    }
+                }
+            }
+            Some(k) => {
+                let n_test = largest_remainder(n, &[1.0 - cfg.test, cfg.test])[1];
+                for (idx, p) in pats.iter().enumerate() {
+                    let part = if idx < n_test {
+                        2
+                    } else if (idx - n_test) % k == cfg.fold {
+                        1
+                    } else {
+                        0
+                    };
+                    part_of.insert(p, part);
+                }
+            }
+        }
+    }
+    let mut split = Split::default();
+    for c in cases {
+        let part = part_of.get(c.patient_id.as_str()).copied().unwrap_or(0);
+        [&mut split.train, &mut split.val, &mut split.test][part].push(c.series_uid.clone());
+    }
+    for v in [&mut split.train, &mut split.val, &mut split.test] {
+        v.sort();
+    }
+    Ok(split)
+}
+
+/// `n` items over weights, by largest remainder.
+fn largest_remainder(n: usize, w: &[f64]) -> Vec<usize> {
+    let total: f64 = w.iter().sum();
+    let exact: Vec<f64> = w.iter().map(|x| n as f64 * x / total.max(1e-12)).collect();
+    let mut out: Vec<usize> = exact.iter().map(|x| x.floor() as usize).collect();
+    let mut rest = n.saturating_sub(out.iter().sum());
+    let mut order: Vec<usize> = (0..w.len()).collect();
+    order.sort_by(|a, b| {
+        (exact[*b] - out[*b] as f64)
+            .total_cmp(&(exact[*a] - out[*a] as f64))
+            .then(a.cmp(b))
+    });
+    for a in order.into_iter().cycle() {
+        if rest == 0 {
+            break;
+        }
+        if w[a] > 0.0 {
+            out[a] += 1;
+            rest -= 1;
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aneu_io::Modality;
+
+    fn infos() -> Vec<CaseInfo> {
+        (0..60)
+            .map(|n| CaseInfo {
+                series_uid: format!("s{n:02}"),
+                patient_id: format!("p{}", n / 2), // two series per patient
+                modality: if n % 3 == 0 { Modality::Cta } else { Modality::Mra },
+                positive: (n / 2) % 4 == 0,
+                config_hash: String::new(),
+            })
+            .collect()
+    }
+
+    #[test]
+    fn patients_stay_together_and_fractions_hold() {
+        let c = infos();
+        let s = make_split(&c, &SplitConfig::default()).unwrap();
+        assert_eq!(s.train.len() + s.val.len() + s.test.len(), 60);
+        let part = |uid: &str| {
+            if s.train.iter().any(|u| u == uid) {
+                0
+            } else if s.val.iter().any(|u| u == uid) {
+                1
+            } else {
+                2
+            }
+        };
+        for pair in c.chunks(2) {
+            assert_eq!(
+                part(&pair[0].series_uid),
+                part(&pair[1].series_uid),
+                "patient split across parts"
+            );
+        }
+        assert!((s.train.len() as f64 / 60.0 - 0.7).abs() < 0.1, "{}", s.train.len());
+        assert!(!s.val.is_empty() && !s.test.is_empty());
+        // positives reach every part
+        let pos = |v: &[String]| {
+            v.iter()
+                .filter(|u| c.iter().any(|i| &i.series_uid == *u && i.positive))
+                .count()
+        };
+        assert!(pos(&s.train) > 0 && pos(&s.val) > 0);
+        // the same seed, the same split; another seed, another split
+        assert_eq!(make_split(&c, &SplitConfig::default()).unwrap(), s);
+        assert_ne!(
+            make_split(
+                &c,
+                &SplitConfig {
+                    seed: 7,
+                    ..Default::default()
+                }
+            )
+            .unwrap(),
+            s
+        );
+    }
+
+    #[test]
+    fn folds_partition_the_non_test_patients() {
+        let c = infos();
+        let k = 5;
+        let mut seen_val: Vec<String> = Vec::new();
+        let mut test: Option<Vec<String>> = None;
+        for fold in 0..k {
+            let s = make_split(
+                &c,
+                &SplitConfig {
+                    folds: Some(k),
+                    fold,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+            if let Some(t) = &test {
+                assert_eq!(t, &s.test, "the test part does not depend on the fold");
+            }
+            test = Some(s.test.clone());
+            seen_val.extend(s.val.iter().cloned());
+            assert_eq!(s.train.len() + s.val.len() + s.test.len(), 60);
+        }
+        seen_val.sort();
+        let mut expect: Vec<String> = c
+            .iter()
+            .map(|i| i.series_uid.clone())
+            .filter(|u| !test.as_ref().unwrap().contains(u))
+            .collect();
+        expect.sort();
+        assert_eq!(seen_val, expect, "every non-test series is validated exactly once");
+    }
+}

@@ -1,0 +1,255 @@
+//! aneu-train end to end on preprocessed phantoms, on Flex: learning,
+//! determinism, resumption, hard negatives, bundles and bad configs.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use aneu::models::burn::backend::{Autodiff, Flex};
+use aneu::phantom::{PhantomConfig, SizePreset, generate};
+use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset};
+use aneu::train::*;
+
+type A = Autodiff<Flex>;
+
+/// Twenty `small` phantoms (60 % positive, MRA and CTA), preprocessed
+/// once for all tests of this binary.
+fn dataset() -> &'static Path {
+    static DIR: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    &DIR.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        let pre = dir.path().join("pre");
+        generate(
+            &PhantomConfig::new(20, 2024, SizePreset::Small)
+                .with_positive_rate(0.6)
+                .with_modality_weights([0.5, 0.5, 0.0, 0.0]),
+            &raw,
+        )
+        .unwrap();
+        let s = preprocess_dataset(&raw, &pre, &PreprocessConfig::default(), Shard::default(), &|_| {}).unwrap();
+        assert_eq!(s.failed, 0);
+        (dir, pre)
+    })
+    .1
+}
+
+fn config(name: &str) -> TrainConfig {
+    TrainConfig::from_json_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name)).unwrap()
+}
+
+/// `configs/ci_tiny.json` reaches a patch-level validation AUC of at least
+/// 0.90 (the CI budget is five minutes on two cores), and leaves a loadable
+/// bundle, `metrics.csv` and `metrics.png`.
+#[test]
+fn ci_tiny_learns_on_phantoms() {
+    let out = tempfile::tempdir().unwrap();
+    let cfg = config("ci_tiny.json");
+    let t = std::time::Instant::now();
+    let r = train::<A>(
+        dataset(),
+        &cfg,
+        out.path(),
+        &Default::default(),
+        &TrainOptions::default(),
+        &|e| {
+            println!(
+                "epoch {} loss {:.4} val loss {:.4} AUC {:?} F2 {:.3} ({:.1} s, {} patches)",
+                e.epoch, e.train_loss, e.val_loss, e.val_auc, e.val_f2, e.seconds, e.patches
+            )
+        },
+    )
+    .unwrap();
+    println!("trained in {:.1} s", t.elapsed().as_secs_f64());
+    assert!(r.finished);
+    let best = &r.history[r.best_epoch - 1];
+    assert!(best.val_auc.unwrap() >= 0.90, "best val AUC {:?}", best.val_auc);
+    let bundle = ModelBundle::read(r.bundle.as_ref().unwrap()).unwrap();
+    assert_eq!(bundle.manifest.best_epoch, r.best_epoch);
+    assert_eq!(bundle.train, cfg);
+    assert_eq!(bundle.preprocess, PreprocessConfig::default());
+    assert!(!bundle.thresholds.calibrated);
+    bundle.load_model::<Flex>(&Default::default()).unwrap();
+    let csv = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    assert_eq!(csv.lines().count(), r.history.len() + 1);
+    let png = image::open(out.path().join("metrics.png")).unwrap();
+    assert_eq!(png.width(), 800);
+}
+
+fn short(cfg: &TrainConfig) -> TrainConfig {
+    let mut c = cfg.clone();
+    c.epochs = 3;
+    c.sampler.negatives_per_case = 4;
+    c.sampler.positives_per_finding = 2;
+    c.optimizer.accumulation = 2;
+    c.schedule = Schedule::CosineWarmup {
+        warmup_epochs: 1,
+        min_lr: 1e-5,
+    };
+    c
+}
+
+/// The same seed gives the same loss curve; a run interrupted after one
+/// epoch and resumed ends with the same weights (byte for byte) and the
+/// same history as an uninterrupted run.
+#[test]
+fn deterministic_and_resumable() {
+    let cfg = short(&config("ci_tiny.json"));
+    let dev = Default::default();
+    let (a, b, c) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let ra = train::<A>(dataset(), &cfg, a.path(), &dev, &TrainOptions::default(), &|_| {}).unwrap();
+    let rb = train::<A>(dataset(), &cfg, b.path(), &dev, &TrainOptions::default(), &|_| {}).unwrap();
+    let curve = |r: &TrainReport| r.history.iter().map(|e| (e.train_loss, e.val_loss)).collect::<Vec<_>>();
+    assert_eq!(curve(&ra), curve(&rb));
+    // interrupted after one epoch, then resumed
+    let first = TrainOptions {
+        resume: false,
+        max_epochs_this_call: Some(1),
+    };
+    let r1 = train::<A>(dataset(), &cfg, c.path(), &dev, &first, &|_| {}).unwrap();
+    assert!(!r1.finished && r1.bundle.is_none() && r1.history.len() == 1);
+    let rest = TrainOptions {
+        resume: true,
+        max_epochs_this_call: None,
+    };
+    let rc = train::<A>(dataset(), &cfg, c.path(), &dev, &rest, &|_| {}).unwrap();
+    assert!(rc.finished);
+    assert_eq!(curve(&rc), curve(&ra));
+    // the weights files hold random parameter ids, so compare what they compute
+    let x = aneu::models::burn::tensor::Tensor::<Flex, 5>::random(
+        [2, 1, 16, 16, 16],
+        aneu::models::burn::tensor::Distribution::Default,
+        &dev,
+    );
+    let logits = |p: PathBuf| {
+        use aneu::models::PatchModel;
+        let m = aneu::models::load_model::<Flex>(&cfg.model, p, &dev).unwrap();
+        m.forward_patches(x.clone()).logit.into_data().to_vec::<f32>().unwrap()
+    };
+    assert!(
+        logits(c.path().join("checkpoint/model")) == logits(a.path().join("checkpoint/model")),
+        "final weights differ"
+    );
+    assert!(
+        logits(c.path().join("bundle/weights")) == logits(a.path().join("bundle/weights")),
+        "best weights differ"
+    );
+}
+
+/// A hard-negative round adds false positives to the pool, each beyond
+/// the exclusion radius of every aneurysm, with a dense U-Net and the
+/// position prior.
+#[test]
+fn hard_negative_rounds_fill_the_pool() {
+    let mut cfg = short(&config("ci_tiny.json"));
+    cfg.model = aneu::models::ModelConfig::UNet3d(
+        aneu::models::UNet3dConfig::new()
+            .with_in_channels(4)
+            .with_depth(3)
+            .with_base_filters(4),
+    );
+    cfg.position_prior = true;
+    cfg.loss.dense_weight = 1.0;
+    cfg.loss.location_weight = 0.5;
+    cfg.sampler.pools.hard = 1.0;
+    cfg.hard_negatives = HardNegativeConfig {
+        rounds: 1,
+        per_case: 3,
+        min_score: 0.0,
+        overlap: 0.0,
+    };
+    let out = tempfile::tempdir().unwrap();
+    let r = train::<A>(
+        dataset(),
+        &cfg,
+        out.path(),
+        &Default::default(),
+        &TrainOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
+    let mined_at = cfg.epochs / 2;
+    let added = r.history[mined_at - 1].hard_negatives;
+    assert!(added > 0, "no hard negatives mined");
+    // the pool persists in the checkpoint, away from every aneurysm
+    let state: serde_json::Value =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("checkpoint/state.json")).unwrap()).unwrap();
+    let (cases, _) = load_cases(dataset()).unwrap();
+    let mut checked = 0;
+    for entry in state["hard_negatives"].as_array().unwrap() {
+        let id = entry[0].as_str().unwrap();
+        let case = cases.iter().find(|c| c.id == id).unwrap();
+        let sp = case.image.spacing();
+        for p in entry[1].as_array().unwrap() {
+            let p: Vec<f64> = p.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+            for f in &case.findings {
+                let d = (((p[0] - f.voxel.k) * sp[2]).powi(2)
+                    + ((p[1] - f.voxel.j) * sp[1]).powi(2)
+                    + ((p[2] - f.voxel.i) * sp[0]).powi(2))
+                .sqrt();
+                assert!(
+                    d >= cfg.sampler.exclusion_radius_mm,
+                    "hard negative {d:.1} mm from an aneurysm"
+                );
+            }
+            checked += 1;
+        }
+    }
+    assert_eq!(checked, added);
+    // later epochs drew from the pool
+    assert!(r.history.last().unwrap().patches > 0);
+}
+
+/// Malformed or inconsistent configs fail before any training.
+#[test]
+fn bad_configs_fail_early() {
+    let dir = tempfile::tempdir().unwrap();
+    let write = |name: &str, text: &str| {
+        let p = dir.path().join(name);
+        std::fs::write(&p, text).unwrap();
+        p
+    };
+    let e = TrainConfig::from_json_file(write("a.json", r#"{"model": {"ResNet3d": {}}}"#)).unwrap_err();
+    assert!(
+        matches!(e, Error::Format { .. }) && e.to_string().contains("a.json"),
+        "{e}"
+    );
+    let e = TrainConfig::from_json_file(write("b.json", r#"{"epocs": 3}"#)).unwrap_err();
+    assert!(e.to_string().contains("epocs"), "{e}");
+    let e = TrainConfig::from_json_file(write("c.json", r#"{"sampler": {"positives_per_finding": 0}}"#)).unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidConfig(_)) && e.to_string().contains("positives"),
+        "{e}"
+    );
+    let e =
+        TrainConfig::from_json_file(write("d.json", r#"{"sampler": {"patch_size": 30, "jitter": 2}}"#)).unwrap_err();
+    assert!(e.to_string().contains("multiple of 4"), "{e}");
+    let e = TrainConfig::from_json_file(write("e.json", r#"{"position_prior": true}"#)).unwrap_err();
+    assert!(e.to_string().contains("input channels"), "{e}");
+    let e = TrainConfig::from_json_file(write("f.json", r#"{"loss": {"dense_weight": 1.0}}"#)).unwrap_err();
+    assert!(e.to_string().contains("UNet3d"), "{e}");
+    assert!(TrainConfig::from_json_file(dir.path().join("missing.json")).is_err());
+    // a patch larger than every volume is refused before training
+    let mut big = config("ci_tiny.json");
+    big.sampler.patch_size = 512;
+    big.sampler.jitter = 4;
+    let e = train::<A>(
+        dataset(),
+        &big,
+        dir.path().join("run"),
+        &Default::default(),
+        &TrainOptions::default(),
+        &|_| panic!("trained"),
+    )
+    .unwrap_err();
+    assert!(e.to_string().contains("exceeds the volume"), "{e}");
+    // every shipped config is valid
+    for name in ["ci_tiny.json", "seed_model5.json", "unet_dense.json"] {
+        config(name).validate().unwrap();
+    }
+}
