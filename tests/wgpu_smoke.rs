@@ -35,7 +35,7 @@ fn one_training_step_on_wgpu() {
     let b: f32 = before.clone().into_scalar();
     let grads = GradientsParams::from_grads(before.backward(), &model);
     model = opt.step(1e-2, model, grads);
-    let out = model.valid().forward_patches(x.inner());
+    let out = model.valid().forward_patches(x.clone().inner());
     assert_eq!(out.dense.unwrap().dims(), [2, 1, 8, 8, 8]);
     let after: f32 = bce_with_logits(model.forward_patches(x).logit, y).into_scalar();
     assert!(b.is_finite() && after.is_finite());
