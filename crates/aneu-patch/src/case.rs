@@ -23,7 +23,7 @@ pub struct Finding {
 ///
 /// The grid is expected in canonical RAS orientation (as aneu-preproc
 /// writes it), so that array axis 2 (`i`) runs from the subject's left to
-/// right; [`crate::RandFlip`] relies on this to swap left/right labels.
+/// right; [`crate::augment::RandFlip`] relies on this to swap left/right labels.
 #[derive(Clone, Debug)]
 pub struct Case {
     /// An identifier, usually the SeriesInstanceUID.
