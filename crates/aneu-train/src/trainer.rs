@@ -187,8 +187,18 @@ pub fn train<B: AutodiffBackend>(
         architecture_name(config)
     );
 
-    B::seed(device, config.seed);
-    let model = config.model.init::<B>(device)?;
+    // Burn draws initial weights from the backend's process-wide RNG: seed
+    // and initialise under one lock, so that trainings running in parallel
+    // in one process (tests, folds) each get the weights of their seed.
+    let model = {
+        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+        let _guard = INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+        B::seed(device, config.seed);
+        let m = config.model.init::<B>(device)?;
+        // parameters are created lazily, on first use: create them now
+        m.visit(&mut Materialise);
+        m
+    };
     let o = &config.optimizer;
     let clip = o
         .grad_clip_norm
@@ -218,6 +228,16 @@ pub fn train<B: AutodiffBackend>(
                 .init::<B, AnyModel<B>>();
             run(&ctx, model, optim, train_cases, &split)
         }
+    }
+}
+
+/// Touches every parameter, so that lazily initialised ones draw their
+/// values now.
+struct Materialise;
+
+impl<B: Backend> burn::module::ModuleVisitor<B> for Materialise {
+    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
+        let _ = param.val();
     }
 }
 
