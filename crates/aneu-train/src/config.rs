@@ -251,11 +251,14 @@ impl Default for HardNegativeConfig {
     }
 }
 
-/// Everything a training run needs, as one JSON file.
+/// Everything a training run needs, as one JSON file. Every top-level
+/// field and every field of the sub-configs has a default, except inside
+/// `model`, where Burn's config types need every field spelled out.
 ///
 /// ```
 /// let c: aneu_train::TrainConfig = serde_json::from_str(r#"{
-///     "model": {"UNet3d": {"depth": 3, "base_filters": 8}},
+///     "model": {"UNet3d": {"in_channels": 1, "depth": 3, "base_filters": 8, "max_filters": 320,
+///                          "norm": "instance", "residual": false, "head_hidden": 64}},
 ///     "sampler": {"patch_size": 32, "jitter": 4},
 ///     "loss": {"classification": {"type": "focal", "gamma": 2.0, "alpha": 0.8}, "dense_weight": 1.0},
 ///     "epochs": 20
