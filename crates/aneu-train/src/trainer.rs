@@ -641,6 +641,8 @@ pub fn mine_hard_negatives<B: Backend>(
                 .sum::<f64>()
                 .sqrt()
         };
+        let min_sep = p as f64 / 2.0 * sp_kji.iter().fold(f64::INFINITY, |a, b| a.min(*b));
+        let existing: Vec<[usize; 3]> = case.hard_negatives.iter().map(|v| v.to_kji()).collect();
         let mut chosen: Vec<[usize; 3]> = Vec::new();
         for (_, c) in cands {
             if chosen.len() >= h.per_case {
@@ -652,16 +654,8 @@ pub fn mine_hard_negatives<B: Backend>(
                 .any(|f| dist(c, [f.voxel.k, f.voxel.j, f.voxel.i]) < excl);
             let near_chosen = chosen
                 .iter()
-                .chain(
-                    case.hard_negatives
-                        .iter()
-                        .map(|v| v.to_kji())
-                        .collect::<Vec<_>>()
-                        .iter(),
-                )
-                .any(|o| {
-                    dist(c, o.map(|x| x as f64)) < p as f64 / 2.0 * sp_kji.iter().fold(f64::INFINITY, |a, b| a.min(*b))
-                });
+                .chain(&existing)
+                .any(|o| dist(c, o.map(|x| x as f64)) < min_sep);
             if !near_finding && !near_chosen {
                 chosen.push(c);
             }
