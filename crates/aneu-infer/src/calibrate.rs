@@ -1,0 +1,140 @@
+//! Threshold calibration on validation scans.
+
+use std::path::Path;
+
+use aneu_metrics::{f_beta_threshold, threshold_for_sensitivity, youden_threshold};
+use aneu_train::Thresholds;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::predict::{Predictor, ScanPrediction};
+use crate::{Error, Result};
+
+/// How a threshold is chosen from validation scores.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum ThresholdMethod {
+    /// The maximum of sensitivity + specificity − 1.
+    Youden,
+    /// The maximum of F2 (recall weighted four times precision).
+    F2,
+    /// The highest threshold reaching this sensitivity.
+    Sensitivity {
+        /// The target in (0, 1].
+        target: f64,
+    },
+}
+
+impl ThresholdMethod {
+    fn name(self) -> String {
+        match self {
+            ThresholdMethod::Youden => "youden".into(),
+            ThresholdMethod::F2 => "f2".into(),
+            ThresholdMethod::Sensitivity { target } => format!("sensitivity {target}"),
+        }
+    }
+
+    fn pick(self, labels: &[f64], scores: &[f64]) -> aneu_metrics::Result<f64> {
+        Ok(match self {
+            ThresholdMethod::Youden => youden_threshold(labels, scores)?.threshold,
+            ThresholdMethod::F2 => f_beta_threshold(labels, scores, 2.0)?.threshold,
+            ThresholdMethod::Sensitivity { target } => threshold_for_sensitivity(labels, scores, target)?.threshold,
+        })
+    }
+}
+
+/// One validation scan: its truth (Aneurysm Present, then the 13
+/// locations) and the prediction.
+pub type Labelled<'a> = (bool, [bool; 13], &'a ScanPrediction);
+
+/// Thresholds for `Aneurysm Present` and each location from labelled
+/// predictions. A location with one class only in the validation scans
+/// keeps the present threshold.
+///
+/// ```
+/// use aneu_infer::{ThresholdMethod, calibrate_thresholds};
+/// # use aneu_infer::ScanPrediction;
+/// # use aneu_io::{Affine, GridSize, Modality};
+/// # fn pred(p: f64) -> ScanPrediction { ScanPrediction {
+/// #   series_uid: "s".into(), modality: Modality::Cta, aneurysm_present: p, locations: [p; 13],
+/// #   threshold: 0.5, calibrated: false, positive: false, candidates: vec![], seconds: 0.0,
+/// #   grid: aneu_preproc::Grid { affine: Affine::identity(), size: GridSize::new(1, 1, 1) } } }
+/// let (a, b, c) = (pred(0.2), pred(0.3), pred(0.8));
+/// let v = [(false, [false; 13], &a), (false, [false; 13], &b), (true, [false; 13], &c)];
+/// let t = calibrate_thresholds(&v, ThresholdMethod::Youden)?;
+/// assert!(t.calibrated && t.present > 0.3 && t.present <= 0.8);
+/// # Ok::<(), aneu_infer::Error>(())
+/// ```
+///
+/// # Errors
+/// [`Error::Metrics`] when the scans hold one class of `Aneurysm Present`
+/// only, or a score is not finite.
+pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> Result<Thresholds> {
+    let labels: Vec<f64> = scans.iter().map(|s| f64::from(u8::from(s.0))).collect();
+    let scores: Vec<f64> = scans.iter().map(|s| s.2.aneurysm_present).collect();
+    let present = method.pick(&labels, &scores)?;
+    let locations = (0..13)
+        .map(|l| {
+            let ll: Vec<f64> = scans.iter().map(|s| f64::from(u8::from(s.1[l]))).collect();
+            let ls: Vec<f64> = scans.iter().map(|s| s.2.locations[l]).collect();
+            match method.pick(&ll, &ls) {
+                Ok(t) => Ok(t),
+                Err(aneu_metrics::Error::SingleClass { .. }) => Ok(present),
+                Err(e) => Err(Error::Metrics(e)),
+            }
+        })
+        .collect::<Result<Vec<f64>>>()?;
+    Ok(Thresholds {
+        calibrated: true,
+        method: Some(method.name()),
+        present,
+        locations: Some(locations),
+    })
+}
+
+/// Calibrates the predictor's thresholds on the validation series of its
+/// first bundle's split, read from `preprocessed` (the folder training
+/// read), and returns them; the predictor then uses them. Store them with
+/// [`aneu_train::ModelBundle::write_thresholds`].
+///
+/// # Errors
+/// [`Error::InvalidConfig`] when the split has no validation series;
+/// reading and model errors; as [`calibrate_thresholds`].
+pub fn calibrate_on_validation<B: Backend>(
+    predictor: &mut Predictor<B>,
+    preprocessed: impl AsRef<Path>,
+    method: ThresholdMethod,
+) -> Result<Thresholds> {
+    let dir = preprocessed.as_ref();
+    let val: Vec<String> = predictor
+        .bundles()
+        .next()
+        .map(|b| b.split.val.clone())
+        .unwrap_or_default();
+    if val.is_empty() {
+        return Err(Error::InvalidConfig(
+            "the bundle's split has no validation series".into(),
+        ));
+    }
+    let mut preds = Vec::with_capacity(val.len());
+    let mut truth = Vec::with_capacity(val.len());
+    for uid in &val {
+        let p = aneu_preproc::read_preprocessed(dir.join(uid))?;
+        let present = p
+            .meta
+            .labels
+            .as_ref()
+            .map_or(!p.meta.annotations.is_empty(), |l| l.aneurysm_present);
+        let locs = p.meta.labels.as_ref().map_or([false; 13], |l| l.locations);
+        let out = predictor.predict_preprocessed(p, None).map_err(|e| Error::Series {
+            series: uid.clone(),
+            source: Box::new(e),
+        })?;
+        truth.push((present, locs));
+        preds.push(out.scan);
+    }
+    let labelled: Vec<Labelled<'_>> = truth.iter().zip(&preds).map(|((a, b), p)| (*a, *b, p)).collect();
+    let t = calibrate_thresholds(&labelled, method)?;
+    predictor.set_thresholds(t.clone());
+    Ok(t)
+}

@@ -1,0 +1,211 @@
+//! Candidate points from a probability map: local maxima above a floor,
+//! refined to a sub-voxel centroid, then non-maximum suppression by a
+//! distance in mm.
+
+use aneu_io::{Affine, Voxel};
+use ndarray::ArrayView3;
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Options of [`find_peaks`].
+///
+/// ```
+/// let o = aneu_infer::CandidateOptions::default();
+/// assert_eq!((o.floor, o.nms_mm, o.max_candidates), (0.05, 10.0, 20));
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct CandidateOptions {
+    /// Maxima below this probability are ignored.
+    pub floor: f32,
+    /// Two candidates closer than this (mm) are one: the lower goes.
+    pub nms_mm: f64,
+    /// At most this many candidates per scan, highest first.
+    pub max_candidates: usize,
+}
+
+impl Default for CandidateOptions {
+    fn default() -> Self {
+        Self {
+            floor: 0.05,
+            nms_mm: 10.0,
+            max_candidates: 20,
+        }
+    }
+}
+
+impl CandidateOptions {
+    /// Sets the floor.
+    pub fn with_floor(mut self, f: f32) -> Self {
+        self.floor = f;
+        self
+    }
+    /// Sets the NMS distance.
+    pub fn with_nms_mm(mut self, d: f64) -> Self {
+        self.nms_mm = d;
+        self
+    }
+    /// Sets the maximum count.
+    pub fn with_max_candidates(mut self, n: usize) -> Self {
+        self.max_candidates = n;
+        self
+    }
+
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`].
+    pub fn validate(&self) -> Result<()> {
+        if !(self.floor.is_finite() && (0.0..=1.0).contains(&self.floor)) {
+            return Err(Error::InvalidConfig(format!(
+                "candidate floor {} is outside [0, 1]",
+                self.floor
+            )));
+        }
+        if !(self.nms_mm.is_finite() && self.nms_mm >= 0.0) {
+            return Err(Error::InvalidConfig(format!("nms_mm {} must be ≥ 0", self.nms_mm)));
+        }
+        if self.max_candidates == 0 {
+            return Err(Error::InvalidConfig("max_candidates must be positive".into()));
+        }
+        Ok(())
+    }
+}
+
+/// A local maximum of a map.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Peak {
+    /// The map value at the maximum.
+    pub score: f32,
+    /// The maximum's voxel.
+    pub voxel: [usize; 3],
+    /// The centroid of the values ≥ half the peak in its 3×3×3
+    /// neighbourhood (sub-voxel).
+    pub centroid: Voxel,
+}
+
+/// Local maxima of `map` (`[k, j, i]`, on the grid of `affine`) at or above
+/// `floor`, refined and suppressed: a maximum is kept unless a higher one
+/// already kept lies within `nms_mm` (world distance). Highest first.
+///
+/// ```
+/// use aneu_io::Affine;
+/// use aneu_infer::{CandidateOptions, find_peaks};
+/// let mut m = ndarray::Array3::<f32>::zeros((20, 20, 20));
+/// m[[5, 5, 5]] = 0.9;
+/// m[[5, 5, 7]] = 0.8; // 2 mm away: suppressed
+/// m[[15, 15, 15]] = 0.6;
+/// let p = find_peaks(m.view(), &Affine::identity(), &CandidateOptions::default().with_nms_mm(5.0));
+/// assert_eq!(p.len(), 2);
+/// assert_eq!(p[0].voxel, [5, 5, 5]);
+/// assert_eq!(p[1].voxel, [15, 15, 15]);
+/// ```
+pub fn find_peaks(map: ArrayView3<'_, f32>, affine: &Affine, opts: &CandidateOptions) -> Vec<Peak> {
+    let (nk, nj, ni) = map.dim();
+    let mut maxima: Vec<Peak> = Vec::new();
+    for ((k, j, i), &v) in map.indexed_iter() {
+        if !(v >= opts.floor && v > 0.0) {
+            continue;
+        }
+        let mut is_max = true;
+        let mut sum = 0.0f64;
+        let mut c = [0.0f64; 3];
+        'n: for dk in -1i64..=1 {
+            for dj in -1i64..=1 {
+                for di in -1i64..=1 {
+                    let (kk, jj, ii) = (k as i64 + dk, j as i64 + dj, i as i64 + di);
+                    if kk < 0 || jj < 0 || ii < 0 || kk >= nk as i64 || jj >= nj as i64 || ii >= ni as i64 {
+                        continue;
+                    }
+                    let u = map[[kk as usize, jj as usize, ii as usize]];
+                    // ties: the first voxel in memory order wins a plateau
+                    let before = (dk, dj, di) < (0, 0, 0);
+                    if u > v || (u == v && before && (dk, dj, di) != (0, 0, 0)) {
+                        is_max = false;
+                        break 'n;
+                    }
+                    if u >= 0.5 * v {
+                        let w = f64::from(u);
+                        sum += w;
+                        c[0] += w * kk as f64;
+                        c[1] += w * jj as f64;
+                        c[2] += w * ii as f64;
+                    }
+                }
+            }
+        }
+        if is_max {
+            maxima.push(Peak {
+                score: v,
+                voxel: [k, j, i],
+                centroid: Voxel::new(c[2] / sum, c[1] / sum, c[0] / sum),
+            });
+        }
+    }
+    maxima.sort_by(|a, b| b.score.total_cmp(&a.score).then(a.voxel.cmp(&b.voxel)));
+    let mut kept: Vec<(Peak, [f64; 3])> = Vec::new();
+    for p in maxima {
+        if kept.len() >= opts.max_candidates {
+            break;
+        }
+        let w = affine.voxel_to_world(p.centroid).to_array();
+        let near = kept.iter().any(|(_, o)| {
+            let d2: f64 = (0..3).map(|a| (o[a] - w[a]).powi(2)).sum();
+            d2.sqrt() < opts.nms_mm
+        });
+        if !near {
+            kept.push((p, w));
+        }
+    }
+    kept.into_iter().map(|(p, _)| p).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use ndarray::Array3;
+
+    #[test]
+    fn plateau_gives_one_peak_and_centroid_in_its_middle() {
+        let mut m = Array3::<f32>::zeros((9, 9, 9));
+        m[[4, 4, 4]] = 0.5;
+        m[[4, 4, 5]] = 0.5;
+        let p = find_peaks(
+            m.view(),
+            &Affine::identity(),
+            &CandidateOptions::default().with_nms_mm(0.0),
+        );
+        assert_eq!(p.len(), 1);
+        assert!((p[0].centroid.i - 4.5).abs() < 1e-9);
+    }
+
+    #[test]
+    fn floor_and_cap_apply() {
+        let mut m = Array3::<f32>::zeros((30, 30, 30));
+        for n in 0..5 {
+            m[[3 + 5 * n, 3, 3]] = 0.1 * (n + 1) as f32;
+        }
+        let o = CandidateOptions::default().with_floor(0.25).with_nms_mm(1.0);
+        let p = find_peaks(m.view(), &Affine::identity(), &o);
+        assert_eq!(p.len(), 3);
+        let p = find_peaks(m.view(), &Affine::identity(), &o.with_max_candidates(2));
+        assert_eq!(p.iter().map(|p| p.voxel[0]).collect::<Vec<_>>(), vec![23, 18]);
+    }
+
+    #[test]
+    fn nms_uses_millimetres() {
+        let mut m = Array3::<f32>::zeros((10, 10, 10));
+        m[[2, 2, 2]] = 0.9;
+        m[[2, 2, 6]] = 0.8; // 4 voxels along i
+        let aff = Affine::from_spacing_origin_direction(
+            [3.0, 1.0, 1.0],
+            aneu_io::WorldPoint::new(0.0, 0.0, 0.0),
+            [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+        )
+        .unwrap();
+        let o = CandidateOptions::default().with_nms_mm(10.0);
+        assert_eq!(find_peaks(m.view(), &Affine::identity(), &o).len(), 1);
+        assert_eq!(find_peaks(m.view(), &aff, &o).len(), 2); // 12 mm apart
+    }
+}

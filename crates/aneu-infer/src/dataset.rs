@@ -1,0 +1,402 @@
+//! Whole datasets: resumable, shardable prediction to `submission.csv`
+//! and per-series JSON, and evaluation against an RSNA-layout truth.
+//!
+//! ```text
+//! out/
+//!   run.json                 the inference config, bundles, thresholds and run hash
+//!   submission.csv           SeriesInstanceUID, the 13 locations, Aneurysm Present
+//!   errors.csv               SeriesInstanceUID, error (series that failed)
+//!   <uid>.json               ScanPrediction: scores, candidates in mm and DICOM (SOP, x, y)
+//!   <uid>_prob.nii.gz        the probability map (with prob_maps)
+//! ```
+//! A shard `I/N` of several writes `submission-I-of-N.csv` and
+//! `errors-I-of-N.csv`; [`evaluate`] reads every `<uid>.json`.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use aneu_io::{DicomSeries, Modality, RsnaDataset, SeriesLabels};
+use aneu_metrics::{
+    BootstrapOptions, ClassificationReport, DetectionReport, EvaluationReport, FrocOptions, Lesion, RSNA_COLUMNS,
+    RsnaTable, ScanDetections, rsna_weighted_auc,
+};
+use aneu_preproc::Shard;
+use burn::prelude::*;
+use serde::{Deserialize, Serialize};
+
+use crate::error::{file_err, format_err};
+use crate::predict::{InferConfig, Predictor, ScanPrediction};
+use crate::{Error, Result};
+
+/// Options of [`predict_dataset`].
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PredictOptions {
+    /// Also write `<uid>_prob.nii.gz`.
+    pub prob_maps: bool,
+    /// This shard only.
+    pub shard: Shard,
+    /// Only these series (all when `None`).
+    pub series: Option<Vec<String>>,
+}
+
+/// What [`predict_dataset`] did.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PredictSummary {
+    /// Series predicted in this call.
+    pub done: usize,
+    /// Series skipped because an identical run had predicted them.
+    pub skipped: usize,
+    /// Series that failed (listed in `errors.csv`).
+    pub failed: usize,
+    /// `(uid, error)` of each failure.
+    pub errors: Vec<(String, String)>,
+}
+
+/// `run.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RunInfo {
+    /// [`Predictor::run_hash`].
+    pub run_hash: String,
+    /// The inference config.
+    pub config: InferConfig,
+    /// The bundle folders.
+    pub bundles: Vec<PathBuf>,
+    /// The thresholds.
+    pub thresholds: aneu_train::Thresholds,
+}
+
+/// The per-series file: the prediction and the run that made it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SeriesFile {
+    /// [`Predictor::run_hash`] of the run.
+    pub run_hash: String,
+    /// The prediction.
+    #[serde(flatten)]
+    pub prediction: ScanPrediction,
+}
+
+struct Input {
+    key: String,
+    dir: PathBuf,
+    modality: Option<Modality>,
+}
+
+fn inputs(input: &Path) -> Result<Vec<Input>> {
+    let series_root = input.join("series");
+    if series_root.is_dir() {
+        let labels: BTreeMap<String, SeriesLabels> = if input.join("train.csv").exists() {
+            aneu_io::read_train_csv(input.join("train.csv"))?
+                .0
+                .into_iter()
+                .map(|l| (l.series_uid.clone(), l))
+                .collect()
+        } else {
+            BTreeMap::new()
+        };
+        let rd = std::fs::read_dir(&series_root).map_err(|e| file_err(&series_root, e))?;
+        let mut v = Vec::new();
+        for e in rd {
+            let e = e.map_err(|e| file_err(&series_root, e))?;
+            if e.path().is_dir() {
+                let key = e.file_name().to_string_lossy().to_string();
+                v.push(Input {
+                    modality: labels.get(&key).map(|l| l.modality),
+                    dir: e.path(),
+                    key,
+                });
+            }
+        }
+        v.sort_by(|a, b| a.key.cmp(&b.key));
+        Ok(v)
+    } else if input.exists() {
+        let key = input
+            .file_name()
+            .map_or("series".into(), |n| n.to_string_lossy().to_string());
+        Ok(vec![Input {
+            key,
+            dir: input.to_path_buf(),
+            modality: None,
+        }])
+    } else {
+        Err(file_err(
+            input,
+            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
+        ))
+    }
+}
+
+fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    let name = path
+        .file_name()
+        .map_or("out".into(), |n| n.to_string_lossy().to_string());
+    let tmp = path.with_file_name(format!(".tmp-{name}"));
+    std::fs::write(&tmp, bytes).map_err(|e| file_err(&tmp, e))?;
+    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))
+}
+
+fn read_series_file(p: &Path) -> Result<SeriesFile> {
+    let t = std::fs::read_to_string(p).map_err(|e| file_err(p, e))?;
+    serde_json::from_str(&t).map_err(|e| format_err(p, e))
+}
+
+/// Predicts every series of `input` (an RSNA-layout root with `series/`,
+/// or one series folder) in this shard, writing the files listed in the
+/// module docs. A series already predicted by an identical run (same
+/// [`Predictor::run_hash`]) is skipped, so a killed run resumes; a series
+/// that fails is listed in `errors.csv` and the others go on.
+/// `progress(finished, total)` is called after each series.
+///
+/// # Errors
+/// Only for the dataset as a whole: an unreadable `train.csv`, an input
+/// that does not exist, an output folder that cannot be written.
+pub fn predict_dataset<B: Backend>(
+    input: impl AsRef<Path>,
+    predictor: &Predictor<B>,
+    out: impl AsRef<Path>,
+    opts: &PredictOptions,
+    progress: &dyn Fn(usize, usize),
+) -> Result<PredictSummary> {
+    let out = out.as_ref();
+    if opts.shard.count == 0 || opts.shard.index >= opts.shard.count {
+        return Err(Error::InvalidConfig(format!(
+            "shard {}/{} is out of range",
+            opts.shard.index, opts.shard.count
+        )));
+    }
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let hash = predictor.run_hash();
+    let run = RunInfo {
+        run_hash: hash.clone(),
+        config: predictor.config().clone(),
+        bundles: predictor.bundles().map(|b| b.dir.clone()).collect(),
+        thresholds: predictor.thresholds().clone(),
+    };
+    write_atomic(
+        &out.join("run.json"),
+        serde_json::to_string_pretty(&run).unwrap_or_default().as_bytes(),
+    )?;
+    let all = inputs(input.as_ref())?;
+    let mine: Vec<Input> = all
+        .into_iter()
+        .filter(|i| opts.series.as_ref().is_none_or(|s| s.contains(&i.key)))
+        .enumerate()
+        .filter(|(n, _)| n % opts.shard.count == opts.shard.index)
+        .map(|(_, i)| i)
+        .collect();
+    let total = mine.len();
+    let mut summary = PredictSummary::default();
+    let mut rows: Vec<ScanPrediction> = Vec::new();
+    for (n, inp) in mine.iter().enumerate() {
+        let json = out.join(format!("{}.json", inp.key));
+        let prior = json.exists().then(|| read_series_file(&json).ok()).flatten();
+        let map_ok = !opts.prob_maps || out.join(format!("{}_prob.nii.gz", inp.key)).exists();
+        match prior {
+            Some(f) if f.run_hash == hash && map_ok => {
+                summary.skipped += 1;
+                rows.push(f.prediction);
+            }
+            _ => match predict_one(predictor, inp, out, opts, &hash) {
+                Ok(p) => {
+                    summary.done += 1;
+                    rows.push(p);
+                }
+                Err(e) => {
+                    tracing::warn!(series = %inp.key, error = %e, "prediction failed");
+                    summary.failed += 1;
+                    summary.errors.push((inp.key.clone(), e.to_string()));
+                }
+            },
+        }
+        progress(n + 1, total);
+    }
+    let suffix = if opts.shard.count > 1 {
+        format!("-{}-of-{}", opts.shard.index, opts.shard.count)
+    } else {
+        String::new()
+    };
+    let sub = out.join(format!("submission{suffix}.csv"));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    let csv_err = |p: &Path, e: csv::Error| format_err(p, e);
+    let mut header = vec!["SeriesInstanceUID".to_string()];
+    header.extend(RSNA_COLUMNS.iter().map(|s| s.to_string()));
+    w.write_record(&header).map_err(|e| csv_err(&sub, e))?;
+    for r in &rows {
+        let mut rec = vec![r.series_uid.clone()];
+        rec.extend(r.rsna_row().iter().map(|v| format!("{v:.6}")));
+        w.write_record(&rec).map_err(|e| csv_err(&sub, e))?;
+    }
+    let bytes = w.into_inner().map_err(|e| format_err(&sub, e))?;
+    write_atomic(&sub, &bytes)?;
+    let ep = out.join(format!("errors{suffix}.csv"));
+    let mut w = csv::Writer::from_writer(Vec::new());
+    w.write_record(["SeriesInstanceUID", "error"])
+        .map_err(|e| csv_err(&ep, e))?;
+    for (u, e) in &summary.errors {
+        w.write_record([u, e]).map_err(|e| csv_err(&ep, e))?;
+    }
+    let bytes = w.into_inner().map_err(|e| format_err(&ep, e))?;
+    write_atomic(&ep, &bytes)?;
+    Ok(summary)
+}
+
+fn predict_one<B: Backend>(
+    predictor: &Predictor<B>,
+    inp: &Input,
+    out: &Path,
+    opts: &PredictOptions,
+    hash: &str,
+) -> Result<ScanPrediction> {
+    let wrap = |e: Error| Error::Series {
+        series: inp.key.clone(),
+        source: Box::new(e),
+    };
+    let series = DicomSeries::read(&inp.dir).map_err(|e| wrap(e.into()))?;
+    let p = predictor.predict_series(&series, inp.modality).map_err(wrap)?;
+    if opts.prob_maps {
+        aneu_io::write_nifti(&p.probability, out.join(format!("{}_prob.nii.gz", inp.key)))
+            .map_err(|e| wrap(e.into()))?;
+    }
+    let mut scan = p.scan;
+    // the file is named by the folder; the UID inside is the series' own
+    if scan.series_uid.is_empty() {
+        scan.series_uid.clone_from(&inp.key);
+    }
+    let f = SeriesFile {
+        run_hash: hash.to_string(),
+        prediction: scan,
+    };
+    let json = serde_json::to_string_pretty(&f).map_err(|e| format_err(&out.join(&inp.key), e))?;
+    write_atomic(&out.join(format!("{}.json", inp.key)), json.as_bytes())?;
+    Ok(f.prediction)
+}
+
+/// Reads every `<uid>.json` that [`predict_dataset`] wrote in `dir`.
+///
+/// # Errors
+/// [`Error::File`] or [`Error::Format`] naming the file.
+pub fn read_predictions(dir: impl AsRef<Path>) -> Result<Vec<ScanPrediction>> {
+    let dir = dir.as_ref();
+    let rd = std::fs::read_dir(dir).map_err(|e| file_err(dir, e))?;
+    let mut files: Vec<PathBuf> = Vec::new();
+    for e in rd {
+        let p = e.map_err(|e| file_err(dir, e))?.path();
+        let name = p.file_name().map_or(String::new(), |n| n.to_string_lossy().to_string());
+        if name.ends_with(".json") && name != "run.json" && !name.starts_with('.') {
+            files.push(p);
+        }
+    }
+    files.sort();
+    files
+        .iter()
+        .map(|p| read_series_file(p).map(|f| f.prediction))
+        .collect()
+}
+
+/// Options of [`evaluate`].
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct EvaluateOptions {
+    /// The FROC hit rule. RSNA localizers are points without a radius, so
+    /// the default counts a candidate within 10 mm of one as a hit.
+    pub froc: FrocOptions,
+    /// Bootstrap intervals of the AUC and of the sensitivity at 1 FP per
+    /// scan, when set.
+    pub bootstrap: Option<BootstrapOptions>,
+}
+
+impl Default for EvaluateOptions {
+    fn default() -> Self {
+        Self {
+            froc: FrocOptions::default().with_min_hit_distance_mm(10.0),
+            bootstrap: None,
+        }
+    }
+}
+
+/// Scores the predictions in `predictions` (a [`predict_dataset`] output)
+/// against the labels and localizers of the RSNA-layout `truth`: the
+/// scan-level report at the predictions' threshold, the RSNA weighted AUC,
+/// and FROC with localisation errors (truth points are mapped through
+/// their DICOM series, which are read for the positive scans).
+/// Predicted series without a label row are ignored.
+///
+/// # Errors
+/// Reading errors; [`Error::InvalidConfig`] when no predicted series has
+/// a label; metric errors (one class only, say).
+pub fn evaluate(
+    predictions: impl AsRef<Path>,
+    truth: impl AsRef<Path>,
+    opts: &EvaluateOptions,
+) -> Result<EvaluationReport> {
+    let preds = read_predictions(predictions)?;
+    let ds = RsnaDataset::open(truth)?;
+    let mut labels = Vec::new();
+    let mut scores = Vec::new();
+    let mut t_table = RsnaTable::new();
+    let mut p_table = RsnaTable::new();
+    let mut scans = Vec::new();
+    let mut threshold = 0.5;
+    for p in &preds {
+        let Some(l) = ds.labels(&p.series_uid) else { continue };
+        threshold = p.threshold;
+        labels.push(f64::from(u8::from(l.aneurysm_present)));
+        scores.push(p.aneurysm_present);
+        let mut t = [0.0; 14];
+        for (n, v) in l.locations.iter().enumerate() {
+            t[n] = f64::from(u8::from(*v));
+        }
+        t[13] = f64::from(u8::from(l.aneurysm_present));
+        t_table.insert(p.series_uid.clone(), t);
+        p_table.insert(p.series_uid.clone(), p.rsna_row());
+        let lesions = if ds.localizers(&p.series_uid).is_empty() {
+            Vec::new()
+        } else {
+            let s = ds.read_series(&p.series_uid).map_err(|e| Error::Series {
+                series: p.series_uid.clone(),
+                source: Box::new(e.into()),
+            })?;
+            ds.map_localizers(&s)
+                .into_iter()
+                .filter_map(|m| m.ok())
+                .map(|m| Lesion {
+                    centre: m.world.to_array(),
+                    radius_mm: 0.0,
+                })
+                .collect()
+        };
+        scans.push(ScanDetections {
+            candidates: p
+                .candidates
+                .iter()
+                .map(|c| aneu_metrics::Candidate {
+                    point: c.world.to_array(),
+                    score: c.score,
+                })
+                .collect(),
+            lesions,
+        });
+    }
+    if labels.is_empty() {
+        return Err(Error::InvalidConfig(
+            "no predicted series has a label in the truth".into(),
+        ));
+    }
+    let scan = ClassificationReport::compute(&labels, &scores, threshold, opts.bootstrap.as_ref())?;
+    let detection = if scans.iter().any(|s| !s.lesions.is_empty()) {
+        Some(DetectionReport::compute(
+            &scans,
+            &opts.froc,
+            opts.bootstrap.as_ref().map(|b| (1.0, b)),
+        )?)
+    } else {
+        None
+    };
+    let rsna = rsna_weighted_auc(&t_table, &p_table).ok();
+    Ok(EvaluationReport {
+        patch: None,
+        scan: Some(scan),
+        detection,
+        rsna,
+    })
+}

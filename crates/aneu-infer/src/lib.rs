@@ -1,0 +1,77 @@
+//! # aneu-infer
+//!
+//! Whole-scan inference for aneu's model bundles:
+//!
+//! 1. **Sliding window** ([`SlidingWindow`]): nnU-Net step placement,
+//!    windows restricted to the mask, zero padding at the borders, and
+//!    blending by max, mean or a Gaussian centre weight. Dense models give
+//!    voxel maps; patch classifiers spread their score over the window's
+//!    centre or the whole window.
+//! 2. **Candidates** ([`find_peaks`]): local maxima above a floor, a
+//!    sub-voxel centroid, and non-maximum suppression in mm. Each
+//!    candidate gets the 13 location probabilities of the location head
+//!    on a patch centred on it, its world point, and its position on the
+//!    original DICOM grid as `(SOPInstanceUID, x, y)` ([`world_to_dicom`],
+//!    the RSNA localizer in reverse).
+//! 3. **Scan outputs** ([`ScanPrediction`]): `Aneurysm Present` by an
+//!    [`Aggregator`] (max, mean, p95, top-k mean, noisy-or), each location
+//!    from candidate score × location probability, and thresholds
+//!    calibrated on the validation split ([`calibrate_on_validation`]).
+//! 4. **TTA and ensembles** ([`Tta`], [`Predictor::new`] with several
+//!    bundles): flips undone on the maps, left ↔ right swapped back on the
+//!    locations, members averaged.
+//! 5. **Datasets** ([`predict_dataset`], [`evaluate`]): resumable and
+//!    shardable; `submission.csv` in the RSNA column order, a JSON file per
+//!    series, optional probability maps, and the full
+//!    [`aneu_metrics::EvaluationReport`].
+//!
+//! The sliding window is independent of Burn, so it can be checked with a
+//! plain closure:
+//!
+//! ```
+//! use aneu_infer::{Blend, SlidingWindow, WindowOutput};
+//! use aneu_io::{Affine, Volume};
+//! use aneu_patch::Case;
+//! use ndarray::Array3;
+//! let img = Volume::new(Array3::from_shape_fn((30, 30, 30), |(k, j, i)| (k * j + i) as f32), Affine::identity())?;
+//! let case = Case::new("demo", img.clone(), img.map(|_| 1u8), vec![])?;
+//! let window = SlidingWindow::default().with_blend(Blend::Mean).with_overlap(0.25);
+//! let map = window.run(&case, 16, false, |batch| {
+//!     Ok((0..batch.len()).map(|n| WindowOutput::Dense(batch.window(n, 0))).collect())
+//! })?;
+//! assert!(map.iter().zip(img.data().iter()).all(|(a, b)| (a - b).abs() <= 1e-3 * b.abs().max(1.0)));
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+//!
+//! With a trained bundle (see `aneu-train`):
+//!
+//! ```no_run
+//! use aneu_infer::{InferConfig, Predictor, Tta};
+//! use burn::backend::Flex;
+//! let config = InferConfig { tta: Tta::FlipLr, ..Default::default() };
+//! let predictor = Predictor::<Flex>::from_dirs(&["fold0/bundle", "fold1/bundle"], config, &Default::default())?;
+//! let p = predictor.predict_dir("rsna/series/1.2.826.0.1")?;
+//! for c in &p.scan.candidates {
+//!     println!("{:.3} at {:?} mm, {:?} on {:?}", c.score, c.world, c.location, c.dicom);
+//! }
+//! # Ok::<(), aneu_infer::Error>(())
+//! ```
+
+mod calibrate;
+mod candidates;
+mod dataset;
+mod error;
+mod predict;
+mod window;
+
+pub use calibrate::{Labelled, ThresholdMethod, calibrate_on_validation, calibrate_thresholds};
+pub use candidates::{CandidateOptions, Peak, find_peaks};
+pub use dataset::{
+    EvaluateOptions, PredictOptions, PredictSummary, RunInfo, SeriesFile, evaluate, predict_dataset, read_predictions,
+};
+pub use error::{Error, Result};
+pub use predict::{
+    Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, Tta, aggregate,
+    guess_modality, world_to_dicom,
+};
+pub use window::{Blend, SlidingWindow, Spread, WindowBatch, WindowOutput, window_input};

@@ -1,0 +1,698 @@
+//! The predictor: one or more model bundles (an ensemble, such as the
+//! folds of a cross-validation) run over a scan with optional flip TTA,
+//! giving a probability map, candidates and the 14 RSNA outputs.
+
+use std::path::Path;
+use std::time::Instant;
+
+use aneu_io::{DicomSeries, Location, Modality, SeriesMeta, Volume, Voxel, WorldPoint};
+use aneu_models::{AnyModel, PatchModel};
+use aneu_patch::{Case, patch_start};
+use aneu_preproc::{Grid, PreprocessConfig, Preprocessed, preprocess_series};
+use aneu_train::{ModelBundle, Thresholds};
+use burn::prelude::*;
+use burn::tensor::activation::sigmoid;
+use ndarray::Array3;
+use serde::{Deserialize, Serialize};
+
+use crate::candidates::{CandidateOptions, find_peaks};
+use crate::window::{SlidingWindow, WindowBatch, WindowOutput, window_input};
+use crate::{Error, Result};
+
+/// How the scan's `Aneurysm Present` probability is made from the map and
+/// the candidates.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Aggregator {
+    /// The map's maximum inside the mask (the top candidate's score).
+    Max,
+    /// The map's mean inside the mask.
+    Mean,
+    /// The map's 95th percentile inside the mask.
+    P95,
+    /// The mean of the `k` highest candidate scores, missing ones counted
+    /// as 0.
+    TopKMean {
+        /// How many candidates.
+        k: usize,
+    },
+    /// `1 − Π (1 − s)` over the `k` highest candidate scores: the chance
+    /// that at least one is an aneurysm if they were independent.
+    NoisyOr {
+        /// How many candidates.
+        k: usize,
+    },
+}
+
+/// Test-time augmentation by flips. The outputs of a flipped input are
+/// flipped back (maps) or mirrored left ↔ right (locations, for a flip of
+/// the i axis, which is R–L in the canonical RAS grid) and averaged.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tta {
+    /// No augmentation.
+    None,
+    /// The input and its left–right mirror (2 passes).
+    FlipLr,
+    /// All 8 combinations of flips along k, j and i.
+    Flips,
+}
+
+impl Tta {
+    /// The flips `[k, j, i]` of each pass.
+    pub fn flips(self) -> Vec<[bool; 3]> {
+        match self {
+            Tta::None => vec![[false; 3]],
+            Tta::FlipLr => vec![[false; 3], [false, false, true]],
+            Tta::Flips => (0..8).map(|n| [n & 4 != 0, n & 2 != 0, n & 1 != 0]).collect(),
+        }
+    }
+}
+
+/// Everything inference does besides the models, as one JSON value.
+///
+/// ```
+/// let c: aneu_infer::InferConfig =
+///     serde_json::from_str(r#"{"tta": "flip_lr", "aggregator": {"type": "noisy_or", "k": 3}}"#)?;
+/// assert!(c.validate().is_ok());
+/// assert_eq!(c.window, aneu_infer::SlidingWindow::default());
+/// # Ok::<(), serde_json::Error>(())
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct InferConfig {
+    /// The sliding window.
+    pub window: SlidingWindow,
+    /// Candidate extraction.
+    pub candidates: CandidateOptions,
+    /// The `Aneurysm Present` aggregator.
+    pub aggregator: Aggregator,
+    /// Test-time augmentation.
+    pub tta: Tta,
+}
+
+impl Default for InferConfig {
+    fn default() -> Self {
+        Self {
+            window: SlidingWindow::default(),
+            candidates: CandidateOptions::default(),
+            aggregator: Aggregator::Max,
+            tta: Tta::None,
+        }
+    }
+}
+
+impl InferConfig {
+    /// Checks every option.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the bad option.
+    pub fn validate(&self) -> Result<()> {
+        self.window.validate()?;
+        self.candidates.validate()?;
+        if let Aggregator::TopKMean { k: 0 } | Aggregator::NoisyOr { k: 0 } = self.aggregator {
+            return Err(Error::InvalidConfig("the aggregator's k must be positive".into()));
+        }
+        Ok(())
+    }
+
+    /// Reads a JSON config.
+    ///
+    /// # Errors
+    /// [`Error::File`] or [`Error::Format`], then [`InferConfig::validate`].
+    pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
+        let p = path.as_ref();
+        let text = std::fs::read_to_string(p).map_err(|e| crate::error::file_err(p, e))?;
+        let c: Self = serde_json::from_str(&text).map_err(|e| crate::error::format_err(p, e))?;
+        c.validate()?;
+        Ok(c)
+    }
+}
+
+/// A candidate's position on the original DICOM grid, in the RSNA
+/// localizer form: the nearest slice's instance (and frame), and the
+/// pixel column `x` and row `y` on it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct DicomPoint {
+    /// SOPInstanceUID of the nearest slice.
+    pub sop_uid: String,
+    /// Frame inside a multi-frame instance.
+    pub frame: Option<u32>,
+    /// Column (pixel centres at integers).
+    pub x: f64,
+    /// Row.
+    pub y: f64,
+}
+
+/// One detection.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Detection {
+    /// The probability at the peak.
+    pub score: f64,
+    /// The sub-voxel centre on the probability map's grid.
+    pub voxel: Voxel,
+    /// The centre in RAS+ mm.
+    pub world: WorldPoint,
+    /// The 13 location probabilities (in `train.csv` order) from the
+    /// location head on a patch centred here; `None` without a location
+    /// head.
+    pub locations: Option<[f64; 13]>,
+    /// The most probable location.
+    pub location: Option<Location>,
+    /// The centre on the original DICOM grid, when the prediction started
+    /// from DICOM.
+    pub dicom: Option<DicomPoint>,
+}
+
+/// The prediction for one scan.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanPrediction {
+    /// SeriesInstanceUID.
+    pub series_uid: String,
+    /// The modality the series was preprocessed as.
+    pub modality: Modality,
+    /// P(Aneurysm Present).
+    pub aneurysm_present: f64,
+    /// P(location), in `train.csv` order: the highest candidate score ×
+    /// location probability; `aneurysm_present` for every location when no
+    /// model has a location head.
+    pub locations: [f64; 13],
+    /// The `Aneurysm Present` decision threshold in use.
+    pub threshold: f64,
+    /// Whether the thresholds were calibrated.
+    pub calibrated: bool,
+    /// `aneurysm_present >= threshold`.
+    pub positive: bool,
+    /// Candidates, highest first.
+    pub candidates: Vec<Detection>,
+    /// The probability map's grid (the preprocessed grid).
+    pub grid: Grid,
+    /// Seconds spent on this series (preprocessing included when it ran).
+    pub seconds: f64,
+}
+
+impl ScanPrediction {
+    /// The 13 locations then `Aneurysm Present`: a submission row.
+    pub fn rsna_row(&self) -> [f64; 14] {
+        let mut r = [0.0; 14];
+        r[..13].copy_from_slice(&self.locations);
+        r[13] = self.aneurysm_present;
+        r
+    }
+}
+
+/// A prediction with its probability map.
+#[derive(Clone, Debug)]
+pub struct Prediction {
+    /// The outputs.
+    pub scan: ScanPrediction,
+    /// P(aneurysm) per voxel on the preprocessed grid.
+    pub probability: Volume<f32>,
+}
+
+struct Member<B: Backend> {
+    bundle: ModelBundle,
+    model: AnyModel<B>,
+}
+
+/// One or more model bundles ready to run.
+///
+/// ```no_run
+/// use aneu_infer::{InferConfig, Predictor};
+/// use burn::backend::Flex;
+/// let p = Predictor::<Flex>::from_dirs(&["run/bundle"], InferConfig::default(), &Default::default())?;
+/// let out = p.predict_dir("series/1.2.3")?;
+/// println!("{:.3} {:?}", out.scan.aneurysm_present, out.scan.candidates.first().map(|c| c.world));
+/// # Ok::<(), aneu_infer::Error>(())
+/// ```
+pub struct Predictor<B: Backend> {
+    members: Vec<Member<B>>,
+    config: InferConfig,
+    thresholds: Thresholds,
+    device: B::Device,
+}
+
+fn flip5<B: Backend>(mut x: Tensor<B, 5>, f: [bool; 3]) -> Tensor<B, 5> {
+    for (a, on) in f.into_iter().enumerate() {
+        if on {
+            x = x.flip([2 + a as isize]);
+        }
+    }
+    x
+}
+
+fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+    t.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default()
+}
+
+impl<B: Backend> Predictor<B> {
+    /// Loads the bundles' models. An ensemble's bundles must share one
+    /// preprocessing config. The thresholds are the first bundle's.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] for no bundle, an invalid config, a window
+    /// size a model cannot take, or bundles with different preprocessing;
+    /// [`Error::Bundle`] when weights do not load.
+    pub fn new(bundles: Vec<ModelBundle>, config: InferConfig, device: &B::Device) -> Result<Self> {
+        config.validate()?;
+        let Some(first) = bundles.first() else {
+            return Err(Error::InvalidConfig("an ensemble needs at least one bundle".into()));
+        };
+        let hash = first.preprocess.hash();
+        let thresholds = first.thresholds.clone();
+        let mut members = Vec::with_capacity(bundles.len());
+        for b in bundles {
+            if b.preprocess.hash() != hash {
+                return Err(Error::InvalidConfig(format!(
+                    "bundle {} was trained on another preprocessing than {}",
+                    b.dir.display(),
+                    members
+                        .first()
+                        .map_or(String::new(), |m: &Member<B>| m.bundle.dir.display().to_string())
+                )));
+            }
+            if let Some(r) = config.window.roi {
+                let m = b.model.size_multiple();
+                let dense = matches!(b.model, aneu_models::ModelConfig::UNet3d(_));
+                if !r.is_multiple_of(m) || (!dense && r != b.manifest.patch_size) {
+                    return Err(Error::InvalidConfig(format!(
+                        "window {r} does not suit bundle {} (a multiple of {m}{})",
+                        b.dir.display(),
+                        if dense {
+                            String::new()
+                        } else {
+                            format!(", and equal to its patch {}", b.manifest.patch_size)
+                        }
+                    )));
+                }
+            }
+            let model = b.load_model::<B>(device)?;
+            members.push(Member { bundle: b, model });
+        }
+        Ok(Self {
+            members,
+            config,
+            thresholds,
+            device: device.clone(),
+        })
+    }
+
+    /// [`Predictor::new`] from bundle folders.
+    ///
+    /// # Errors
+    /// As [`ModelBundle::read`] and [`Predictor::new`].
+    pub fn from_dirs(dirs: &[impl AsRef<Path>], config: InferConfig, device: &B::Device) -> Result<Self> {
+        let bundles = dirs
+            .iter()
+            .map(ModelBundle::read)
+            .collect::<aneu_train::Result<Vec<_>>>()?;
+        Self::new(bundles, config, device)
+    }
+
+    /// Replaces the thresholds (after a calibration of the ensemble).
+    pub fn with_thresholds(mut self, t: Thresholds) -> Self {
+        self.thresholds = t;
+        self
+    }
+
+    /// Replaces the thresholds in place.
+    pub fn set_thresholds(&mut self, t: Thresholds) {
+        self.thresholds = t;
+    }
+
+    /// The thresholds in use.
+    pub fn thresholds(&self) -> &Thresholds {
+        &self.thresholds
+    }
+
+    /// The inference config.
+    pub fn config(&self) -> &InferConfig {
+        &self.config
+    }
+
+    /// The bundles.
+    pub fn bundles(&self) -> impl Iterator<Item = &ModelBundle> {
+        self.members.iter().map(|m| &m.bundle)
+    }
+
+    /// The preprocessing every bundle was trained with.
+    pub fn preprocess_config(&self) -> &PreprocessConfig {
+        &self.members[0].bundle.preprocess
+    }
+
+    /// A stable hash of everything that decides the outputs: the config,
+    /// the bundles (manifest and weights size) and the thresholds.
+    pub fn run_hash(&self) -> String {
+        let mut parts = serde_json::to_string(&self.config).unwrap_or_default();
+        for m in &self.members {
+            parts.push_str(&serde_json::to_string(&m.bundle.manifest).unwrap_or_default());
+            let w = std::fs::metadata(m.bundle.dir.join("weights.mpk")).map_or(0, |m| m.len());
+            parts.push_str(&w.to_string());
+        }
+        parts.push_str(&serde_json::to_string(&self.thresholds).unwrap_or_default());
+        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+        for b in parts.bytes() {
+            h ^= u64::from(b);
+            h = h.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+        format!("{h:016x}")
+    }
+
+    fn run_windows(&self, m: &Member<B>, b: &WindowBatch, series: &str) -> Result<Vec<WindowOutput>> {
+        let (n, r) = (b.len(), b.roi);
+        let x = Tensor::<B, 1>::from_floats(b.data.as_slice(), &self.device).reshape([n, b.channels, r, r, r]);
+        let flips = self.config.tta.flips();
+        let dense = m.model.has_dense_head();
+        let mut sum: Vec<f32> = Vec::new();
+        for f in &flips {
+            let out = m.model.forward_patches(flip5(x.clone(), *f));
+            let v = match (dense, out.dense) {
+                (true, Some(d)) => to_vec(flip5(sigmoid(d), *f)),
+                _ => to_vec(sigmoid(out.logit)),
+            };
+            if sum.is_empty() {
+                sum = v;
+            } else {
+                sum.iter_mut().zip(&v).for_each(|(a, b)| *a += b);
+            }
+        }
+        let nf = flips.len() as f32;
+        if sum.iter().any(|v| !v.is_finite()) {
+            return Err(Error::NonFinite {
+                series: series.to_string(),
+                what: "a non-finite probability".into(),
+            });
+        }
+        let per = r * r * r;
+        Ok((0..n)
+            .map(|w| {
+                if dense {
+                    let a = Array3::from_shape_fn((r, r, r), |(k, j, i)| sum[w * per + (k * r + j) * r + i] / nf);
+                    WindowOutput::Dense(a)
+                } else {
+                    WindowOutput::Score(sum.get(w).copied().unwrap_or(0.0) / nf)
+                }
+            })
+            .collect())
+    }
+
+    /// The ensemble's probability map on the case's grid (`[k, j, i]`):
+    /// each member's sliding-window map (with TTA), averaged.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`] when a model produces NaN, and sliding-window
+    /// errors.
+    pub fn probability_map(&self, case: &Case) -> Result<Array3<f32>> {
+        let mut acc: Option<Array3<f32>> = None;
+        for m in &self.members {
+            let roi = self.config.window.roi.unwrap_or(m.bundle.manifest.patch_size);
+            let map = self
+                .config
+                .window
+                .run(case, roi, m.bundle.manifest.position_prior, |b| {
+                    self.run_windows(m, b, &case.id)
+                })?;
+            match &mut acc {
+                None => acc = Some(map),
+                Some(a) => *a += &map,
+            }
+        }
+        let mut a = acc.ok_or_else(|| Error::InvalidConfig("no model".into()))?;
+        a /= self.members.len() as f32;
+        Ok(a)
+    }
+
+    /// The 13 location probabilities of patches centred on `centres`
+    /// (`[k, j, i]`), averaged over the members with a location head and
+    /// the TTA flips; `None` when no member has one.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`].
+    pub fn location_probabilities(&self, case: &Case, centres: &[[usize; 3]]) -> Result<Option<Vec<[f64; 13]>>> {
+        let mut sum = vec![[0.0f64; 13]; centres.len()];
+        let mut count = 0usize;
+        if centres.is_empty() {
+            return Ok(None);
+        }
+        for m in self.members.iter().filter(|m| m.model.has_location_head()) {
+            let p = m.bundle.manifest.patch_size;
+            let c = if m.bundle.manifest.position_prior { 4 } else { 1 };
+            for chunk_start in (0..centres.len()).step_by(self.config.window.batch_size) {
+                let chunk = &centres[chunk_start..(chunk_start + self.config.window.batch_size).min(centres.len())];
+                let mut data = Vec::new();
+                for cen in chunk {
+                    data.extend(window_input(case, patch_start(*cen, [p; 3]), p, c == 4));
+                }
+                let x = Tensor::<B, 1>::from_floats(data.as_slice(), &self.device).reshape([chunk.len(), c, p, p, p]);
+                for f in self.config.tta.flips() {
+                    let out = m.model.forward_patches(flip5(x.clone(), f));
+                    let Some(l) = out.locations else { continue };
+                    let v = to_vec(sigmoid(l));
+                    if v.iter().any(|x| !x.is_finite()) {
+                        return Err(Error::NonFinite {
+                            series: case.id.clone(),
+                            what: "a non-finite location probability".into(),
+                        });
+                    }
+                    for (n, row) in v.chunks(13).enumerate() {
+                        for l in Location::ALL {
+                            // a flipped i axis swaps left and right
+                            let dst = if f[2] { l.mirrored() } else { l };
+                            sum[chunk_start + n][dst.index()] += f64::from(row[l.index()]);
+                        }
+                    }
+                }
+            }
+            count += self.config.tta.flips().len();
+        }
+        if count == 0 {
+            return Ok(None);
+        }
+        Ok(Some(sum.into_iter().map(|r| r.map(|v| v / count as f64)).collect()))
+    }
+
+    /// Predicts a preprocessed case: map, candidates, locations and the
+    /// scan outputs. `series` (the DICOM series the case came from) adds
+    /// the DICOM coordinates of each candidate.
+    ///
+    /// # Errors
+    /// As [`Predictor::probability_map`].
+    pub fn predict_case(&self, case: &Case, modality: Modality, series: Option<&DicomSeries>) -> Result<Prediction> {
+        let t0 = Instant::now();
+        let map = self.probability_map(case)?;
+        let affine = *case.image.affine();
+        let peaks = find_peaks(map.view(), &affine, &self.config.candidates);
+        let centres: Vec<[usize; 3]> = peaks.iter().map(|p| p.voxel).collect();
+        let locs = self.location_probabilities(case, &centres)?;
+        let candidates: Vec<Detection> = peaks
+            .iter()
+            .enumerate()
+            .map(|(n, p)| {
+                let world = affine.voxel_to_world(p.centroid);
+                let l = locs.as_ref().and_then(|v| v.get(n)).copied();
+                Detection {
+                    score: f64::from(p.score),
+                    voxel: p.centroid,
+                    world,
+                    location: l.map(|l| Location::ALL[argmax(&l)]),
+                    locations: l,
+                    dicom: series.and_then(|s| world_to_dicom(s, world)),
+                }
+            })
+            .collect();
+        let present = aggregate(self.config.aggregator, &map, &case.mask, &candidates);
+        let locations: [f64; 13] = match locs {
+            Some(_) => std::array::from_fn(|l| {
+                candidates
+                    .iter()
+                    .filter_map(|c| c.locations.map(|q| c.score * q[l]))
+                    .fold(0.0, f64::max)
+            }),
+            None => [present; 13],
+        };
+        let scan = ScanPrediction {
+            series_uid: case.id.clone(),
+            modality,
+            aneurysm_present: present,
+            locations,
+            threshold: self.thresholds.present,
+            calibrated: self.thresholds.calibrated,
+            positive: present >= self.thresholds.present,
+            candidates,
+            grid: Grid {
+                affine,
+                size: case.image.size(),
+            },
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        let probability = Volume::new(map, affine)?;
+        Ok(Prediction { scan, probability })
+    }
+
+    /// Predicts a series that is already preprocessed (with this bundle's
+    /// config).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when its config hash is not the bundle's;
+    /// case and model errors.
+    pub fn predict_preprocessed(&self, p: Preprocessed, series: Option<&DicomSeries>) -> Result<Prediction> {
+        let want = self.preprocess_config().hash();
+        if p.meta.config_hash != want {
+            return Err(Error::InvalidConfig(format!(
+                "series {} was preprocessed with config {}, the bundle needs {want}",
+                p.meta.series_uid, p.meta.config_hash
+            )));
+        }
+        let case = Case::new(p.meta.series_uid.clone(), p.image, p.mask, vec![])?;
+        self.predict_case(&case, p.meta.modality, series)
+    }
+
+    /// Preprocesses a DICOM series with the bundle's config, then
+    /// predicts it. `modality` defaults to [`guess_modality`].
+    ///
+    /// # Errors
+    /// Preprocessing, case and model errors.
+    pub fn predict_series(&self, series: &DicomSeries, modality: Option<Modality>) -> Result<Prediction> {
+        let t0 = Instant::now();
+        let modality = modality.unwrap_or_else(|| guess_modality(&series.meta));
+        let p = preprocess_series(series, modality, &[], None, self.preprocess_config())?;
+        let mut out = self.predict_preprocessed(p, Some(series))?;
+        out.scan.seconds = t0.elapsed().as_secs_f64();
+        Ok(out)
+    }
+
+    /// Reads the series in `dir` (DICOM files, or one Enhanced multi-frame
+    /// file) and predicts it.
+    ///
+    /// # Errors
+    /// Reading errors, then as [`Predictor::predict_series`].
+    pub fn predict_dir(&self, dir: impl AsRef<Path>) -> Result<Prediction> {
+        let s = DicomSeries::read(dir)?;
+        self.predict_series(&s, None)
+    }
+}
+
+fn argmax(v: &[f64; 13]) -> usize {
+    (0..13).fold(0, |b, n| if v[n] > v[b] { n } else { b })
+}
+
+/// The scan probability from the map (inside the mask) and the candidates.
+pub fn aggregate(a: Aggregator, map: &Array3<f32>, mask: &Volume<u8>, candidates: &[Detection]) -> f64 {
+    let mview = mask.data();
+    let inside = || map.iter().zip(mview.iter()).filter(|(_, m)| **m != 0).map(|(v, _)| *v);
+    let top = |k: usize| candidates.iter().take(k).map(|c| c.score);
+    match a {
+        Aggregator::Max => f64::from(inside().fold(0.0f32, f32::max)),
+        Aggregator::Mean => {
+            let (s, n) = inside().fold((0.0f64, 0usize), |(s, n), v| (s + f64::from(v), n + 1));
+            if n == 0 { 0.0 } else { s / n as f64 }
+        }
+        Aggregator::P95 => {
+            let mut v: Vec<f32> = inside().collect();
+            if v.is_empty() {
+                return 0.0;
+            }
+            let r = ((0.95 * v.len() as f64).ceil() as usize).clamp(1, v.len()) - 1;
+            let (_, x, _) = v.select_nth_unstable_by(r, f32::total_cmp);
+            f64::from(*x)
+        }
+        Aggregator::TopKMean { k } => top(k).sum::<f64>() / k as f64,
+        Aggregator::NoisyOr { k } => 1.0 - top(k).map(|s| 1.0 - s.clamp(0.0, 1.0)).product::<f64>(),
+    }
+}
+
+/// The modality class of a series from its DICOM attributes: `CT` is CTA;
+/// for `MR` the series description decides (T2, T1, else TOF-MRA).
+///
+/// ```
+/// use aneu_io::{Modality, SeriesMeta};
+/// let mut m = SeriesMeta { modality: "MR".into(), series_description: "Ax T2 FLAIR".into(), ..Default::default() };
+/// assert_eq!(aneu_infer::guess_modality(&m), Modality::MriT2);
+/// m.series_description = "TOF 3D multi-slab".into();
+/// assert_eq!(aneu_infer::guess_modality(&m), Modality::Mra);
+/// ```
+pub fn guess_modality(meta: &SeriesMeta) -> Modality {
+    if meta.modality.trim().eq_ignore_ascii_case("CT") {
+        return Modality::Cta;
+    }
+    let d = meta.series_description.to_ascii_uppercase();
+    if d.contains("MRA") || d.contains("TOF") || d.contains("ANGIO") {
+        Modality::Mra
+    } else if d.contains("T2") {
+        Modality::MriT2
+    } else if d.contains("T1") {
+        Modality::MriT1post
+    } else {
+        Modality::Mra
+    }
+}
+
+/// Maps a world point to the RSNA localizer form on a DICOM series: the
+/// nearest slice along the series' k axis, and the pixel `(x, y)` on it
+/// through that slice's own geometry (the inverse of
+/// [`DicomSeries::localizer_to_world`] up to the distance to the slice's
+/// plane). `None` for a point more than half a slice outside the series.
+pub fn world_to_dicom(series: &DicomSeries, w: WorldPoint) -> Option<DicomPoint> {
+    let v = series.volume.world_to_voxel(w);
+    let entries = series.slices.entries();
+    let nk = entries.len();
+    if nk == 0 || !v.k.is_finite() || v.k < -0.5 || v.k > nk as f64 - 0.5 {
+        return None;
+    }
+    let k = (v.k.round().max(0.0) as usize).min(nk - 1);
+    let e = entries.iter().find(|e| e.k == k)?;
+    let lps = w.to_lps();
+    let d: Vec<f64> = (0..3).map(|a| lps[a] - e.position_lps[a]).collect();
+    let o = &e.orientation_lps;
+    let x = (d[0] * o[0] + d[1] * o[1] + d[2] * o[2]) / e.pixel_spacing[1];
+    let y = (d[0] * o[3] + d[1] * o[4] + d[2] * o[5]) / e.pixel_spacing[0];
+    Some(DicomPoint {
+        sop_uid: e.sop_uid.clone(),
+        frame: e.frame,
+        x,
+        y,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use aneu_io::Affine;
+
+    fn det(s: f64) -> Detection {
+        Detection {
+            score: s,
+            voxel: Voxel::new(0.0, 0.0, 0.0),
+            world: WorldPoint::new(0.0, 0.0, 0.0),
+            locations: None,
+            location: None,
+            dicom: None,
+        }
+    }
+
+    #[test]
+    fn aggregators_match_their_definitions() {
+        let map = Array3::from_shape_fn((1, 1, 20), |(_, _, i)| i as f32 / 20.0);
+        let mut mask = Volume::new(Array3::from_elem((1, 1, 20), 1u8), Affine::identity()).unwrap();
+        mask.data_mut()[[0, 0, 19]] = 0;
+        let c = [det(0.9), det(0.5), det(0.2)];
+        assert!((aggregate(Aggregator::Max, &map, &mask, &c) - 0.9).abs() < 1e-6);
+        assert!((aggregate(Aggregator::Mean, &map, &mask, &c) - 0.45).abs() < 1e-6);
+        // 19 values 0, 0.05, …, 0.9: the 95th percentile by nearest rank is the 19th
+        assert!((aggregate(Aggregator::P95, &map, &mask, &c) - 0.9).abs() < 1e-6);
+        assert!((aggregate(Aggregator::TopKMean { k: 2 }, &map, &mask, &c) - 0.7).abs() < 1e-12);
+        assert!((aggregate(Aggregator::TopKMean { k: 4 }, &map, &mask, &c) - 0.4).abs() < 1e-12);
+        let nor = 1.0 - 0.1 * 0.5 * 0.8;
+        assert!((aggregate(Aggregator::NoisyOr { k: 5 }, &map, &mask, &c) - nor).abs() < 1e-12);
+        assert_eq!(aggregate(Aggregator::NoisyOr { k: 5 }, &map, &mask, &[]), 0.0);
+    }
+
+    #[test]
+    fn tta_flip_sets() {
+        assert_eq!(Tta::None.flips().len(), 1);
+        assert_eq!(Tta::FlipLr.flips(), vec![[false; 3], [false, false, true]]);
+        let f = Tta::Flips.flips();
+        assert_eq!(f.len(), 8);
+        assert_eq!(f.iter().collect::<std::collections::HashSet<_>>().len(), 8);
+    }
+}
