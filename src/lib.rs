@@ -19,6 +19,12 @@
 //!   Burn lacks.
 //! * [`metrics`] — [`aneu_metrics`]: classification, calibration, RSNA
 //!   weighted AUC, FROC and localisation metrics, exact to scikit-learn.
+//! * [`train`] — [`aneu_train`]: JSON training configs, patient-grouped
+//!   splits, losses, schedules, early stopping, checkpoints and model
+//!   bundles.
+//! * [`infer`] — [`aneu_infer`]: sliding-window inference, candidates in
+//!   mm and DICOM coordinates, the 14 RSNA outputs, calibration, TTA,
+//!   ensembles and evaluation.
 //!
 //! ```
 //! use aneu::io::{Affine, Voxel};
@@ -26,6 +32,7 @@
 //! assert_eq!(a.voxel_to_world(Voxel::new(1.0, 2.0, 3.0)).z, 3.0);
 //! ```
 
+pub use aneu_infer as infer;
 pub use aneu_io as io;
 pub use aneu_metrics as metrics;
 pub use aneu_models as models;

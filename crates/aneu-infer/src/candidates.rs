@@ -23,6 +23,12 @@ pub struct CandidateOptions {
     pub nms_mm: f64,
     /// At most this many candidates per scan, highest first.
     pub max_candidates: usize,
+    /// Rescore each candidate by the geometric mean of its map peak and the
+    /// `Aneurysm Present` head's probability on a patch centred on it (the
+    /// patch head sees the whole neighbourhood; a dense map alone is
+    /// generous with bright vessel segments). Off by default: on the CI
+    /// phantom model it lowered the scan AUC (docs/inference.md).
+    pub rescore: bool,
 }
 
 impl Default for CandidateOptions {
@@ -31,6 +37,7 @@ impl Default for CandidateOptions {
             floor: 0.05,
             nms_mm: 10.0,
             max_candidates: 20,
+            rescore: false,
         }
     }
 }

@@ -24,7 +24,8 @@ use crate::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 pub enum Aggregator {
-    /// The map's maximum inside the mask (the top candidate's score).
+    /// The top candidate's score; the map's maximum inside the mask when
+    /// no candidate reaches the floor.
     Max,
     /// The map's mean inside the mask.
     Mean,
@@ -144,11 +145,26 @@ pub struct DicomPoint {
     pub y: f64,
 }
 
+/// What the members say about patches centred on candidates.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PatchOutputs {
+    /// P(aneurysm in the patch) from the `Aneurysm Present` head.
+    pub present: Vec<f64>,
+    /// The 13 location probabilities per patch, when a member has a
+    /// location head.
+    pub locations: Option<Vec<[f64; 13]>>,
+}
+
 /// One detection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
-    /// The probability at the peak.
+    /// The candidate's score: with [`CandidateOptions::rescore`] the
+    /// geometric mean of `peak` and `patch_score`, else `peak`.
     pub score: f64,
+    /// The probability map's value at the peak.
+    pub peak: f64,
+    /// The `Aneurysm Present` head's probability on a patch centred here.
+    pub patch_score: f64,
     /// The sub-voxel centre on the probability map's grid.
     pub voxel: Voxel,
     /// The centre in RAS+ mm.
@@ -422,53 +438,73 @@ impl<B: Backend> Predictor<B> {
         Ok(a)
     }
 
-    /// The 13 location probabilities of patches centred on `centres`
-    /// (`[k, j, i]`), averaged over the members with a location head and
-    /// the TTA flips; `None` when no member has one.
+    /// Runs every member on patches (of its training size) centred on
+    /// `centres` (`[k, j, i]`), averaging over members and TTA flips: the
+    /// `Aneurysm Present` head's probability per patch, and the 13 location
+    /// probabilities (`None` when no member has a location head).
     ///
     /// # Errors
     /// [`Error::NonFinite`].
-    pub fn location_probabilities(&self, case: &Case, centres: &[[usize; 3]]) -> Result<Option<Vec<[f64; 13]>>> {
-        let mut sum = vec![[0.0f64; 13]; centres.len()];
-        let mut count = 0usize;
-        if centres.is_empty() {
-            return Ok(None);
+    pub fn patch_outputs(&self, case: &Case, centres: &[[usize; 3]]) -> Result<PatchOutputs> {
+        let n = centres.len();
+        let mut present = vec![0.0f64; n];
+        let mut locs = vec![[0.0f64; 13]; n];
+        let (mut present_count, mut loc_count) = (0usize, 0usize);
+        if n == 0 {
+            return Ok(PatchOutputs {
+                present,
+                locations: None,
+            });
         }
-        for m in self.members.iter().filter(|m| m.model.has_location_head()) {
+        let bs = self.config.window.batch_size;
+        let nonfinite = |what: &str| Error::NonFinite {
+            series: case.id.clone(),
+            what: what.to_string(),
+        };
+        for m in &self.members {
             let p = m.bundle.manifest.patch_size;
             let c = if m.bundle.manifest.position_prior { 4 } else { 1 };
-            for chunk_start in (0..centres.len()).step_by(self.config.window.batch_size) {
-                let chunk = &centres[chunk_start..(chunk_start + self.config.window.batch_size).min(centres.len())];
+            let flips = self.config.tta.flips();
+            for first in (0..n).step_by(bs) {
+                let chunk = &centres[first..(first + bs).min(n)];
                 let mut data = Vec::new();
                 for cen in chunk {
                     data.extend(window_input(case, patch_start(*cen, [p; 3]), p, c == 4));
                 }
                 let x = Tensor::<B, 1>::from_floats(data.as_slice(), &self.device).reshape([chunk.len(), c, p, p, p]);
-                for f in self.config.tta.flips() {
-                    let out = m.model.forward_patches(flip5(x.clone(), f));
+                for f in &flips {
+                    let out = m.model.forward_patches(flip5(x.clone(), *f));
+                    let pr = to_vec(sigmoid(out.logit));
+                    if pr.iter().any(|v| !v.is_finite()) {
+                        return Err(nonfinite("a non-finite patch probability"));
+                    }
+                    for (k, v) in pr.iter().enumerate() {
+                        present[first + k] += f64::from(*v);
+                    }
                     let Some(l) = out.locations else { continue };
                     let v = to_vec(sigmoid(l));
                     if v.iter().any(|x| !x.is_finite()) {
-                        return Err(Error::NonFinite {
-                            series: case.id.clone(),
-                            what: "a non-finite location probability".into(),
-                        });
+                        return Err(nonfinite("a non-finite location probability"));
                     }
-                    for (n, row) in v.chunks(13).enumerate() {
+                    for (k, row) in v.chunks(13).enumerate() {
                         for l in Location::ALL {
                             // a flipped i axis swaps left and right
                             let dst = if f[2] { l.mirrored() } else { l };
-                            sum[chunk_start + n][dst.index()] += f64::from(row[l.index()]);
+                            locs[first + k][dst.index()] += f64::from(row[l.index()]);
                         }
                     }
                 }
             }
-            count += self.config.tta.flips().len();
+            present_count += flips.len();
+            if m.model.has_location_head() {
+                loc_count += flips.len();
+            }
         }
-        if count == 0 {
-            return Ok(None);
-        }
-        Ok(Some(sum.into_iter().map(|r| r.map(|v| v / count as f64)).collect()))
+        present.iter_mut().for_each(|v| *v /= present_count.max(1) as f64);
+        Ok(PatchOutputs {
+            present,
+            locations: (loc_count > 0).then(|| locs.into_iter().map(|r| r.map(|v| v / loc_count as f64)).collect()),
+        })
     }
 
     /// Predicts a preprocessed case: map, candidates, locations and the
@@ -483,15 +519,21 @@ impl<B: Backend> Predictor<B> {
         let affine = *case.image.affine();
         let peaks = find_peaks(map.view(), &affine, &self.config.candidates);
         let centres: Vec<[usize; 3]> = peaks.iter().map(|p| p.voxel).collect();
-        let locs = self.location_probabilities(case, &centres)?;
-        let candidates: Vec<Detection> = peaks
+        let po = self.patch_outputs(case, &centres)?;
+        let locs = po.locations;
+        let rescore = self.config.candidates.rescore;
+        let mut candidates: Vec<Detection> = peaks
             .iter()
             .enumerate()
             .map(|(n, p)| {
                 let world = affine.voxel_to_world(p.centroid);
                 let l = locs.as_ref().and_then(|v| v.get(n)).copied();
+                let peak = f64::from(p.score);
+                let patch = po.present.get(n).copied().unwrap_or(0.0);
                 Detection {
-                    score: f64::from(p.score),
+                    score: if rescore { (peak * patch).sqrt() } else { peak },
+                    peak,
+                    patch_score: patch,
                     voxel: p.centroid,
                     world,
                     location: l.map(|l| Location::ALL[argmax(&l)]),
@@ -500,6 +542,7 @@ impl<B: Backend> Predictor<B> {
                 }
             })
             .collect();
+        candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
         let present = aggregate(self.config.aggregator, &map, &case.mask, &candidates);
         let locations: [f64; 13] = match locs {
             Some(_) => std::array::from_fn(|l| {
@@ -582,7 +625,10 @@ pub fn aggregate(a: Aggregator, map: &Array3<f32>, mask: &Volume<u8>, candidates
     let inside = || map.iter().zip(mview.iter()).filter(|(_, m)| **m != 0).map(|(v, _)| *v);
     let top = |k: usize| candidates.iter().take(k).map(|c| c.score);
     match a {
-        Aggregator::Max => f64::from(inside().fold(0.0f32, f32::max)),
+        Aggregator::Max => match candidates.first() {
+            Some(_) => top(usize::MAX).fold(0.0, f64::max),
+            None => f64::from(inside().fold(0.0f32, f32::max)),
+        },
         Aggregator::Mean => {
             let (s, n) = inside().fold((0.0f64, 0usize), |(s, n), v| (s + f64::from(v), n + 1));
             if n == 0 { 0.0 } else { s / n as f64 }
@@ -662,6 +708,8 @@ mod tests {
     fn det(s: f64) -> Detection {
         Detection {
             score: s,
+            peak: s,
+            patch_score: s,
             voxel: Voxel::new(0.0, 0.0, 0.0),
             world: WorldPoint::new(0.0, 0.0, 0.0),
             locations: None,
@@ -677,6 +725,8 @@ mod tests {
         mask.data_mut()[[0, 0, 19]] = 0;
         let c = [det(0.9), det(0.5), det(0.2)];
         assert!((aggregate(Aggregator::Max, &map, &mask, &c) - 0.9).abs() < 1e-6);
+        assert!((aggregate(Aggregator::Max, &map, &mask, &c[1..]) - 0.5).abs() < 1e-6);
+        assert!((aggregate(Aggregator::Max, &map, &mask, &[]) - 0.9).abs() < 1e-6);
         assert!((aggregate(Aggregator::Mean, &map, &mask, &c) - 0.45).abs() < 1e-6);
         // 19 values 0, 0.05, …, 0.9: the 95th percentile by nearest rank is the 19th
         assert!((aggregate(Aggregator::P95, &map, &mask, &c) - 0.9).abs() < 1e-6);

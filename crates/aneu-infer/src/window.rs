@@ -341,7 +341,8 @@ impl WindowBatch {
         let r = self.roi;
         let per = r * r * r;
         let off = (n * self.channels + c) * per;
-        Array3::from_shape_vec((r, r, r), self.data[off..off + per].to_vec()).expect("window shape")
+        let v = &self.data[off..off + per];
+        Array3::from_shape_fn((r, r, r), |(k, j, i)| v[(k * r + j) * r + i])
     }
 }
 

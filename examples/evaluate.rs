@@ -1,0 +1,58 @@
+//! Scores a prediction folder (from the infer example) against an
+//! RSNA-layout truth: scan-level metrics, the RSNA weighted AUC, FROC and
+//! localisation error.
+//!
+//! ```sh
+//! cargo run --release --example evaluate -- --predictions DIR --truth RSNA_ROOT --out report.json [--bootstrap 1000]
+//! ```
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use aneu::infer::{EvaluateOptions, evaluate};
+use aneu::metrics::BootstrapOptions;
+use clap::Parser;
+
+/// Evaluate predictions.
+#[derive(Parser)]
+struct Args {
+    /// The infer example's output folder.
+    #[arg(long)]
+    predictions: PathBuf,
+    /// The RSNA-layout root holding the labels and localizers.
+    #[arg(long)]
+    truth: PathBuf,
+    /// Where to write the JSON report (a Markdown twin goes beside it).
+    #[arg(long)]
+    out: PathBuf,
+    /// Bootstrap resamples for confidence intervals (none by default).
+    #[arg(long)]
+    bootstrap: Option<usize>,
+}
+
+fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
+    let opts = EvaluateOptions {
+        bootstrap: a.bootstrap.map(|n| BootstrapOptions::default().with_resamples(n)),
+        ..Default::default()
+    };
+    let r = evaluate(&a.predictions, &a.truth, &opts)?;
+    std::fs::write(&a.out, r.to_json()?)?;
+    let md = r.to_markdown();
+    std::fs::write(a.out.with_extension("md"), &md)?;
+    println!("{md}");
+    Ok(())
+}
+
+fn main() -> ExitCode {
+    tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_writer(std::io::stderr)
+        .init();
+    match run(&Args::parse()) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e}");
+            ExitCode::FAILURE
+        }
+    }
+}

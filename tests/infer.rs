@@ -1,0 +1,397 @@
+//! aneu-infer: exact blending, candidate recovery, the DICOM round trip,
+//! and the whole chain on phantoms (train → calibrate → predict from
+//! DICOM → evaluate), with a corrupted series in the dataset.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
+
+use aneu::infer::*;
+use aneu::io::{Affine, DicomSeries, Volume, Voxel, WorldPoint};
+use aneu::models::burn::backend::{Autodiff, Flex};
+use aneu::patch::Case;
+use aneu::phantom::{PhantomConfig, SizePreset, generate};
+use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset};
+use aneu::train::{ModelBundle, TrainConfig, TrainOptions, train};
+use ndarray::Array3;
+use rand::{Rng, SeedableRng};
+
+fn ramp_case(dims: (usize, usize, usize)) -> (Case, Volume<f32>) {
+    let img = Volume::new(
+        Array3::from_shape_fn(dims, |(k, j, i)| ((k * 31 + j * 17 + i * 7) % 23) as f32 - 11.5),
+        Affine::identity(),
+    )
+    .unwrap();
+    let case = Case::new("ramp", img.clone(), img.map(|_| 1u8), vec![]).unwrap();
+    (case, img)
+}
+
+/// A dense "model" returning its input gives the input back under mean and
+/// Gaussian blending, for overlaps, ROIs and volume sizes that are not
+/// multiples of the ROI (and volumes smaller than the ROI).
+#[test]
+fn identity_model_reconstructs_the_volume() {
+    for dims in [(20, 21, 22), (33, 17, 40), (9, 9, 9), (50, 12, 31)] {
+        let (case, img) = ramp_case(dims);
+        for roi in [8, 12, 16] {
+            for overlap in [0.0, 0.25, 0.5, 0.75] {
+                for blend in [Blend::Mean, Blend::Gaussian { sigma_scale: 0.125 }] {
+                    for mask_tiles in [false, true] {
+                        let w = SlidingWindow::default()
+                            .with_overlap(overlap)
+                            .with_blend(blend)
+                            .with_batch_size(3)
+                            .with_mask(mask_tiles, true);
+                        let map = w
+                            .run(&case, roi, false, |b| {
+                                Ok((0..b.len()).map(|n| WindowOutput::Dense(b.window(n, 0))).collect())
+                            })
+                            .unwrap();
+                        let worst = map
+                            .iter()
+                            .zip(img.data().iter())
+                            .map(|(a, b)| (a - b).abs())
+                            .fold(0.0f32, f32::max);
+                        assert!(
+                            worst <= 2e-5 * 12.0,
+                            "{dims:?} roi {roi} overlap {overlap} {blend:?}: max error {worst}"
+                        );
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// With max blending, a constant model gives that constant everywhere the
+/// windows reach, and 0 outside the mask.
+#[test]
+fn max_blend_and_mask_output() {
+    let (mut case, _) = ramp_case((24, 24, 24));
+    case.mask.data_mut().slice_mut(ndarray::s![.., .., 12..]).fill(0);
+    let case = Case::new("half", case.image, case.mask, vec![]).unwrap();
+    let w = SlidingWindow::default()
+        .with_blend(Blend::Max)
+        .with_spread(Spread::Patch);
+    let map = w
+        .run(&case, 8, false, |b| Ok(vec![WindowOutput::Score(0.25); b.len()]))
+        .unwrap();
+    assert_eq!(map[[3, 3, 3]], 0.25);
+    assert_eq!(map[[3, 3, 20]], 0.0);
+}
+
+/// Gaussian blobs planted at known sub-voxel points of an anisotropic grid
+/// are found within 0.35 voxel, strongest first; a weaker blob 3 mm from
+/// one of them is suppressed at NMS 5 mm and kept at NMS 2 mm.
+#[test]
+fn candidates_recover_planted_peaks() {
+    let mut rng = rand::rngs::StdRng::seed_from_u64(5);
+    let affine = Affine::from_spacing_origin_direction(
+        [0.8, 0.9, 1.2],
+        WorldPoint::new(-30.0, 20.0, 5.0),
+        [[1.0, 0.0, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]],
+    )
+    .unwrap();
+    let (nk, nj, ni) = (48, 64, 64);
+    let mut map = Array3::<f32>::zeros((nk, nj, ni));
+    let mut planted: Vec<([f64; 3], f32)> = Vec::new();
+    while planted.len() < 6 {
+        let c = [
+            rng.random_range(6.0..nk as f64 - 6.0),
+            rng.random_range(6.0..nj as f64 - 6.0),
+            rng.random_range(6.0..ni as f64 - 6.0),
+        ];
+        let far = planted.iter().all(|(o, _)| {
+            let d: f64 = (0..3).map(|a| ((o[a] - c[a]) * [1.2, 0.9, 0.8][a]).powi(2)).sum();
+            d.sqrt() > 15.0
+        });
+        if far {
+            planted.push((c, 0.3 + 0.1 * planted.len() as f32));
+        }
+    }
+    let blob = |map: &mut Array3<f32>, c: [f64; 3], amp: f32, sigma: f64| {
+        for ((k, j, i), v) in map.indexed_iter_mut() {
+            let d2 = (k as f64 - c[0]).powi(2) + (j as f64 - c[1]).powi(2) + (i as f64 - c[2]).powi(2);
+            *v = v.max(amp * (-d2 / (2.0 * sigma * sigma)).exp() as f32);
+        }
+    };
+    for (c, a) in &planted {
+        blob(&mut map, *c, *a, 1.2);
+    }
+    let peaks = find_peaks(map.view(), &affine, &CandidateOptions::default().with_nms_mm(5.0));
+    assert_eq!(peaks.len(), planted.len());
+    let mut matched = vec![false; planted.len()];
+    for (n, p) in peaks.iter().enumerate() {
+        if n > 0 {
+            assert!(p.score <= peaks[n - 1].score, "highest first");
+        }
+        let e = |c: &[f64; 3]| [(p.centroid.k - c[0]), (p.centroid.j - c[1]), (p.centroid.i - c[2])];
+        let (m, (c, a)) = planted
+            .iter()
+            .enumerate()
+            .min_by(|x, y| {
+                let d = |c: &[f64; 3]| e(c).iter().map(|v| v * v).sum::<f64>();
+                d(&x.1.0).total_cmp(&d(&y.1.0))
+            })
+            .unwrap();
+        assert!(!matched[m], "two peaks on blob {m}");
+        matched[m] = true;
+        assert!(
+            e(c).iter().all(|x| x.abs() < 0.4),
+            "peak {n} at {:?}, planted {c:?}",
+            p.centroid
+        );
+        // the score is the blob sampled at the peak voxel
+        let d2: f64 = (0..3).map(|x| (p.voxel[x] as f64 - c[x]).powi(2)).sum();
+        let want = *a * (-d2 / (2.0 * 1.2 * 1.2)).exp() as f32;
+        assert!((p.score - want).abs() < 1e-5, "peak {n}: {} vs {want}", p.score);
+    }
+    // a near-duplicate 3 mm (2.5 voxels along k) from the strongest blob
+    let (c0, _) = planted[planted.len() - 1];
+    blob(&mut map, [c0[0] + 2.5, c0[1], c0[2]], 0.2, 0.6);
+    let n5 = find_peaks(map.view(), &affine, &CandidateOptions::default().with_nms_mm(5.0)).len();
+    let n2 = find_peaks(map.view(), &affine, &CandidateOptions::default().with_nms_mm(2.0)).len();
+    assert_eq!(n5, planted.len());
+    assert_eq!(n2, planted.len() + 1);
+}
+
+/// A point mapped to `(SOP, x, y)` and read back through aneu-io's
+/// localizer mapping is the same point within half a slice, and exactly in
+/// plane, on oblique and multi-frame phantom series.
+#[test]
+fn dicom_round_trip() {
+    let dir = tempfile::tempdir().unwrap();
+    generate(
+        &PhantomConfig::new(4, 77, SizePreset::Tiny)
+            .with_oblique_share(0.5)
+            .with_multiframe_share(0.5),
+        dir.path(),
+    )
+    .unwrap();
+    let mut rng = rand::rngs::StdRng::seed_from_u64(1);
+    for e in std::fs::read_dir(dir.path().join("series")).unwrap() {
+        let s = DicomSeries::read(e.unwrap().path()).unwrap();
+        let [ni, nj, nk] = s.volume.size().to_ijk();
+        for _ in 0..50 {
+            let v = Voxel::new(
+                rng.random_range(0.0..ni as f64 - 1.0),
+                rng.random_range(0.0..nj as f64 - 1.0),
+                rng.random_range(0.0..nk as f64 - 1.0),
+            );
+            let w = s.volume.voxel_to_world(v);
+            let d = world_to_dicom(&s, w).expect("inside the series");
+            let back = s.localizer_to_voxel(&d.sop_uid, d.frame, d.x, d.y).unwrap();
+            assert!(
+                (back.i - v.i).abs() < 1e-6 && (back.j - v.j).abs() < 1e-6,
+                "{v:?} → {back:?}"
+            );
+            assert!((back.k - v.k).abs() <= 0.5 + 1e-9, "{v:?} → {back:?}");
+            assert!((back.k - back.k.round()).abs() < 1e-6, "the point lies on a slice");
+        }
+        // a point far outside the series has no slice
+        let far = s.volume.voxel_to_world(Voxel::new(0.0, 0.0, nk as f64 + 3.0));
+        assert!(world_to_dicom(&s, far).is_none());
+    }
+}
+
+#[test]
+fn bad_configs_are_typed_errors() {
+    let bad: [&str; 4] = [
+        r#"{"window": {"overlap": 1.5}}"#,
+        r#"{"window": {"batch_size": 0}}"#,
+        r#"{"aggregator": {"type": "top_k_mean", "k": 0}}"#,
+        r#"{"candidates": {"floor": 2.0}}"#,
+    ];
+    for b in bad {
+        let c: InferConfig = serde_json::from_str(b).unwrap();
+        assert!(matches!(c.validate(), Err(Error::InvalidConfig(_))), "{b}");
+    }
+    assert!(serde_json::from_str::<InferConfig>(r#"{"windw": {}}"#).is_err());
+    let dir = tempfile::tempdir().unwrap();
+    let r = Predictor::<Flex>::from_dirs(&[dir.path()], InferConfig::default(), &Default::default());
+    assert!(matches!(r, Err(Error::Bundle(_))));
+}
+
+struct Trained {
+    _dir: tempfile::TempDir,
+    raw: PathBuf,
+    pre: PathBuf,
+    bundle: PathBuf,
+}
+
+/// Thirty `small` phantoms (half positive, CTA and MRA), preprocessed, and
+/// `configs/ci_dense.json` (a shortened `unet_dense.json`: a depth-3 U-Net
+/// with the dense and location heads) trained on the training split.
+fn trained() -> &'static Trained {
+    static T: OnceLock<Trained> = OnceLock::new();
+    T.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let raw = dir.path().join("raw");
+        let pre = dir.path().join("pre");
+        generate(
+            &PhantomConfig::new(30, 2024, SizePreset::Small)
+                .with_positive_rate(0.5)
+                .with_modality_weights([0.5, 0.5, 0.0, 0.0]),
+            &raw,
+        )
+        .unwrap();
+        let s = preprocess_dataset(&raw, &pre, &PreprocessConfig::default(), Shard::default(), &|_| {}).unwrap();
+        assert_eq!(s.failed, 0);
+        let cfg =
+            TrainConfig::from_json_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs/ci_dense.json")).unwrap();
+        let t = std::time::Instant::now();
+        let r = train::<Autodiff<Flex>>(
+            &pre,
+            &cfg,
+            dir.path().join("run"),
+            &Default::default(),
+            &TrainOptions::default(),
+            &|e| {
+                println!(
+                    "epoch {} loss {:.4} val AUC {:?} ({:.1} s)",
+                    e.epoch, e.train_loss, e.val_auc, e.seconds
+                )
+            },
+        )
+        .unwrap();
+        println!("trained in {:.1} s", t.elapsed().as_secs_f64());
+        Trained {
+            raw,
+            pre,
+            bundle: r.bundle.unwrap(),
+            _dir: dir,
+        }
+    })
+}
+
+/// The whole chain: calibrate on the validation split, predict the held-out
+/// test split from its DICOM folders (with a corrupted series among them),
+/// evaluate: a median localisation error ≤ 3 mm (the issue's target), and a
+/// scan-level AUC ≥ 0.7. The issue asks 0.85; the five-minute CI model
+/// reaches 0.75 on these nine test scans (docs/benchmarks.md), so the bound
+/// here guards against regressions, not the target.
+/// The corrupted series is reported and the others are predicted; a second
+/// run skips everything.
+#[test]
+fn end_to_end_on_phantoms() {
+    let t = trained();
+    let config = InferConfig {
+        window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
+        ..Default::default()
+    };
+    let mut predictor = Predictor::<Flex>::from_dirs(&[&t.bundle], config, &Default::default()).unwrap();
+    let th = calibrate_on_validation(&mut predictor, &t.pre, ThresholdMethod::Youden).unwrap();
+    assert!(th.calibrated && (0.0..=1.0).contains(&th.present));
+    let mut bundle = ModelBundle::read(&t.bundle).unwrap();
+    bundle.write_thresholds(th.clone()).unwrap();
+    assert_eq!(ModelBundle::read(&t.bundle).unwrap().thresholds, th);
+
+    // a corrupted series: one file of a real series, truncated
+    let bad = t.raw.join("series").join("9.9.9.truncated");
+    std::fs::create_dir_all(&bad).unwrap();
+    let some_series = std::fs::read_dir(t.raw.join("series"))
+        .unwrap()
+        .next()
+        .unwrap()
+        .unwrap()
+        .path();
+    let some_file = std::fs::read_dir(&some_series).unwrap().next().unwrap().unwrap().path();
+    let bytes = std::fs::read(&some_file).unwrap();
+    std::fs::write(bad.join("1.dcm"), &bytes[..bytes.len() / 3]).unwrap();
+
+    let mut test = bundle.split.test.clone();
+    assert!(test.len() >= 6, "test split {test:?}");
+    test.push("9.9.9.truncated".into());
+    let out = tempfile::tempdir().unwrap();
+    let opts = PredictOptions {
+        prob_maps: true,
+        series: Some(test.clone()),
+        ..Default::default()
+    };
+    let timer = std::time::Instant::now();
+    let s = predict_dataset(&t.raw, &predictor, out.path(), &opts, &|_, _| {}).unwrap();
+    println!("predicted {} series in {:.1} s", s.done, timer.elapsed().as_secs_f64());
+    assert_eq!((s.done, s.failed), (test.len() - 1, 1), "{:?}", s.errors);
+    assert_eq!(s.errors[0].0, "9.9.9.truncated");
+    let errors = std::fs::read_to_string(out.path().join("errors.csv")).unwrap();
+    assert!(errors.contains("9.9.9.truncated"), "{errors}");
+    let sub = aneu::metrics::RsnaTable::read_csv(out.path().join("submission.csv")).unwrap();
+    assert_eq!(sub.len(), test.len() - 1);
+    let uid = &bundle.split.test[0];
+    let prob = aneu::io::read_nifti(out.path().join(format!("{uid}_prob.nii.gz"))).unwrap();
+    assert!(prob.as_slice().iter().all(|v| (0.0..=1.0).contains(v)));
+
+    // every candidate carries a DICOM position that maps back to it
+    for p in read_predictions(out.path()).unwrap() {
+        let series = DicomSeries::read(t.raw.join("series").join(&p.series_uid)).unwrap();
+        for c in &p.candidates {
+            let d = c.dicom.as_ref().expect("a DICOM position");
+            let w = series.localizer_to_world(&d.sop_uid, d.frame, d.x, d.y).unwrap();
+            let (a, b) = (series.volume.world_to_voxel(w), series.volume.world_to_voxel(c.world));
+            assert!((a.k - b.k).abs() <= 0.5 + 1e-6 && (a.i - b.i).abs() < 1e-6);
+            assert_eq!(c.locations.map(|l| l.len()), Some(13));
+        }
+        assert_eq!(p.threshold, th.present);
+    }
+
+    let r = evaluate(out.path(), &t.raw, &EvaluateOptions::default()).unwrap();
+    println!("{}", r.to_markdown());
+    let scan = r.scan.as_ref().unwrap();
+    let auc = scan.auc.unwrap();
+    assert!(auc >= 0.7, "scan-level AUC {auc}");
+    let det = r.detection.as_ref().unwrap();
+    let mut errs = det.froc.localisation_errors_mm.clone();
+    assert!(!errs.is_empty(), "no aneurysm was found");
+    errs.sort_by(f64::total_cmp);
+    let median = errs[errs.len() / 2];
+    assert!(median <= 3.0, "median localisation error {median} mm ({errs:?})");
+    assert!(r.rsna.is_some());
+
+    // resuming: nothing to do, same submission
+    let again = predict_dataset(&t.raw, &predictor, out.path(), &opts, &|_, _| {}).unwrap();
+    assert_eq!((again.done, again.skipped, again.failed), (0, test.len() - 1, 1));
+    assert_eq!(
+        aneu::metrics::RsnaTable::read_csv(out.path().join("submission.csv")).unwrap(),
+        sub
+    );
+}
+
+/// An ensemble of a bundle with itself equals the bundle; flip TTA gives a
+/// probability map that differs from the plain one (the model is not
+/// exactly mirror-symmetric).
+#[test]
+fn tta_and_ensemble_are_consistent() {
+    let t = trained();
+    let uid = ModelBundle::read(&t.bundle).unwrap().split.test[0].clone();
+    let p = aneu::preproc::read_preprocessed(t.pre.join(&uid)).unwrap();
+    let case = Case::new(uid, p.image, p.mask, vec![]).unwrap();
+    let cfg = InferConfig {
+        window: SlidingWindow::default().with_roi(48).with_overlap(0.0),
+        ..Default::default()
+    };
+    let one = Predictor::<Flex>::from_dirs(&[&t.bundle], cfg.clone(), &Default::default()).unwrap();
+    let two = Predictor::<Flex>::from_dirs(&[&t.bundle, &t.bundle], cfg.clone(), &Default::default()).unwrap();
+    let a = one.probability_map(&case).unwrap();
+    let b = two.probability_map(&case).unwrap();
+    assert!(a.iter().zip(b.iter()).all(|(x, y)| (x - y).abs() < 1e-6));
+    let tta = Predictor::<Flex>::from_dirs(
+        &[&t.bundle],
+        InferConfig {
+            tta: Tta::FlipLr,
+            ..cfg
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let c = tta.probability_map(&case).unwrap();
+    // TTA changes the map (the model is not exactly symmetric) but keeps it a
+    // probability map close to the plain one
+    assert!(c.iter().all(|v| (0.0..=1.0).contains(v)));
+    let diff = a
+        .iter()
+        .zip(c.iter())
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0f32, f32::max);
+    assert!(diff > 0.0 && diff < 1.0);
+}
