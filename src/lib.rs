@@ -25,6 +25,8 @@
 //! * [`infer`] — [`aneu_infer`]: sliding-window inference, candidates in
 //!   mm and DICOM coordinates, the 14 RSNA outputs, calibration, TTA,
 //!   ensembles and evaluation.
+//! * [`viz`] — [`aneu_viz`]: orthogonal slices and MIPs with orientation
+//!   labels, overlays, PNG output and self-contained HTML reports.
 //!
 //! ```
 //! use aneu::io::{Affine, Voxel};
@@ -40,3 +42,4 @@ pub use aneu_patch as patch;
 pub use aneu_phantom as phantom;
 pub use aneu_preproc as preproc;
 pub use aneu_train as train;
+pub use aneu_viz as viz;

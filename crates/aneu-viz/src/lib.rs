@@ -39,7 +39,9 @@ mod report;
 mod view;
 
 pub use render::{Marker, RenderOptions, Window, colours, data_uri, heat, png_bytes, render, to_pixel};
-pub use report::{DatasetRow, SeriesReport, write_dataset_report, write_series_report};
+pub use report::{
+    DatasetRow, ReportOptions, ReportSummary, SeriesReport, report_dataset, write_dataset_report, write_series_report,
+};
 pub use view::{Convention, Plane, Scene, View};
 
 use std::path::PathBuf;
@@ -66,6 +68,12 @@ pub enum Error {
     /// An error from aneu-io.
     #[error(transparent)]
     Io(#[from] aneu_io::Error),
+    /// An error from aneu-preproc (re-preprocessing a series for display).
+    #[error(transparent)]
+    Preproc(#[from] aneu_preproc::Error),
+    /// An error from aneu-infer (reading predictions).
+    #[error(transparent)]
+    Infer(#[from] aneu_infer::Error),
 }
 
 /// `Result` with [`enum@Error`].

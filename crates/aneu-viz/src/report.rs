@@ -33,6 +33,9 @@ pub struct SeriesReport<'a> {
     pub convention: Convention,
     /// The viewer's largest image edge in pixels.
     pub viewer_px: u32,
+    /// Candidates shown in detail (views, slab MIP, crops); the table
+    /// lists all of them.
+    pub detailed: usize,
 }
 
 fn esc(s: &str) -> String {
@@ -190,11 +193,26 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
             o.pixels_per_mm = ppm;
             o.overlay_floor = None;
             o.colour_bar = false;
-            a.push(data_uri(&render(&v, &o)?)?);
-            o.overlay_floor = Some(0.1);
-            o.colour_bar = true;
-            o.markers = markers(r, 3.0);
-            b.push(data_uri(&render(&v, &o)?)?);
+            let grey = image::DynamicImage::ImageRgb8(render(&v, &o)?).to_luma8();
+            let mut buf = std::io::Cursor::new(Vec::new());
+            grey.write_to(&mut buf, image::ImageFormat::Png)
+                .map_err(|e| Error::Render(e.to_string()))?;
+            a.push(format!(
+                "data:image/png;base64,{}",
+                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, buf.into_inner())
+            ));
+            // the overlay version only where there is something to overlay
+            let m = markers(r, 3.0);
+            let has_marker = m.iter().any(|k| v.project(k.at).2 <= k.max_depth_mm);
+            let has_heat = v.overlay.as_ref().is_some_and(|o| o.iter().any(|p| *p >= 0.1));
+            if has_marker || has_heat {
+                o.overlay_floor = Some(0.1);
+                o.colour_bar = true;
+                o.markers = m;
+                b.push(data_uri(&render(&v, &o)?)?);
+            } else {
+                b.push(String::new());
+            }
         }
         plain.push(a);
         over.push(b);
@@ -216,7 +234,7 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
         "<script>\nconst PLAIN={};\nconst OVER={};\nconst PLANES=['axial','coronal','sagittal'];\n\
          function draw(){{const o=document.getElementById('overlay').checked;PLANES.forEach((p,n)=>{{\
          const s=+document.getElementById('slider-'+p).value;const img=document.getElementById('img-'+p);\
-         img.src=(o?OVER:PLAIN)[n][s];img.dataset.slice=s;document.getElementById('idx-'+p).textContent=s;}});}}\n\
+         img.src=(o&&OVER[n][s])?OVER[n][s]:PLAIN[n][s];img.dataset.slice=s;document.getElementById('idx-'+p).textContent=s;}});}}\n\
          function jump(row){{PLANES.forEach(p=>{{document.getElementById('slider-'+p).value=row.dataset[p];}});draw();}}\n\
          function applyHash(){{const h=new URLSearchParams(location.hash.slice(1));\
          PLANES.forEach(p=>{{if(h.has(p))document.getElementById('slider-'+p).value=h.get(p);}});\
@@ -230,7 +248,8 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
     h.push_str("<h2>Maximum intensity projections</h2><div class=\"views\">");
     for pl in Plane::ALL {
         let v = scene.mip(pl, None, r.convention);
-        let mut o = RenderOptions::new(r.window);
+        // a projection is brighter than any slice: window it on itself
+        let mut o = RenderOptions::new(Window::auto(&v.pixels.iter().copied().collect::<Vec<_>>()));
         o.pixels_per_mm = ppm;
         o.markers = markers(r, f64::INFINITY);
         let _ = write!(
@@ -242,7 +261,7 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
     }
     h.push_str("</div>");
     // per candidate: orthogonal slices with the focal cube, a slab MIP, and the 32 mm crop
-    for (n, c) in p.candidates.iter().enumerate() {
+    for (n, c) in p.candidates.iter().enumerate().take(r.detailed) {
         let _ = write!(
             h,
             "<h3 id=\"cand-{k}\">Candidate {k}: {:.3}, {}</h3><div class=\"views\">",
@@ -260,7 +279,7 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
             let _ = write!(h, "<img alt=\"{} slice\" src=\"{}\">", pl.name(), data_uri(&img)?);
         }
         let v = scene.mip(Plane::Axial, Some((c.world, 10.0)), r.convention);
-        let mut o = RenderOptions::new(r.window);
+        let mut o = RenderOptions::new(Window::auto(&v.pixels.iter().copied().collect::<Vec<_>>()));
         o.pixels_per_mm = ppm;
         o.markers = markers(r, 0.0);
         let _ = write!(
@@ -351,7 +370,15 @@ pub fn write_dataset_report(
     rows: &[DatasetRow<'_>],
     dir: impl AsRef<Path>,
 ) -> Result<PathBuf> {
-    let dir = dir.as_ref();
+    write_dataset_report_with_failures(report, rows, &[], dir.as_ref())
+}
+
+fn write_dataset_report_with_failures(
+    report: Option<&EvaluationReport>,
+    rows: &[DatasetRow<'_>],
+    failed: &[(String, String)],
+    dir: &Path,
+) -> Result<PathBuf> {
     std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
     let mut h = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>aneu report</title><style>{STYLE}</style></head><body><h1>aneu report: {} series</h1>",
@@ -429,8 +456,162 @@ pub fn write_dataset_report(
             p.candidates.len()
         );
     }
-    h.push_str("</table></body></html>");
+    h.push_str("</table>");
+    if !failed.is_empty() {
+        h.push_str("<h2>Not rendered</h2><table id=\"failed\"><tr><th class=l>series</th><th class=l>error</th></tr>");
+        for (u, e) in failed {
+            let _ = write!(h, "<tr><td class=l>{}</td><td class=l>{}</td></tr>", esc(u), esc(e));
+        }
+        h.push_str("</table>");
+    }
+    h.push_str("</body></html>");
     let path = dir.join("index.html");
     std::fs::write(&path, h).map_err(|e| file_err(&path, e))?;
     Ok(path)
+}
+
+/// Options of [`report_dataset`].
+#[derive(Clone, Debug, PartialEq, serde::Serialize, serde::Deserialize)]
+#[serde(default)]
+pub struct ReportOptions {
+    /// The display convention.
+    pub convention: Convention,
+    /// The viewer's largest image edge in pixels.
+    pub viewer_px: u32,
+    /// Candidates shown in detail per series.
+    pub detailed: usize,
+}
+
+impl Default for ReportOptions {
+    fn default() -> Self {
+        Self {
+            convention: Convention::Radiological,
+            viewer_px: 144,
+            detailed: 5,
+        }
+    }
+}
+
+/// What [`report_dataset`] wrote.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct ReportSummary {
+    /// The dataset page.
+    pub index: PathBuf,
+    /// Series pages written.
+    pub series: usize,
+    /// `(uid, error)` of the series that could not be rendered.
+    pub failed: Vec<(String, String)>,
+    /// The evaluation, when `input` holds labels.
+    pub evaluation: Option<EvaluationReport>,
+}
+
+/// Renders a prediction folder (from `aneu_infer::predict_dataset`): for
+/// each series, its DICOM folder under `input` (an RSNA-layout root, or
+/// the series folder itself) is read and preprocessed again with the
+/// bundle's config (from `run.json`), its probability map is read when it
+/// was written, and truth points come from `train_localizers.csv` when
+/// `input` has one. Writes a page per series and `index.html` (with the
+/// evaluation when `input` has labels) into `out`. A series that cannot be
+/// rendered is listed on the index page; the others go on.
+///
+/// # Errors
+/// Only for the run as a whole: an unreadable prediction folder,
+/// `run.json` or bundle config, an unwritable `out`.
+pub fn report_dataset(
+    predictions: impl AsRef<Path>,
+    input: impl AsRef<Path>,
+    out: impl AsRef<Path>,
+    opts: &ReportOptions,
+    progress: &dyn Fn(usize, usize),
+) -> Result<ReportSummary> {
+    let (pred_dir, input, out) = (predictions.as_ref(), input.as_ref(), out.as_ref());
+    let preds = aneu_infer::read_predictions(pred_dir)?;
+    let run_path = pred_dir.join("run.json");
+    let run_text = std::fs::read_to_string(&run_path).map_err(|e| file_err(&run_path, e))?;
+    let run: aneu_infer::RunInfo =
+        serde_json::from_str(&run_text).map_err(|e| Error::Render(format!("{}: {e}", run_path.display())))?;
+    let bundle = run
+        .bundles
+        .first()
+        .ok_or_else(|| Error::Render(format!("{}: no bundle", run_path.display())))?;
+    let config = aneu_preproc::PreprocessConfig::from_json_file(bundle.join("preprocess.json"))?;
+    let rsna = input.join("series").is_dir();
+    let ds = if rsna && input.join("train.csv").exists() {
+        Some(aneu_io::RsnaDataset::open(input)?)
+    } else {
+        None
+    };
+    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let mut summary = ReportSummary::default();
+    let mut links = Vec::with_capacity(preds.len());
+    for (n, p) in preds.iter().enumerate() {
+        let one = || -> Result<PathBuf> {
+            let dir = if rsna {
+                input.join("series").join(&p.series_uid)
+            } else {
+                input.to_path_buf()
+            };
+            let series = aneu_io::DicomSeries::read(&dir)?;
+            let pre = aneu_preproc::preprocess_series(&series, p.modality, &[], None, &config)?;
+            let prob_path = pred_dir.join(format!("{}_prob.nii.gz", p.series_uid));
+            let prob = if prob_path.exists() {
+                Some(aneu_io::read_nifti(&prob_path)?)
+            } else {
+                None
+            };
+            let truth: Vec<WorldPoint> = ds
+                .as_ref()
+                .map(|d| {
+                    d.map_localizers(&series)
+                        .into_iter()
+                        .flatten()
+                        .map(|m| m.world)
+                        .collect()
+                })
+                .unwrap_or_default();
+            let window = Window::auto(pre.image.as_slice());
+            write_series_report(
+                &SeriesReport {
+                    prediction: p,
+                    image: &pre.image,
+                    probability: prob.as_ref(),
+                    truth: &truth,
+                    window,
+                    convention: opts.convention,
+                    viewer_px: opts.viewer_px,
+                    detailed: opts.detailed,
+                },
+                out,
+            )
+        };
+        match one() {
+            Ok(_) => {
+                summary.series += 1;
+                links.push(Some(format!("{}.html", p.series_uid)));
+            }
+            Err(e) => {
+                summary.failed.push((p.series_uid.clone(), e.to_string()));
+                links.push(None);
+            }
+        }
+        progress(n + 1, preds.len());
+    }
+    summary.evaluation = match &ds {
+        Some(_) => aneu_infer::evaluate(pred_dir, input, &aneu_infer::EvaluateOptions::default()).ok(),
+        None => None,
+    };
+    let rows: Vec<DatasetRow<'_>> = preds
+        .iter()
+        .zip(links)
+        .map(|(p, link)| DatasetRow {
+            prediction: p,
+            truth: ds
+                .as_ref()
+                .and_then(|d| d.labels(&p.series_uid))
+                .map(|l| l.aneurysm_present),
+            link,
+        })
+        .collect();
+    summary.index = write_dataset_report_with_failures(summary.evaluation.as_ref(), &rows, &summary.failed, out)?;
+    Ok(summary)
 }
