@@ -55,8 +55,9 @@ fn train_part<A: AutodiffBackend>(a: &Args, data: &Path, run: &Path, device: &A:
     let r = train::<A>(data, &cfg, run, device, &TrainOptions::default(), &|e| {
         bar.set_position(e.epoch as u64);
         bar.set_message(format!(
-            "val AUC {:?}",
-            e.val_auc.map(|v| (v * 1000.0).round() / 1000.0)
+            "val AUC {:?} dense {:?}",
+            e.val_auc.map(|v| (v * 1000.0).round() / 1000.0),
+            e.val_dense_auc.map(|v| (v * 1000.0).round() / 1000.0)
         ));
     })?;
     bar.finish_and_clear();

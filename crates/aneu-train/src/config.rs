@@ -143,8 +143,14 @@ pub enum Schedule {
 pub enum Metric {
     /// F2 at threshold 0.5 (the seed's choice).
     F2,
-    /// ROC AUC.
+    /// ROC AUC of the present head.
     Auc,
+    /// ROC AUC of each validation patch's dense-map peak (its most
+    /// probable voxel): what sliding-window inference turns into
+    /// candidates and scan scores, so the choice for dense models, whose
+    /// present head can keep improving while the map degrades. Models
+    /// without a dense head fall back to [`Metric::Auc`].
+    DenseAuc,
     /// Sensitivity at 0.5.
     Sensitivity,
     /// Accuracy at 0.5.

@@ -1,7 +1,8 @@
 //! `metrics.png`: the loss and metric curves of a run, as the seed's
 //! Fig. 6. Left panel: training loss (blue) and validation loss (orange),
 //! scaled to their maximum. Right panel on [0, 1]: validation AUC (green),
-//! F2 (red) and sensitivity (purple). Grid lines at quarters.
+//! F2 (red), sensitivity (purple) and, for dense models, the dense-peak
+//! AUC (cyan). Grid lines at quarters.
 
 use std::path::Path;
 
@@ -79,16 +80,16 @@ pub fn plot_history(history: &[EpochRecord], path: &Path) -> Result<()> {
     let auc: Vec<f64> = history.iter().map(|r| r.val_auc.unwrap_or(0.5)).collect();
     let f2: Vec<f64> = history.iter().map(|r| r.val_f2).collect();
     let se: Vec<f64> = history.iter().map(|r| r.val_sensitivity).collect();
-    panel(
-        &mut img,
-        W as i64,
-        &[
-            (auc, Rgb([44, 160, 44])),
-            (f2, Rgb([214, 39, 40])),
-            (se, Rgb([148, 103, 189])),
-        ],
-        1.0,
-    );
+    let mut lines = vec![
+        (auc, Rgb([44, 160, 44])),
+        (f2, Rgb([214, 39, 40])),
+        (se, Rgb([148, 103, 189])),
+    ];
+    if history.iter().any(|r| r.val_dense_auc.is_some()) {
+        let dense = history.iter().map(|r| r.val_dense_auc.unwrap_or(0.5)).collect();
+        lines.push((dense, Rgb([23, 190, 207])));
+    }
+    panel(&mut img, W as i64, &lines, 1.0);
     img.save(path).map_err(|e| Error::Format {
         path: path.to_path_buf(),
         reason: e.to_string(),

@@ -38,8 +38,15 @@ pub struct EpochRecord {
     pub train_loss: f64,
     /// Validation loss.
     pub val_loss: f64,
-    /// Patch-level validation ROC AUC (empty with one class).
+    /// Patch-level validation ROC AUC of the present head (empty with one
+    /// class).
     pub val_auc: Option<f64>,
+    /// Patch-level validation ROC AUC of the dense head's peak: each
+    /// patch scored by its most probable voxel, the quantity whole-scan
+    /// inference turns into candidates and scan scores (empty without a
+    /// dense head or with one class).
+    #[serde(default)]
+    pub val_dense_auc: Option<f64>,
     /// Accuracy at 0.5.
     pub val_accuracy: f64,
     /// Sensitivity at 0.5.
@@ -62,6 +69,7 @@ impl EpochRecord {
         match m {
             Metric::F2 => self.val_f2,
             Metric::Auc => self.val_auc.unwrap_or(0.5),
+            Metric::DenseAuc => self.val_dense_auc.or(self.val_auc).unwrap_or(0.5),
             Metric::Sensitivity => self.val_sensitivity,
             Metric::Accuracy => self.val_accuracy,
             Metric::Loss => self.val_loss,
@@ -385,8 +393,12 @@ fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
         }
         drop(ds);
         let valid = model.valid();
-        let (val_loss, labels, scores) = evaluate(&valid, ctx.val_patches, cfg, batcher, ctx.device);
+        let (val_loss, labels, scores, peaks) = evaluate(&valid, ctx.val_patches, cfg, batcher, ctx.device);
         let rep = ClassificationReport::compute(&labels, &scores, 0.5, None)?;
+        let val_dense_auc = match peaks {
+            Some(p) => ClassificationReport::compute(&labels, &p, 0.5, None)?.auc,
+            None => None,
+        };
         // hard-negative round
         if mine_at.contains(&epoch) {
             match Arc::get_mut(&mut cases) {
@@ -403,6 +415,7 @@ fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
             train_loss: loss_sum / loss_n.max(1) as f64,
             val_loss,
             val_auc: rep.auc,
+            val_dense_auc,
             val_accuracy: rep.accuracy,
             val_sensitivity: rep.sensitivity,
             val_specificity: rep.specificity,
@@ -452,6 +465,7 @@ fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
             train_loss = rec.train_loss,
             val_loss = rec.val_loss,
             val_auc = ?rec.val_auc,
+            val_dense_auc = ?rec.val_dense_auc,
             val_f2 = rec.val_f2,
             seconds = rec.seconds,
             "epoch"
@@ -531,16 +545,18 @@ fn current_lr(cfg: &TrainConfig, plateau_factor: f64, e: usize, b: usize, nb: us
     }
 }
 
-/// Validation loss (patch-weighted), labels and probabilities.
+/// Validation loss (patch-weighted), labels, present probabilities and,
+/// with a dense head, each patch's peak voxel probability.
 fn evaluate<B: Backend>(
     model: &AnyModel<B>,
     patches: &[aneu_patch::Patch],
     cfg: &TrainConfig,
     batcher: PatchBatcher,
     device: &B::Device,
-) -> (f64, Vec<f64>, Vec<f64>) {
+) -> (f64, Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
     let mut labels = Vec::with_capacity(patches.len());
     let mut scores = Vec::with_capacity(patches.len());
+    let mut peaks: Option<Vec<f64>> = model.has_dense_head().then(Vec::new);
     let (mut ls, mut ln) = (0.0, 0usize);
     for chunk in patches.chunks(cfg.batch_size.max(1)) {
         let batch: crate::data::PatchBatch<B> = batcher.batch(chunk.to_vec(), device);
@@ -550,13 +566,22 @@ fn evaluate<B: Backend>(
             .convert::<f32>()
             .to_vec::<f32>()
             .unwrap_or_default();
+        if let (Some(all), Some(dense)) = (peaks.as_mut(), out.dense.as_ref()) {
+            // sigmoid is monotone: the peak of the logits is the peak voxel
+            let peak = sigmoid(dense.clone().flatten::<2>(1, 4).max_dim(1))
+                .into_data()
+                .convert::<f32>()
+                .to_vec::<f32>()
+                .unwrap_or_default();
+            all.extend(peak.iter().map(|v| f64::from(*v)));
+        }
         let loss = scalar(total_loss(&cfg.loss, out, &batch.targets));
         ls += loss * chunk.len() as f64;
         ln += chunk.len();
         labels.extend(chunk.iter().map(|p| f64::from(p.label)));
         scores.extend(probs.iter().map(|v| f64::from(*v)));
     }
-    (ls / ln.max(1) as f64, labels, scores)
+    (ls / ln.max(1) as f64, labels, scores, peaks)
 }
 
 /// Runs the model over every training scan (windows touching the mask)

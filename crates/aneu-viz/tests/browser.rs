@@ -1,78 +1,182 @@
-//! The HTML report in a real browser: headless Chromium runs the page's
-//! JavaScript. The page reads test hooks from its URL fragment
-//! (`#axial=N` moves the axial slider, `#click=K` clicks candidate row K,
-//! both through the same handlers the user's input fires), and
-//! `--dump-dom` returns the DOM after the scripts ran.
+//! The HTML report in a real browser: chromedriver drives headless
+//! Chromium over the WebDriver protocol, and the test uses the page as a
+//! user does: it reads the candidate table, takes a screenshot, moves the
+//! axial slider with the arrow keys and clicks candidate rows.
 //!
-//! Runs when `chromium` is on the PATH; `ANEU_BROWSER_TEST=1` (set by
-//! `.ci/run`, which installs Debian's `chromium`) makes a missing browser
-//! a failure instead of a skip.
+//! Runs when `chromium` and `chromedriver` are on the PATH;
+//! `ANEU_BROWSER_TEST=1` (set by `.ci/run`, which installs Debian's
+//! `chromium` and `chromium-driver`) makes a missing browser a failure
+//! instead of a skip.
 
 #![allow(clippy::unwrap_used, clippy::expect_used, missing_docs)]
 
-use std::path::Path;
-use std::process::Command;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use base64::Engine;
+use serde_json::{Value, json};
 
 use aneu_infer::{Detection, ScanPrediction};
 use aneu_io::{Affine, GridSize, Location, Modality, Volume, WorldPoint};
 use aneu_viz::*;
 use ndarray::Array3;
 
-fn chromium() -> Option<&'static str> {
-    ["chromium", "chromium-browser", "google-chrome"].into_iter().find(|b| {
-        Command::new(b)
-            .arg("--version")
-            .output()
-            .is_ok_and(|o| o.status.success())
+/// A chromedriver process on a free port, killed on drop.
+struct Driver {
+    child: Child,
+    base: String,
+}
+
+impl Drop for Driver {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn installed(cmd: &str) -> bool {
+    Command::new(cmd)
+        .arg("--version")
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+/// The browser binary chromedriver should drive.
+fn browser() -> Option<String> {
+    ["chromium", "chromium-browser", "google-chrome"].into_iter().find_map(|b| {
+        let out = Command::new("which").arg(b).output().ok()?;
+        let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
+        (out.status.success() && installed(&path)).then_some(path)
     })
 }
 
-fn flags() -> Vec<&'static str> {
-    vec![
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--virtual-time-budget=5000",
-    ]
+impl Driver {
+    fn start() -> Driver {
+        let port = std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port();
+        let child = Command::new("chromedriver")
+            .arg(format!("--port={port}"))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        let d = Driver {
+            child,
+            base: format!("http://127.0.0.1:{port}"),
+        };
+        let t0 = Instant::now();
+        loop {
+            let ready = ureq::get(&format!("{}/status", d.base))
+                .call()
+                .ok()
+                .and_then(|r| r.into_json::<Value>().ok())
+                .is_some_and(|v| v["value"]["ready"] == true);
+            if ready {
+                return d;
+            }
+            assert!(t0.elapsed() < Duration::from_secs(30), "chromedriver did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
+
+    /// One WebDriver command; returns its `value`.
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        let url = format!("{}{path}", self.base);
+        let resp = match body {
+            Some(b) => ureq::request(method, &url).send_json(b),
+            None => ureq::request(method, &url).call(),
+        };
+        let v: Value = match resp {
+            Ok(r) => r.into_json().unwrap(),
+            Err(ureq::Error::Status(code, r)) => {
+                panic!("{method} {path}: HTTP {code}: {}", r.into_string().unwrap_or_default())
+            }
+            Err(e) => panic!("{method} {path}: {e}"),
+        };
+        v["value"].clone()
+    }
 }
 
-fn dump(browser: &str, page: &Path, fragment: &str) -> String {
-    let url = format!("file://{}#{fragment}", page.display());
-    let out = Command::new(browser)
-        .args(flags())
-        .arg("--dump-dom")
-        .arg(&url)
-        .output()
-        .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    String::from_utf8(out.stdout).unwrap()
+/// A WebDriver session in headless Chromium.
+struct Session<'a> {
+    driver: &'a Driver,
+    id: String,
 }
 
-/// The `id="img-<plane>"` element's `data-slice` and `src` in a dumped DOM.
-fn shown(dom: &str, plane: &str) -> (usize, String) {
-    let at = dom.find(&format!("id=\"img-{plane}\"")).expect("the viewer image");
-    let start = dom[..at].rfind("<img").unwrap();
-    let end = start + dom[start..].find('>').unwrap();
-    let tag = &dom[start..end];
-    let attr = |name: &str| -> String {
-        let i = tag
-            .find(&format!("{name}=\""))
-            .unwrap_or_else(|| panic!("{name} in {tag:.200}"))
-            + name.len()
-            + 2;
-        tag[i..i + tag[i..].find('"').unwrap()].to_string()
-    };
-    (attr("data-slice").parse().unwrap(), attr("src"))
+const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";
+
+impl<'a> Session<'a> {
+    fn new(driver: &'a Driver, binary: &str) -> Session<'a> {
+        let caps = json!({"capabilities": {"alwaysMatch": {
+            "browserName": "chrome",
+            "goog:chromeOptions": {
+                "binary": binary,
+                "args": ["--headless", "--no-sandbox", "--disable-gpu", "--window-size=1000,1400",
+                         "--disable-background-networking", "--disable-component-update",
+                         "--disable-sync", "--no-first-run", "--disable-quic"]
+            }
+        }}});
+        let v = driver.cmd("POST", "/session", Some(caps));
+        Session {
+            driver,
+            id: v["sessionId"].as_str().unwrap().to_string(),
+        }
+    }
+    fn cmd(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        self.driver.cmd(method, &format!("/session/{}{path}", self.id), body)
+    }
+    fn elements(&self, css: &str) -> Vec<String> {
+        let v = self.cmd("POST", "/elements", Some(json!({"using": "css selector", "value": css})));
+        v.as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e[ELEMENT].as_str().unwrap_or_else(|| panic!("{css}: {e}")).to_string())
+            .collect()
+    }
+    fn element(&self, css: &str) -> String {
+        let mut all = self.elements(css);
+        assert_eq!(all.len(), 1, "{css}");
+        all.remove(0)
+    }
+    fn property(&self, el: &str, name: &str) -> Value {
+        self.cmd("GET", &format!("/element/{el}/property/{name}"), None)
+    }
+    /// The plane's image: the slice it shows (its `data-slice`) and its
+    /// `src`.
+    fn shown(&self, plane: &str) -> (usize, String) {
+        let img = self.element(&format!("#img-{plane}"));
+        let slice = self
+            .cmd("GET", &format!("/element/{img}/attribute/data-slice"), None)
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap();
+        (slice, self.property(&img, "src").as_str().unwrap().to_string())
+    }
+    fn slider(&self, plane: &str) -> usize {
+        let s = self.element(&format!("#slider-{plane}"));
+        self.property(&s, "value").as_str().unwrap().parse().unwrap()
+    }
+}
+
+impl Drop for Session<'_> {
+    fn drop(&mut self) {
+        let _ = ureq::delete(&format!("{}/session/{}", self.driver.base, self.id)).call();
+    }
 }
 
 #[test]
 fn report_works_in_headless_chromium() {
-    let Some(browser) = chromium() else {
+    let binary = browser();
+    let Some(binary) = binary.filter(|_| installed("chromedriver")) else {
         assert!(
             std::env::var("ANEU_BROWSER_TEST").is_err(),
-            "ANEU_BROWSER_TEST is set but no chromium is installed"
+            "ANEU_BROWSER_TEST is set but chromium or chromedriver is missing"
         );
-        eprintln!("skipped: no chromium on the PATH");
+        eprintln!("skipped: no chromium and chromedriver on the PATH");
         return;
     };
     // a 40 mm head-like ball with two bright spots, and two candidates on them
@@ -143,38 +247,47 @@ fn report_works_in_headless_chromium() {
     .unwrap();
     let scene = Scene::new(&img, None).unwrap();
 
+    let driver = Driver::start();
+    let web = Session::new(&driver, &binary);
+    web.cmd(
+        "POST",
+        "/url",
+        Some(json!({"url": format!("file://{}", page.display())})),
+    );
+
     // 1. it renders: the candidate table has its two rows, and a
     //    screenshot is not blank
-    let dom = dump(browser, &page, "");
-    assert_eq!(dom.matches("class=\"cand\"").count(), 2);
-    let shot = dir.path().join("shot.png");
-    let out = Command::new(browser)
-        .args(flags())
-        .arg(format!("--screenshot={}", shot.display()))
-        .arg("--window-size=1000,1400")
-        .arg(format!("file://{}", page.display()))
-        .output()
+    let rows = web.elements("tr.cand");
+    assert_eq!(rows.len(), 2);
+    let shot = web.cmd("GET", "/screenshot", None);
+    let png = base64::engine::general_purpose::STANDARD
+        .decode(shot.as_str().unwrap())
         .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    let png = image::open(&shot).unwrap().to_rgb8();
+    let png = image::load_from_memory(&png).unwrap().to_rgb8();
     let first = *png.get_pixel(0, 0);
     let differing = png.pixels().filter(|p| **p != first).count();
     assert!(differing > 10_000, "a blank screenshot ({differing} differing pixels)");
+    let (mid, src_mid) = web.shown("axial");
+    assert_eq!(mid, web.slider("axial"));
+    assert!(src_mid.starts_with("data:image/png;base64,"));
 
-    // 2. moving the axial slider changes the displayed image
-    let (s5, src5) = shown(&dump(browser, &page, "axial=5"), "axial");
-    let (s15, src15) = shown(&dump(browser, &page, "axial=15"), "axial");
-    assert_eq!((s5, s15), (5, 15));
-    assert_ne!(src5, src15);
-    assert!(src5.starts_with("data:image/png;base64,"));
+    // 2. moving the axial slider (the keyboard's arrow keys on the focused
+    //    range input, as a user does) changes the displayed image
+    let slider = web.element("#slider-axial");
+    let right = "\u{E014}".repeat(4);
+    web.cmd("POST", &format!("/element/{slider}/value"), Some(json!({"text": right})));
+    let (moved, src_moved) = web.shown("axial");
+    assert_eq!(moved, mid + 4);
+    assert_eq!(web.slider("axial"), mid + 4);
+    assert_ne!(src_moved, src_mid);
 
     // 3. clicking a candidate row jumps every plane to it
-    for (n, p) in pts.iter().enumerate() {
-        let dom = dump(browser, &page, &format!("click={n}"));
+    for (n, (row, p)) in rows.iter().zip(pts).enumerate() {
+        web.cmd("POST", &format!("/element/{row}/click"), Some(json!({})));
         for plane in Plane::ALL {
             assert_eq!(
-                shown(&dom, plane.name()).0,
-                scene.index_at(plane, *p),
+                web.shown(plane.name()).0,
+                scene.index_at(plane, p),
                 "candidate {n}, {}",
                 plane.name()
             );
