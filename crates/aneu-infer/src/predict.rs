@@ -366,12 +366,7 @@ impl<B: Backend> Predictor<B> {
             parts.push_str(&w.to_string());
         }
         parts.push_str(&serde_json::to_string(&self.thresholds).unwrap_or_default());
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in parts.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        aneu_preproc::stable_hash(&parts)
     }
 
     fn run_windows(&self, m: &Member<B>, b: &WindowBatch, series: &str) -> Result<Vec<WindowOutput>> {

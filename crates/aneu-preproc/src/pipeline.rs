@@ -118,13 +118,7 @@ impl PreprocessConfig {
     /// A stable hash (FNV-1a 64 of the JSON form), written to every
     /// `meta.json` to decide whether a series is already done.
     pub fn hash(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
-        let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-        for b in json.bytes() {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0000_0100_0000_01b3);
-        }
-        format!("{h:016x}")
+        stable_hash(&serde_json::to_string(self).unwrap_or_default())
     }
 
     /// Reads a JSON config.
@@ -527,4 +521,22 @@ pub fn list_preprocessed(out: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     }
     dirs.sort();
     Ok(dirs)
+}
+
+/// FNV-1a 64 of `text` as 16 hex digits: stable across platforms, Rust
+/// versions and runs, unlike `std`'s hasher, so it can be written to disk
+/// and compared by later runs ([`PreprocessConfig::hash`], and the
+/// prediction run hash of `aneu-infer`).
+///
+/// ```
+/// // the published FNV-1a 64 test vectors
+/// assert_eq!(aneu_preproc::stable_hash(""), "cbf29ce484222325");
+/// assert_eq!(aneu_preproc::stable_hash("a"), "af63dc4c8601ec8c");
+/// assert_eq!(aneu_preproc::stable_hash("foobar"), "85944171f73967e8");
+/// ```
+pub fn stable_hash(text: &str) -> String {
+    use std::hash::Hasher;
+    let mut h = fnv::FnvHasher::default();
+    h.write(text.as_bytes());
+    format!("{:016x}", h.finish())
 }

@@ -10,6 +10,7 @@ use aneu_infer::ScanPrediction;
 use aneu_io::{Location, Volume, WorldPoint};
 use aneu_metrics::{EvaluationReport, RSNA_COLUMNS, roc_curve};
 use image::imageops;
+use rayon::prelude::*;
 
 use crate::render::{Marker, RenderOptions, Window, colours, data_uri, render, to_pixel};
 use crate::view::{Convention, Plane, Scene};
@@ -184,36 +185,40 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
     // the viewer: every slice of each plane, plain and with the overlay
     let mut plain = Vec::new();
     let mut over = Vec::new();
+    let m = markers(r, 3.0);
     for pl in Plane::ALL {
-        let mut a = Vec::new();
-        let mut b = Vec::new();
-        for s in 0..scene.slices(pl) {
-            let v = scene.slice(pl, s, r.convention);
-            let mut o = RenderOptions::new(r.window);
-            o.pixels_per_mm = ppm;
-            o.overlay_floor = None;
-            o.colour_bar = false;
-            let grey = image::DynamicImage::ImageRgb8(render(&v, &o)?).to_luma8();
-            let mut buf = std::io::Cursor::new(Vec::new());
-            grey.write_to(&mut buf, image::ImageFormat::Png)
-                .map_err(|e| Error::Render(e.to_string()))?;
-            a.push(format!(
-                "data:image/png;base64,{}",
-                base64::Engine::encode(&base64::engine::general_purpose::STANDARD, buf.into_inner())
-            ));
-            // the overlay version only where there is something to overlay
-            let m = markers(r, 3.0);
-            let has_marker = m.iter().any(|k| v.project(k.at).2 <= k.max_depth_mm);
-            let has_heat = v.overlay.as_ref().is_some_and(|o| o.iter().any(|p| *p >= 0.1));
-            if has_marker || has_heat {
-                o.overlay_floor = Some(0.1);
-                o.colour_bar = true;
-                o.markers = m;
-                b.push(data_uri(&render(&v, &o)?)?);
-            } else {
-                b.push(String::new());
-            }
-        }
+        // slices are independent: encode them on every core
+        let pairs = (0..scene.slices(pl))
+            .into_par_iter()
+            .map(|s| -> Result<(String, String)> {
+                let v = scene.slice(pl, s, r.convention);
+                let mut o = RenderOptions::new(r.window);
+                o.pixels_per_mm = ppm;
+                o.overlay_floor = None;
+                o.colour_bar = false;
+                let grey = image::DynamicImage::ImageRgb8(render(&v, &o)?).to_luma8();
+                let mut buf = std::io::Cursor::new(Vec::new());
+                grey.write_to(&mut buf, image::ImageFormat::Png)
+                    .map_err(|e| Error::Render(e.to_string()))?;
+                let a = format!(
+                    "data:image/png;base64,{}",
+                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, buf.into_inner())
+                );
+                // the overlay version only where there is something to overlay
+                let has_marker = m.iter().any(|k| v.project(k.at).2 <= k.max_depth_mm);
+                let has_heat = v.overlay.as_ref().is_some_and(|o| o.iter().any(|p| *p >= 0.1));
+                let b = if has_marker || has_heat {
+                    o.overlay_floor = Some(0.1);
+                    o.colour_bar = true;
+                    o.markers = m.clone();
+                    data_uri(&render(&v, &o)?)?
+                } else {
+                    String::new()
+                };
+                Ok((a, b))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let (a, b): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
         plain.push(a);
         over.push(b);
     }

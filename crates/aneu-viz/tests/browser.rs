@@ -43,11 +43,13 @@ fn installed(cmd: &str) -> bool {
 
 /// The browser binary chromedriver should drive.
 fn browser() -> Option<String> {
-    ["chromium", "chromium-browser", "google-chrome"].into_iter().find_map(|b| {
-        let out = Command::new("which").arg(b).output().ok()?;
-        let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
-        (out.status.success() && installed(&path)).then_some(path)
-    })
+    ["chromium", "chromium-browser", "google-chrome"]
+        .into_iter()
+        .find_map(|b| {
+            let out = Command::new("which").arg(b).output().ok()?;
+            let path = String::from_utf8(out.stdout).ok()?.trim().to_string();
+            (out.status.success() && installed(&path)).then_some(path)
+        })
 }
 
 impl Driver {
@@ -129,7 +131,11 @@ impl<'a> Session<'a> {
         self.driver.cmd(method, &format!("/session/{}{path}", self.id), body)
     }
     fn elements(&self, css: &str) -> Vec<String> {
-        let v = self.cmd("POST", "/elements", Some(json!({"using": "css selector", "value": css})));
+        let v = self.cmd(
+            "POST",
+            "/elements",
+            Some(json!({"using": "css selector", "value": css})),
+        );
         v.as_array()
             .unwrap()
             .iter()
@@ -275,7 +281,11 @@ fn report_works_in_headless_chromium() {
     //    range input, as a user does) changes the displayed image
     let slider = web.element("#slider-axial");
     let right = "\u{E014}".repeat(4);
-    web.cmd("POST", &format!("/element/{slider}/value"), Some(json!({"text": right})));
+    web.cmd(
+        "POST",
+        &format!("/element/{slider}/value"),
+        Some(json!({"text": right})),
+    );
     let (moved, src_moved) = web.shown("axial");
     assert_eq!(moved, mid + 4);
     assert_eq!(web.slider("axial"), mid + 4);
