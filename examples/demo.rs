@@ -71,7 +71,7 @@ fn train_part<A: AutodiffBackend>(a: &Args, data: &Path, run: &Path, device: &A:
 }
 
 fn infer_part<B: Backend>(
-    a: &Args,
+    tta: Tta,
     raw: &Path,
     data: &Path,
     bundle_dir: &Path,
@@ -80,7 +80,7 @@ fn infer_part<B: Backend>(
 ) -> Res<()> {
     let config = InferConfig {
         window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
-        tta: if a.tta { Tta::FlipLr } else { Tta::None },
+        tta,
         ..Default::default()
     };
     let t = Instant::now();
@@ -155,10 +155,13 @@ fn run(a: &Args) -> Res<()> {
     };
     step("training", t);
     println!("4/6 calibration and prediction → {}", pred.display());
+    let tta = if a.tta { Tta::FlipLr } else { Tta::None };
     match a.device.as_str() {
         #[cfg(feature = "cuda")]
-        "cuda" => infer_part::<aneu::models::burn::backend::Cuda>(a, &raw, &data, &bundle, &pred, &Default::default())?,
-        _ => infer_part::<aneu::models::burn::backend::Flex>(a, &raw, &data, &bundle, &pred, &Default::default())?,
+        "cuda" => {
+            infer_part::<aneu::models::burn::backend::Cuda>(tta, &raw, &data, &bundle, &pred, &Default::default())?
+        }
+        _ => infer_part::<aneu::models::burn::backend::Flex>(tta, &raw, &data, &bundle, &pred, &Default::default())?,
     }
     println!("5/6 evaluation");
     let r = evaluate(&pred, &raw, &EvaluateOptions::default())?;

@@ -556,7 +556,7 @@ fn evaluate<B: Backend>(
 ) -> (f64, Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
     let mut labels = Vec::with_capacity(patches.len());
     let mut scores = Vec::with_capacity(patches.len());
-    let mut peaks: Option<Vec<f64>> = model.has_dense_head().then(Vec::new);
+    let mut peaks: Vec<f64> = Vec::new();
     let (mut ls, mut ln) = (0.0, 0usize);
     for chunk in patches.chunks(cfg.batch_size.max(1)) {
         let batch: crate::data::PatchBatch<B> = batcher.batch(chunk.to_vec(), device);
@@ -566,14 +566,14 @@ fn evaluate<B: Backend>(
             .convert::<f32>()
             .to_vec::<f32>()
             .unwrap_or_default();
-        if let (Some(all), Some(dense)) = (peaks.as_mut(), out.dense.as_ref()) {
+        if let Some(dense) = out.dense.as_ref() {
             // sigmoid is monotone: the peak of the logits is the peak voxel
             let peak = sigmoid(dense.clone().flatten::<2>(1, 4).max_dim(1))
                 .into_data()
                 .convert::<f32>()
                 .to_vec::<f32>()
                 .unwrap_or_default();
-            all.extend(peak.iter().map(|v| f64::from(*v)));
+            peaks.extend(peak.iter().map(|v| f64::from(*v)));
         }
         let loss = scalar(total_loss(&cfg.loss, out, &batch.targets));
         ls += loss * chunk.len() as f64;
@@ -581,6 +581,8 @@ fn evaluate<B: Backend>(
         labels.extend(chunk.iter().map(|p| f64::from(p.label)));
         scores.extend(probs.iter().map(|v| f64::from(*v)));
     }
+    // empty exactly when the model has no dense head
+    let peaks = (!peaks.is_empty()).then_some(peaks);
     (ls / ln.max(1) as f64, labels, scores, peaks)
 }
 

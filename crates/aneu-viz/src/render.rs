@@ -3,7 +3,7 @@
 
 use aneu_io::{Modality, WorldPoint};
 use base64::Engine;
-use image::{Rgb, RgbImage};
+use image::{EncodableLayout, ImageBuffer, Pixel, PixelWithColorType, Rgb, RgbImage};
 use serde::{Deserialize, Serialize};
 
 use crate::view::View;
@@ -293,11 +293,15 @@ pub fn render(view: &View, opts: &RenderOptions) -> Result<RgbImage> {
     Ok(img)
 }
 
-/// PNG bytes of an image.
+/// PNG bytes of an image (RGB, or grey as the viewer's slices).
 ///
 /// # Errors
 /// [`Error::Render`] if encoding fails.
-pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
+pub fn png_bytes<P>(img: &ImageBuffer<P, Vec<P::Subpixel>>) -> Result<Vec<u8>>
+where
+    P: Pixel + PixelWithColorType,
+    [P::Subpixel]: EncodableLayout,
+{
     let mut out = std::io::Cursor::new(Vec::new());
     img.write_to(&mut out, image::ImageFormat::Png)
         .map_err(|e| Error::Render(e.to_string()))?;
@@ -308,7 +312,11 @@ pub fn png_bytes(img: &RgbImage) -> Result<Vec<u8>> {
 ///
 /// # Errors
 /// As [`png_bytes`].
-pub fn data_uri(img: &RgbImage) -> Result<String> {
+pub fn data_uri<P>(img: &ImageBuffer<P, Vec<P::Subpixel>>) -> Result<String>
+where
+    P: Pixel + PixelWithColorType,
+    [P::Subpixel]: EncodableLayout,
+{
     Ok(format!(
         "data:image/png;base64,{}",
         base64::engine::general_purpose::STANDARD.encode(png_bytes(img)?)

@@ -196,14 +196,7 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
                 o.pixels_per_mm = ppm;
                 o.overlay_floor = None;
                 o.colour_bar = false;
-                let grey = image::DynamicImage::ImageRgb8(render(&v, &o)?).to_luma8();
-                let mut buf = std::io::Cursor::new(Vec::new());
-                grey.write_to(&mut buf, image::ImageFormat::Png)
-                    .map_err(|e| Error::Render(e.to_string()))?;
-                let a = format!(
-                    "data:image/png;base64,{}",
-                    base64::Engine::encode(&base64::engine::general_purpose::STANDARD, buf.into_inner())
-                );
+                let a = data_uri(&image::DynamicImage::ImageRgb8(render(&v, &o)?).to_luma8())?;
                 // the overlay version only where there is something to overlay
                 let has_marker = m.iter().any(|k| v.project(k.at).2 <= k.max_depth_mm);
                 let has_heat = v.overlay.as_ref().is_some_and(|o| o.iter().any(|p| *p >= 0.1));
