@@ -1,41 +1,75 @@
-//! Skull-strips a NIfTI head image and reports the intracranial volume.
+//! Skull-strips a NIfTI head image and reports the brain / intracranial volume.
 //!
 //! ```sh
-//! cargo run --release --example skull_strip -- <in.nii[.gz]> <CTA|MRA|"MRI T2"|"MRI T1post"> <out_mask.nii.gz> [slices.png]
+//! cargo run --release --example skull_strip -- --input IN.nii.gz --modality "MRI T1post" --out MASK.nii.gz \
+//!     [--png SLICES.png] [--atlas-image TEMPLATE.nii.gz --atlas-mask TEMPLATE_MASK.nii.gz]
 //! ```
 //!
-//! The optional PNG shows the axial, coronal and sagittal slices through the mask's centre,
-//! the mask outline in red.
+//! Without an atlas it runs the intensity rules of `intracranial_mask` for the
+//! modality; with one, it registers the template onto the head
+//! (`atlas_brain_mask`). The optional PNG shows the axial, coronal and sagittal
+//! slices through the mask's centre, the mask outline in red.
 
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aneu::io::Volume;
 use aneu::io::{Modality, read_nifti, write_nifti};
-use aneu::preproc::intracranial_mask;
+use aneu::preproc::{Atlas, RegistrationOptions, atlas_brain_mask, intracranial_mask};
+use clap::Parser;
+
+/// Skull-strip a head image.
+#[derive(Parser)]
+struct Args {
+    /// The head image (NIfTI).
+    #[arg(long)]
+    input: PathBuf,
+    /// CTA, MRA, "MRI T2" or "MRI T1post" (the intensity rules; ignored with an atlas).
+    #[arg(long, default_value = "MRI T1post")]
+    modality: Modality,
+    /// The output mask (NIfTI).
+    #[arg(long)]
+    out: PathBuf,
+    /// Three orthogonal slices with the mask outline (PNG).
+    #[arg(long)]
+    png: Option<PathBuf>,
+    /// A skull-stripped template with the image's contrast (NIfTI).
+    #[arg(long, requires = "atlas_mask")]
+    atlas_image: Option<PathBuf>,
+    /// The template's brain mask (NIfTI).
+    #[arg(long, requires = "atlas_image")]
+    atlas_mask: Option<PathBuf>,
+}
 
 fn main() -> ExitCode {
-    let args: Vec<String> = std::env::args().skip(1).collect();
-    let (input, modality, out, png) = match args.as_slice() {
-        [i, m, o] => (i, m, o, None),
-        [i, m, o, p] => (i, m, o, Some(p)),
-        _ => {
-            eprintln!("usage: skull_strip <in> <modality> <out_mask> [slices.png]");
-            return ExitCode::from(2);
-        }
-    };
+    let a = Args::parse();
     let run = || -> Result<String, Box<dyn std::error::Error>> {
-        let img = read_nifti(input)?;
+        let img = read_nifti(&a.input)?;
         let t = std::time::Instant::now();
-        let mask = intracranial_mask(&img, modality.parse::<Modality>()?)?;
+        let (mask, how) = match (&a.atlas_image, &a.atlas_mask) {
+            (Some(ti), Some(tm)) => {
+                let atlas = Atlas::read(ti, tm)?;
+                let (m, reg) = atlas_brain_mask(&img, &atlas, &RegistrationOptions::default())?;
+                let how = format!(
+                    "atlas registration: correlation {:.3}, volume ratio {:.3}, {} evaluations",
+                    reg.ncc,
+                    reg.transform.determinant(),
+                    reg.evaluations
+                );
+                (m, how)
+            }
+            _ => (intracranial_mask(&img, a.modality)?, format!("{} rules", a.modality)),
+        };
         let secs = t.elapsed().as_secs_f64();
-        write_nifti(&mask, out)?;
-        if let Some(p) = png {
+        write_nifti(&mask, &a.out)?;
+        if let Some(p) = &a.png {
             slices_png(&img, &mask, p)?;
         }
         let sp = img.spacing();
         let n = mask.as_slice().iter().filter(|v| **v != 0).count();
         Ok(format!(
-            "{out}: {:.3} L intracranial ({n} voxels) in {secs:.1} s",
+            "{}: {:.3} L ({n} voxels) in {secs:.1} s ({how})",
+            a.out.display(),
             n as f64 * sp[0] * sp[1] * sp[2] / 1e6
         ))
     };
@@ -55,7 +89,7 @@ fn main() -> ExitCode {
 /// side, in neurological convention (the canonical RAS grid as is: the
 /// subject's right on the right, anterior up in the axial panel, superior up
 /// in the others), grey-scale with the mask boundary in red.
-fn slices_png(img: &Volume<f32>, mask: &Volume<u8>, path: &str) -> Result<(), Box<dyn std::error::Error>> {
+fn slices_png(img: &Volume<f32>, mask: &Volume<u8>, path: &std::path::Path) -> Result<(), Box<dyn std::error::Error>> {
     let img = img.to_canonical()?;
     let mask = mask.to_canonical()?;
     let (d, m) = (img.data(), mask.data());

@@ -326,6 +326,101 @@ mod pipeline {
         );
     }
 
+    /// Atlas registration recovers a known rigid move, and `MaskMethod::Atlas`
+    /// carries the atlas mask through the pipeline: a T1post phantom,
+    /// skull-stripped by its ground-truth cavity and moved by 4° and
+    /// (4, −6, 5) mm, is the atlas of itself.
+    #[test]
+    fn atlas_registration_recovers_a_known_move() {
+        use aneu::io::{Affine, RsnaDataset, write_nifti};
+        use aneu::preproc::{Atlas, MaskMethod, RegistrationOptions, register_affine};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rsna");
+        generate(
+            &PhantomConfig::new(1, 51, SizePreset::Small).with_modality_weights([0.0, 0.0, 0.0, 1.0]),
+            &root,
+        )
+        .unwrap();
+        let ds = RsnaDataset::open(&root).unwrap();
+        let uid = ds.series_uids().next().unwrap().to_string();
+        let img = ds.read_series(&uid).unwrap().volume.to_canonical().unwrap();
+        let gt = aneu::io::read_nifti(root.join("ground_truth").join(&uid).join("brain.nii.gz"))
+            .unwrap()
+            .to_canonical()
+            .unwrap();
+        // the move M: world ↦ R · world + d
+        let (c, s) = (4f64.to_radians().cos(), 4f64.to_radians().sin());
+        let r = [[c, -s, 0.0], [s, c, 0.0], [0.0, 0.0, 1.0]];
+        let d = [4.0, -6.0, 5.0];
+        let mv = |p: [f64; 3]| -> [f64; 3] {
+            std::array::from_fn(|a| r[a][0] * p[0] + r[a][1] * p[1] + r[a][2] * p[2] + d[a])
+        };
+        let l = img.affine().linear();
+        let moved_linear: [[f64; 3]; 3] =
+            std::array::from_fn(|a| std::array::from_fn(|b| (0..3).map(|k| r[a][k] * l[k][b]).sum()));
+        let moved = Affine::from_parts(moved_linear, mv(img.origin().to_array())).unwrap();
+        let stripped = ndarray::Zip::from(&img.data())
+            .and(&gt.data())
+            .map_collect(|v, m| if *m != 0.0 { *v } else { 0.0 });
+        let t_img = aneu::io::Volume::new(stripped, moved).unwrap();
+        let t_mask = aneu::io::Volume::new(gt.data().to_owned(), moved).unwrap();
+        // the registration maps each moved atlas point back where it came from
+        let atlas = Atlas::new(t_img.clone(), t_mask.map(|v| u8::from(*v != 0.0))).unwrap();
+        let reg = register_affine(&img, &atlas, &RegistrationOptions::default()).unwrap();
+        let mut worst = 0f64;
+        for ((k, j, i), m) in gt.data().indexed_iter() {
+            if *m != 0.0 && (i + j + k) % 7 == 0 {
+                let p = img
+                    .voxel_to_world(aneu::io::Voxel::new(i as f64, j as f64, k as f64))
+                    .to_array();
+                let q = reg.transform.apply(mv(p));
+                worst = worst.max((0..3).map(|a| (q[a] - p[a]).powi(2)).sum::<f64>().sqrt());
+            }
+        }
+        eprintln!("correlation {:.4}, worst error {worst:.3} mm", reg.ncc);
+        assert!(worst < 1.0, "registration error up to {worst:.3} mm");
+        // the pipeline
+        let (ti, tm) = (dir.path().join("atlas.nii.gz"), dir.path().join("atlas_mask.nii.gz"));
+        write_nifti(&t_img, &ti).unwrap();
+        write_nifti(&t_mask, &tm).unwrap();
+        let mut cfg = PreprocessConfig::default();
+        cfg.t1post.mask = MaskMethod::Atlas { image: ti, mask: tm };
+        cfg.t1post.resample = None;
+        cfg.t1post.n4 = None;
+        let out = dir.path().join("out");
+        let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
+        assert_eq!(
+            s.done,
+            1,
+            "{}",
+            std::fs::read_to_string(out.join("errors.csv")).unwrap_or_default()
+        );
+        let got = aneu::io::read_nifti(out.join(&uid).join("mask.nii.gz")).unwrap();
+        assert_eq!(got.size(), gt.size());
+        let (mut inter, mut a, mut b) = (0usize, 0usize, 0usize);
+        for (x, y) in got.as_slice().iter().zip(gt.as_slice()) {
+            let (x, y) = (*x != 0.0, *y != 0.0);
+            inter += usize::from(x && y);
+            a += usize::from(x);
+            b += usize::from(y);
+        }
+        let dice = 2.0 * inter as f64 / (a + b) as f64;
+        assert!(dice >= 0.97, "Dice {dice:.4}");
+        // a missing atlas fails the series with the path in errors.csv
+        cfg.t1post.mask = MaskMethod::Atlas {
+            image: dir.path().join("missing.nii.gz"),
+            mask: dir.path().join("atlas_mask.nii.gz"),
+        };
+        let out2 = dir.path().join("out2");
+        let s = preprocess_dataset(&root, &out2, &cfg, Shard::default(), &|_| {}).unwrap();
+        assert_eq!((s.done, s.failed), (0, 1));
+        assert!(
+            std::fs::read_to_string(out2.join("errors.csv"))
+                .unwrap()
+                .contains("missing.nii.gz")
+        );
+    }
+
     /// A corrupted series is reported in errors.csv; the others are written.
     #[test]
     fn bad_series_are_recorded() {
@@ -528,4 +623,83 @@ fn skull_stripping_on_phantoms() {
             assert!(x.0 >= 0.95, "{m}: Dice {:.4} ({d:?})", x.0);
         }
     }
+}
+
+/// Skull stripping of a real whole head (pydeface's group-mean T1, with
+/// skull and face, where the intensity rules keep nearly the whole head) by
+/// registering the MNI ICBM152 2009a T1 template and carrying its brain mask
+/// across: a brain volume of 1.0–1.8 L and no skull or scalp kept.
+#[test]
+fn atlas_skull_stripping_on_the_real_pydeface_head() {
+    let head = read_nifti(data("nifti/pydeface_mean_reg2mean.nii.gz")).unwrap();
+    let atlas = Atlas::read(
+        data("nifti/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz"),
+        data("nifti/derived_mni152_brainmask.nii.gz"),
+    )
+    .unwrap();
+    let (mask, reg) = atlas_brain_mask(&head, &atlas, &RegistrationOptions::default()).unwrap();
+    let sp = head.spacing();
+    let inside = mask.as_slice().iter().filter(|v| **v != 0).count();
+    let litres = inside as f64 * sp[0] * sp[1] * sp[2] / 1e6;
+    eprintln!(
+        "brain {litres:.3} L, correlation {:.3}, volume ratio {:.3}, {} evaluations",
+        reg.ncc,
+        reg.transform.determinant(),
+        reg.evaluations
+    );
+    assert!((1.0..=1.8).contains(&litres), "brain volume {litres:.3} L");
+    assert!(reg.ncc > 0.5, "correlation {}", reg.ncc);
+    // no scalp or skull: the outer 10 voxels (≈ 10 mm along the axes, at
+    // least 5.8 mm in any direction: 6-connected erosion) of the head, where
+    // scalp (3–6 mm) and bone lie, hold no mask voxel
+    let h = head_mask(&head).unwrap().data().mapv(|v| v != 0);
+    let core = mask::erode(&h, 10);
+    let kept: usize = mask
+        .data()
+        .iter()
+        .zip(core.iter())
+        .filter(|(m, c)| **m != 0 && !**c)
+        .count();
+    assert_eq!(kept, 0, "{kept} mask voxels within 10 voxels of the head's surface");
+    // the brain is central: its centre lies within 15 mm of the head's
+    // left–right centre
+    let centre = |m: &ndarray::ArrayView3<'_, bool>| {
+        let (s, n) = m
+            .indexed_iter()
+            .filter(|(_, v)| **v)
+            .fold((0.0, 0.0), |(s, n), ((_, _, i), _)| (s + i as f64, n + 1.0));
+        s / n
+    };
+    let brain = mask.data().mapv(|v| v != 0);
+    let d = (centre(&brain.view()) - centre(&h.view())).abs() * sp[0];
+    assert!(d < 15.0, "left–right offset {d:.1} mm");
+}
+
+/// A mis-gridded or empty atlas is a typed error, not a panic.
+#[test]
+fn atlas_errors_are_typed() {
+    let a = Affine::from_parts([[2.0, 0.0, 0.0], [0.0, 2.0, 0.0], [0.0, 0.0, 2.0]], [0.0; 3]).unwrap();
+    let img = Volume::new(
+        Array3::<f32>::from_shape_fn((8, 8, 8), |(k, j, i)| (k + j + i) as f32),
+        a,
+    )
+    .unwrap();
+    let other = Volume::new(Array3::<u8>::ones((8, 8, 9)), a).unwrap();
+    assert!(matches!(Atlas::new(img.clone(), other), Err(Error::InvalidMask(_))));
+    let empty = img.map(|_| 0u8);
+    assert!(matches!(Atlas::new(img.clone(), empty), Err(Error::InvalidMask(_))));
+    let mut nan = img.clone();
+    nan.data_mut()[[1, 1, 1]] = f32::NAN;
+    assert!(matches!(Atlas::new(nan, img.map(|_| 1u8)), Err(Error::Degenerate(_))));
+    let err = Atlas::read("/nonexistent/t1.nii.gz", "/nonexistent/mask.nii.gz").unwrap_err();
+    assert!(err.to_string().contains("/nonexistent/t1.nii.gz"), "{err}");
+    let atlas = Atlas::new(img.clone(), img.map(|_| 1u8)).unwrap();
+    let bad = RegistrationOptions {
+        levels_mm: vec![],
+        ..RegistrationOptions::default()
+    };
+    assert!(matches!(
+        register_affine(&img, &atlas, &bad),
+        Err(Error::InvalidArgument(_))
+    ));
 }

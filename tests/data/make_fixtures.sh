@@ -17,6 +17,9 @@ cd "$(mktemp -d)"   # python-gdcm breaks when the cwd holds a folder named dl
 mkdir -p "$OUT/dicom" "$OUT/nifti"
 cp -r "$DATA/dicom/series" "$DATA/dicom/compressed" "$DATA/dicom/enhanced" "$DATA/dicom/single" "$OUT/dicom/"
 cp "$DATA/nifti/nibabel_anatomical.nii" "$DATA/nifti/dipy_aniso_vox.nii.gz" "$OUT/nifti/"
+# the whole head (skull and face) and the T1 atlas for skull stripping by registration
+cp "$DATA/nifti/pydeface_mean_reg2mean.nii.gz" "$DATA/nifti/mni_icbm152_t1_tal_nlin_sym_09a_converted.nii.gz" \
+   "$DATA/nifti/derived_mni152_brainmask.nii.gz" "$OUT/nifti/"
 chmod -R u+w "$OUT/dicom" "$OUT/nifti"
 
 # 2. Synthetic series written by write_dicom_series.py from the real nibabel T1 crop

@@ -12,6 +12,8 @@
 //!
 //! * [`mask`]: Otsu, morphology, connected components, hole filling, a
 //!   [`head_mask`] and skull stripping, [`intracranial_mask`];
+//! * [`atlas`]: skull stripping by affine registration of a template and
+//!   its brain mask, for whole-head MRI ([`atlas_brain_mask`]);
 //! * [`pipeline`]: [`preprocess_series`] and the restartable, shardable,
 //!   parallel [`preprocess_dataset`].
 //!
@@ -31,12 +33,14 @@
 
 #![forbid(unsafe_code)]
 
+pub mod atlas;
 pub mod mask;
 pub mod n4;
 pub mod normalize;
 pub mod pipeline;
 mod resample;
 
+pub use atlas::{AffineTransform, Atlas, Registration, RegistrationOptions, atlas_brain_mask, register_affine};
 pub use mask::{head_mask, intracranial_mask};
 pub use n4::{N4Options, N4Result, n4};
 pub use normalize::{CtWindow, Normalization, normalize};

@@ -44,6 +44,16 @@ pub enum MaskMethod {
         /// The folder of masks.
         dir: PathBuf,
     },
+    /// Skull stripping by registering a template onto the image
+    /// ([`atlas_brain_mask`](crate::atlas_brain_mask), default options):
+    /// for whole-head MRI whose skull is not dark enough for
+    /// [`intracranial_mask`]. The template must have the series' contrast.
+    Atlas {
+        /// The skull-stripped template image (NIfTI).
+        image: PathBuf,
+        /// Its brain mask (NIfTI, non-zero inside).
+        mask: PathBuf,
+    },
 }
 
 /// The steps for one modality.
@@ -225,6 +235,10 @@ pub fn preprocess_series(
                 )));
             }
             m
+        }
+        MaskMethod::Atlas { image: t, mask: m } => {
+            let atlas = crate::Atlas::read(t, m)?;
+            crate::atlas_brain_mask(&image, &atlas, &crate::RegistrationOptions::default())?.0
         }
     };
     if let Some(o) = &steps.n4 {

@@ -320,7 +320,7 @@ fn at(src: &[f32], n: [usize; 3], i: usize, j: usize, k: usize) -> f64 {
 
 /// ITK's `LinearInterpolateImageFunction`: the base index is clamped to the
 /// image and neighbours past the end reuse the base.
-fn linear(src: &[f32], n: [usize; 3], c: [f64; 3]) -> f32 {
+pub(crate) fn linear(src: &[f32], n: [usize; 3], c: [f64; 3]) -> f32 {
     // interior: all eight neighbours exist
     if (0..3).all(|a| c[a] >= 0.0 && c[a] < (n[a] - 1) as f64) {
         let (i, j, k) = (c[0] as usize, c[1] as usize, c[2] as usize);
