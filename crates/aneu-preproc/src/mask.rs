@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 
 use aneu_io::Volume;
-use ndarray::Array3;
+use ndarray::{Array3, Axis, Slice};
 
 use crate::{Error, Result};
 
@@ -63,15 +63,22 @@ fn shape(m: &Array3<bool>) -> [usize; 3] {
 }
 
 /// `steps` rounds of 6-connected dilation.
+///
+/// Each round ORs the mask with its six one-voxel shifts, whole planes at a
+/// time (no per-voxel neighbour search).
 pub fn dilate(m: &Array3<bool>, steps: usize) -> Array3<bool> {
     let mut cur = m.clone();
-    let sh = shape(m);
     for _ in 0..steps {
         let prev = cur.clone();
-        for ((k, j, i), v) in cur.indexed_iter_mut() {
-            if !*v {
-                *v = neighbours(sh, k, j, i).any(|n| prev[n]);
+        for axis in 0..3 {
+            let n = prev.len_of(Axis(axis));
+            if n < 2 {
+                continue;
             }
+            cur.slice_axis_mut(Axis(axis), Slice::from(1..))
+                .zip_mut_with(&prev.slice_axis(Axis(axis), Slice::from(..n - 1)), |a, b| *a |= *b);
+            cur.slice_axis_mut(Axis(axis), Slice::from(..n - 1))
+                .zip_mut_with(&prev.slice_axis(Axis(axis), Slice::from(1..)), |a, b| *a |= *b);
         }
     }
     cur
@@ -259,6 +266,45 @@ pub fn intracranial_mask(vol: &Volume<f32>, modality: aneu_io::Modality) -> Resu
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// The per-voxel definition: a voxel is set when it or one of its six
+    /// neighbours was.
+    fn dilate_reference(m: &Array3<bool>, steps: usize) -> Array3<bool> {
+        let mut cur = m.clone();
+        let sh = shape(m);
+        for _ in 0..steps {
+            let prev = cur.clone();
+            for ((k, j, i), v) in cur.indexed_iter_mut() {
+                if !*v {
+                    *v = neighbours(sh, k, j, i).any(|n| prev[n]);
+                }
+            }
+        }
+        cur
+    }
+
+    #[test]
+    fn dilation_matches_the_per_voxel_definition() {
+        // a pseudo-random sparse mask, odd shapes, thin axes included
+        let mut state = 12345u64;
+        for dims in [(7, 9, 11), (1, 5, 6), (4, 1, 3), (2, 2, 2)] {
+            let m = Array3::from_shape_fn(dims, |_| {
+                state = state
+                    .wrapping_mul(6364136223846793005)
+                    .wrapping_add(1442695040888963407);
+                (state >> 33).is_multiple_of(13)
+            });
+            for steps in 0..4 {
+                assert_eq!(dilate(&m, steps), dilate_reference(&m, steps), "{dims:?} {steps}");
+                let inv = m.mapv(|v| !v);
+                assert_eq!(
+                    erode(&m, steps),
+                    dilate_reference(&inv, steps).mapv(|v| !v),
+                    "{dims:?} {steps}"
+                );
+            }
+        }
+    }
 
     #[test]
     fn morphology_on_a_cube() {
