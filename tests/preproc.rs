@@ -8,6 +8,18 @@ use aneu::preproc::*;
 use ndarray::Array3;
 use proptest::prelude::*;
 
+/// Dice of two binary masks given voxel by voxel, with the voxel counts of
+/// each and of their intersection.
+fn overlap(x: impl Iterator<Item = bool>, y: impl Iterator<Item = bool>) -> (f64, usize, usize, usize) {
+    let (mut inter, mut a, mut b) = (0usize, 0usize, 0usize);
+    for (x, y) in x.zip(y) {
+        inter += usize::from(x && y);
+        a += usize::from(x);
+        b += usize::from(y);
+    }
+    (2.0 * inter as f64 / (a + b) as f64, a, b, inter)
+}
+
 fn data(rel: &str) -> std::path::PathBuf {
     std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("tests/data")
@@ -397,14 +409,10 @@ mod pipeline {
         );
         let got = aneu::io::read_nifti(out.join(&uid).join("mask.nii.gz")).unwrap();
         assert_eq!(got.size(), gt.size());
-        let (mut inter, mut a, mut b) = (0usize, 0usize, 0usize);
-        for (x, y) in got.as_slice().iter().zip(gt.as_slice()) {
-            let (x, y) = (*x != 0.0, *y != 0.0);
-            inter += usize::from(x && y);
-            a += usize::from(x);
-            b += usize::from(y);
-        }
-        let dice = 2.0 * inter as f64 / (a + b) as f64;
+        let (dice, ..) = super::overlap(
+            got.as_slice().iter().map(|v| *v != 0.0),
+            gt.as_slice().iter().map(|v| *v != 0.0),
+        );
         assert!(dice >= 0.97, "Dice {dice:.4}");
         // a missing atlas fails the series with the path in errors.csv
         cfg.t1post.mask = MaskMethod::Atlas {
@@ -587,14 +595,10 @@ fn skull_stripping_on_phantoms() {
         let img = ds.read_series(uid).unwrap().volume;
         let gt = read_nifti(root.join("ground_truth").join(uid).join("brain.nii.gz")).unwrap();
         let m = intracranial_mask(&img, truth.modality).unwrap();
-        let (mut inter, mut a, mut b) = (0usize, 0usize, 0usize);
-        for (x, y) in m.as_slice().iter().zip(gt.as_slice()) {
-            let (x, y) = (*x != 0, *y != 0.0);
-            inter += usize::from(x && y);
-            a += usize::from(x);
-            b += usize::from(y);
-        }
-        let dice = 2.0 * inter as f64 / (a + b) as f64;
+        let (dice, a, b, inter) = overlap(
+            m.as_slice().iter().map(|v| *v != 0),
+            gt.as_slice().iter().map(|v| *v != 0.0),
+        );
         if let Some(d) = std::env::var_os("ANEU_DUMP") {
             let p = |s: &str| std::path::Path::new(&d).join(format!("{:?}-{}-{s}.nii.gz", truth.modality, &uid[5..13]));
             aneu::io::write_nifti(&m, p("ours")).unwrap();

@@ -410,19 +410,29 @@ pub fn register_affine(subject: &Volume<f32>, atlas: &Atlas, opts: &Registration
     let c = c.map(|v| v / count as f64);
     // the head: its top, and the centre of the cranial slab under it
     let head = head_mask(subject)?;
-    let world: Vec<[f64; 3]> = head
-        .data()
-        .indexed_iter()
-        .filter(|(_, m)| **m != 0)
-        .map(|((k, j, i), _)| head.voxel_to_world(Voxel::new(i as f64, j as f64, k as f64)).to_array())
-        .collect();
-    let top = world.iter().fold(f64::MIN, |a, w| a.max(w[2]));
-    let slab: Vec<&[f64; 3]> = world
-        .iter()
-        .filter(|w| w[2] <= top - 30.0 && w[2] >= top - 50.0)
-        .collect();
-    let slab = if slab.is_empty() { world.iter().collect() } else { slab };
-    let centre = |a: usize| slab.iter().map(|w| w[a]).sum::<f64>() / slab.len() as f64;
+    let head_data = head.data();
+    let head_points = || {
+        head_data
+            .indexed_iter()
+            .filter(|(_, m)| **m != 0)
+            .map(|((k, j, i), _)| head.voxel_to_world(Voxel::new(i as f64, j as f64, k as f64)).to_array())
+    };
+    let top = head_points().fold(f64::MIN, |a, w| a.max(w[2]));
+    // x, y sums and counts over the slab, and over the whole head as a fallback
+    let (mut slab, mut all) = ([0.0f64; 3], [0.0f64; 3]);
+    let add = |sums: &mut [f64; 3], w: &[f64; 3]| {
+        sums[0] += w[0];
+        sums[1] += w[1];
+        sums[2] += 1.0;
+    };
+    for w in head_points() {
+        add(&mut all, &w);
+        if w[2] <= top - 30.0 && w[2] >= top - 50.0 {
+            add(&mut slab, &w);
+        }
+    }
+    let slab = if slab[2] == 0.0 { all } else { slab };
+    let centre = |a: usize| slab[a] / slab[2];
     let b0 = [centre(0) - c[0], centre(1) - c[1], (top - 10.0) - atlas_top];
     let inv = subject.affine().inverse_matrix();
 
@@ -515,13 +525,6 @@ pub fn atlas_brain_mask(
     if !m.iter().any(|v| *v) {
         return Err(Error::Degenerate("the atlas mask landed outside the image".into()));
     }
-    // sanity: the world point of a carried voxel maps back into the atlas
-    debug_assert!({
-        let w = subject.voxel_to_world(Voxel::new(0.0, 0.0, 0.0)).to_array();
-        let g = grid.voxel_to_world(Voxel::new(0.0, 0.0, 0.0)).to_array();
-        let back = reg.transform.apply(g);
-        (0..3).all(|a| (back[a] - w[a]).abs() < 1e-6)
-    });
     Ok((subject.with_data(m.mapv(u8::from))?, reg))
 }
 
