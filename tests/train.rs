@@ -142,8 +142,9 @@ fn deterministic_and_resumable() {
 }
 
 /// A hard-negative round adds false positives to the pool, each beyond
-/// the exclusion radius of every aneurysm, with a dense U-Net and the
-/// position prior.
+/// the exclusion radius of every aneurysm, inside the brain mask and at
+/// least half a patch from the others, with a dense U-Net, the position
+/// prior and mining windows twice the patch's size.
 #[test]
 fn hard_negative_rounds_fill_the_pool() {
     let mut cfg = short(&config("ci_tiny.json"));
@@ -162,6 +163,7 @@ fn hard_negative_rounds_fill_the_pool() {
         per_case: 3,
         min_score: 0.0,
         overlap: 0.0,
+        window: Some(32),
     };
     let out = tempfile::tempdir().unwrap();
     let r = train::<A>(
@@ -185,13 +187,31 @@ fn hard_negative_rounds_fill_the_pool() {
         let id = entry[0].as_str().unwrap();
         let case = cases.iter().find(|c| c.id == id).unwrap();
         let sp = case.image.spacing();
-        for p in entry[1].as_array().unwrap() {
-            let p: Vec<f64> = p.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect();
+        let points: Vec<Vec<f64>> = entry[1]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|p| p.as_array().unwrap().iter().map(|v| v.as_f64().unwrap()).collect())
+            .collect();
+        assert!(points.len() <= cfg.hard_negatives.per_case);
+        let mm = |a: &[f64], b: &[f64]| {
+            (((a[0] - b[0]) * sp[2]).powi(2) + ((a[1] - b[1]) * sp[1]).powi(2) + ((a[2] - b[2]) * sp[0]).powi(2)).sqrt()
+        };
+        let half_patch = cfg.sampler.patch_size as f64 / 2.0 * sp.iter().fold(f64::INFINITY, |a, b| a.min(*b));
+        for (n, p) in points.iter().enumerate() {
+            let v = aneu::io::VoxelIndex::new(p[2] as usize, p[1] as usize, p[0] as usize);
+            assert!(
+                case.mask.get(v).is_some_and(|&m| m > 0),
+                "hard negative {p:?} outside the mask"
+            );
+            for q in &points[..n] {
+                assert!(
+                    mm(p, q) >= half_patch - 1e-9,
+                    "{p:?} and {q:?} closer than half a patch"
+                );
+            }
             for f in &case.findings {
-                let d = (((p[0] - f.voxel.k) * sp[2]).powi(2)
-                    + ((p[1] - f.voxel.j) * sp[1]).powi(2)
-                    + ((p[2] - f.voxel.i) * sp[0]).powi(2))
-                .sqrt();
+                let d = mm(p, &[f.voxel.k, f.voxel.j, f.voxel.i]);
                 assert!(
                     d >= cfg.sampler.exclusion_radius_mm,
                     "hard negative {d:.1} mm from an aneurysm"
@@ -234,6 +254,16 @@ fn bad_configs_fail_early() {
     let e = TrainConfig::from_json_file(write("f.json", r#"{"loss": {"dense_weight": 1.0}}"#)).unwrap_err();
     assert!(e.to_string().contains("UNet3d"), "{e}");
     assert!(TrainConfig::from_json_file(dir.path().join("missing.json")).is_err());
+    // mining windows: never below the patch, and larger only with a dense head
+    let mine = |window: usize| {
+        let text = format!(r#"{{"epochs": 4, "hard_negatives": {{"rounds": 1, "window": {window}}}}}"#);
+        TrainConfig::from_json_file(write("g.json", &text))
+    };
+    assert!(mine(32).is_ok());
+    for w in [16, 64] {
+        let e = mine(w).unwrap_err();
+        assert!(e.to_string().contains("hard_negatives.window"), "{e}");
+    }
     // a patch larger than every volume is refused before training
     let mut big = config("ci_tiny.json");
     big.sampler.patch_size = 512;
@@ -249,7 +279,7 @@ fn bad_configs_fail_early() {
     .unwrap_err();
     assert!(e.to_string().contains("exceeds the volume"), "{e}");
     // every shipped config is valid
-    for name in ["ci_tiny.json", "seed_model5.json", "unet_dense.json"] {
+    for name in ["ci_tiny.json", "ci_dense.json", "seed_model5.json", "unet_dense.json"] {
         config(name).validate().unwrap();
     }
 }

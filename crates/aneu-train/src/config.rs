@@ -244,6 +244,12 @@ pub struct HardNegativeConfig {
     pub min_score: f64,
     /// Overlap of the mining windows.
     pub overlap: f64,
+    /// Edge of the mining windows in voxels; `None` uses the patch size.
+    /// Models with a dense head are fully convolutional: a window larger
+    /// than the training patch (as large as the inference window) costs far
+    /// fewer passes, and false positives are then read as local maxima of
+    /// the merged dense map, several per window.
+    pub window: Option<usize>,
 }
 
 impl Default for HardNegativeConfig {
@@ -253,6 +259,7 @@ impl Default for HardNegativeConfig {
             per_case: 8,
             min_score: 0.5,
             overlap: 0.5,
+            window: None,
         }
     }
 }
@@ -441,6 +448,20 @@ impl TrainConfig {
         let h = &self.hard_negatives;
         if h.rounds > 0 && (h.per_case == 0 || !(0.0..1.0).contains(&h.overlap) || h.rounds >= self.epochs) {
             return bad("hard_negatives: need per_case ≥ 1, overlap in [0, 1) and rounds < epochs".into());
+        }
+        if let Some(w) = h.window {
+            let m = self.model.size_multiple();
+            if w < self.sampler.patch_size || !w.is_multiple_of(m) {
+                return bad(format!(
+                    "hard_negatives.window {w} must be at least the patch size {} and a multiple of {m}",
+                    self.sampler.patch_size
+                ));
+            }
+            if w != self.sampler.patch_size && !matches!(self.model, ModelConfig::UNet3d(_)) {
+                return bad(format!(
+                    "hard_negatives.window {w}: only a model with a dense head takes windows larger than its patch"
+                ));
+            }
         }
         Ok(())
     }

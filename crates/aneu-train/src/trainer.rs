@@ -587,10 +587,16 @@ fn evaluate<B: Backend>(
 }
 
 /// Runs the model over every training scan (windows touching the mask)
-/// and adds each scan's highest-scoring windows that hold no aneurysm
-/// (centre beyond the exclusion radius) to its hard-negative pool. With a
-/// dense head the centre is the window's peak voxel. Returns the number
-/// added.
+/// and adds each scan's strongest responses that hold no aneurysm (beyond
+/// the exclusion radius of every finding) to its hard-negative pool.
+///
+/// With a dense head the windows' dense probabilities are max-merged into
+/// one map and the false positives are its strongest voxels inside the
+/// brain mask, at least half a patch apart: the responses that become
+/// candidates at inference. The windows may then be larger than the
+/// training patch (`hard_negatives.window`). Without a dense head each
+/// window scores its centre with the present head. Only responses of at
+/// least `hard_negatives.min_score` count. Returns the number added.
 pub fn mine_hard_negatives<B: Backend>(
     model: &AnyModel<B>,
     cases: &mut [Case],
@@ -599,67 +605,91 @@ pub fn mine_hard_negatives<B: Backend>(
 ) -> usize {
     let p = cfg.sampler.patch_size;
     let h = &cfg.hard_negatives;
+    let w = h.window.unwrap_or(p);
     let batcher = PatchBatcher {
         position_prior: cfg.position_prior,
     };
     let mut added = 0;
     for case in cases.iter_mut() {
-        let Ok(grid) = PatchGrid::new(case.image.size(), [p; 3], h.overlap) else {
+        let Ok(grid) = PatchGrid::new(case.image.size(), [w; 3], h.overlap) else {
             continue;
         };
         let Ok(tiles) = grid.tiles_in_mask(&case.mask) else {
             continue;
         };
+        let dims = case.image.size().to_kji();
+        let mask = case.mask.as_slice();
         let sp = case.image.spacing();
         let sp_kji = [sp[2], sp[1], sp[0]];
+        // the dense map, max-merged over windows (allocated on the first dense output)
+        let mut map: Vec<f32> = Vec::new();
         let mut cands: Vec<(f64, [usize; 3])> = Vec::new();
         for chunk in tiles.chunks(cfg.batch_size.max(1)) {
-            let patches: Vec<aneu_patch::Patch> = chunk
+            let centres: Vec<[usize; 3]> = chunk.iter().map(|t| t.start.map(|x| x + w / 2)).collect();
+            let patches: Vec<aneu_patch::Patch> = centres
                 .iter()
-                .map(|t| {
-                    let dims = case.image.size().to_kji();
-                    let c: [usize; 3] = std::array::from_fn(|a| (t.start[a] + p / 2).min(dims[a] - 1));
+                .map(|c| {
                     let spec = PatchSpec {
                         case: 0,
                         centre: aneu_io::VoxelIndex::new(c[2], c[1], c[0]),
                         source: PatchSource::Grid,
                     };
-                    extract_patch(case, spec, p, cfg.sampler.dense, cfg.sampler.default_radius_mm)
+                    extract_patch(case, spec, w, cfg.sampler.dense, cfg.sampler.default_radius_mm)
                 })
                 .collect();
             let batch: crate::data::PatchBatch<B> = batcher.batch(patches, device);
             let out = model.forward_patches(batch.images);
-            let probs = sigmoid(out.logit)
-                .into_data()
-                .convert::<f32>()
-                .to_vec::<f32>()
-                .unwrap_or_default();
-            let peaks: Option<Vec<usize>> = out.dense.map(|d| {
-                let [nb, ..] = d.dims();
-                d.reshape([nb as i32, -1])
-                    .argmax(1)
-                    .into_data()
-                    .convert::<i64>()
-                    .to_vec::<i64>()
-                    .unwrap_or_default()
-                    .into_iter()
-                    .map(|v| v.max(0) as usize)
-                    .collect()
-            });
-            for (n, t) in chunk.iter().enumerate() {
-                let prob = f64::from(probs.get(n).copied().unwrap_or(0.0));
-                if prob < h.min_score {
-                    continue;
+            match out.dense {
+                Some(d) => {
+                    let probs = sigmoid(d)
+                        .into_data()
+                        .convert::<f32>()
+                        .to_vec::<f32>()
+                        .unwrap_or_default();
+                    if map.is_empty() {
+                        map = vec![0.0; dims.iter().product()];
+                    }
+                    for (n, t) in chunk.iter().enumerate() {
+                        let Some(win) = probs.get(n * w * w * w..(n + 1) * w * w * w) else {
+                            continue;
+                        };
+                        for z in 0..w.min(dims[0].saturating_sub(t.start[0])) {
+                            for y in 0..w.min(dims[1].saturating_sub(t.start[1])) {
+                                let row = ((t.start[0] + z) * dims[1] + t.start[1] + y) * dims[2] + t.start[2];
+                                let src = (z * w + y) * w;
+                                let nx = w.min(dims[2].saturating_sub(t.start[2]));
+                                for (m, v) in map[row..row + nx].iter_mut().zip(&win[src..src + nx]) {
+                                    *m = m.max(*v);
+                                }
+                            }
+                        }
+                    }
                 }
-                let local = peaks
-                    .as_ref()
-                    .and_then(|v| v.get(n))
-                    .map_or([p / 2; 3], |&flat| [flat / (p * p), (flat / p) % p, flat % p]);
-                let dims = case.image.size().to_kji();
-                let c: [usize; 3] = std::array::from_fn(|a| (t.start[a] + local[a]).min(dims[a] - 1));
-                cands.push((prob, c));
+                None => {
+                    let probs = sigmoid(out.logit)
+                        .into_data()
+                        .convert::<f32>()
+                        .to_vec::<f32>()
+                        .unwrap_or_default();
+                    for (prob, c) in probs.iter().zip(&centres) {
+                        let c: [usize; 3] = std::array::from_fn(|a| c[a].min(dims[a] - 1));
+                        if f64::from(*prob) >= h.min_score {
+                            cands.push((f64::from(*prob), c));
+                        }
+                    }
+                }
             }
         }
+        let min_score = h.min_score as f32;
+        cands.extend(
+            map.iter()
+                .enumerate()
+                .filter(|&(idx, &v)| v >= min_score && mask.get(idx).is_some_and(|&m| m > 0))
+                .map(|(idx, &v)| {
+                    let c = [idx / (dims[1] * dims[2]), (idx / dims[2]) % dims[1], idx % dims[2]];
+                    (f64::from(v), c)
+                }),
+        );
         cands.sort_by(|a, b| b.0.total_cmp(&a.0));
         let excl = cfg.sampler.exclusion_radius_mm;
         let dist = |a: [usize; 3], b: [f64; 3]| -> f64 {
