@@ -55,11 +55,15 @@
 use std::path::Path;
 
 use aneu_io::{Affine, Volume, Voxel, read_nifti};
+use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::mask::{dilate, erode, fill_holes, head_mask, largest_component};
 use crate::resample::linear;
 use crate::{Error, Interpolator, Result, resample_to_grid};
+
+/// Samples per parallel chunk of the registration metric.
+const NCC_CHUNK: usize = 4096;
 
 /// A skull-stripped template image and its brain mask, on one grid.
 #[derive(Clone, Debug)]
@@ -251,24 +255,37 @@ impl Samples {
     }
 
     /// The normalised cross-correlation of the atlas samples with the
-    /// subject under `t`.
+    /// subject under `t`, over chunks of [`NCC_CHUNK`] samples in parallel.
     fn ncc(&self, subject: &Volume<f32>, inv: &[[f64; 4]; 4], t: &AffineTransform) -> f64 {
         let n = subject.size().to_ijk();
         let src = subject.as_slice();
-        let (mut s1, mut s2, mut sv) = (0.0, 0.0, 0.0);
-        for (p, v) in self.points.iter().zip(&self.values) {
-            let q = t.apply(*p);
-            let c: [f64; 3] =
-                std::array::from_fn(|r| inv[r][0] * q[0] + inv[r][1] * q[1] + inv[r][2] * q[2] + inv[r][3]);
-            let s = if (0..3).all(|a| c[a] >= -0.5 && c[a] < n[a] as f64 - 0.5) {
-                f64::from(linear(src, n, c))
-            } else {
-                0.0
-            };
-            s1 += s;
-            s2 += s * s;
-            sv += s * v;
-        }
+        // fixed chunks summed in order: parallel, and the same bits on any
+        // number of threads
+        let sums: Vec<[f64; 3]> = self
+            .points
+            .par_chunks(NCC_CHUNK)
+            .zip(self.values.par_chunks(NCC_CHUNK))
+            .map(|(ps, vs)| {
+                let (mut s1, mut s2, mut sv) = (0.0, 0.0, 0.0);
+                for (p, v) in ps.iter().zip(vs) {
+                    let q = t.apply(*p);
+                    let c: [f64; 3] =
+                        std::array::from_fn(|r| inv[r][0] * q[0] + inv[r][1] * q[1] + inv[r][2] * q[2] + inv[r][3]);
+                    let s = if (0..3).all(|a| c[a] >= -0.5 && c[a] < n[a] as f64 - 0.5) {
+                        f64::from(linear(src, n, c))
+                    } else {
+                        0.0
+                    };
+                    s1 += s;
+                    s2 += s * s;
+                    sv += s * v;
+                }
+                [s1, s2, sv]
+            })
+            .collect();
+        let [s1, s2, sv] = sums
+            .iter()
+            .fold([0.0; 3], |a, b| [a[0] + b[0], a[1] + b[1], a[2] + b[2]]);
         // the atlas values are centred, so Σ (s − s̄) v = Σ s v
         let m = self.points.len() as f64;
         let var = s2 - s1 * s1 / m;

@@ -653,11 +653,13 @@ pub fn mine_hard_negatives<B: Backend>(
                         let Some(win) = probs.get(n * w * w * w..(n + 1) * w * w * w) else {
                             continue;
                         };
-                        for z in 0..w.min(dims[0].saturating_sub(t.start[0])) {
-                            for y in 0..w.min(dims[1].saturating_sub(t.start[1])) {
+                        // the part of the window inside the volume
+                        let [nz, ny, nx]: [usize; 3] =
+                            std::array::from_fn(|a| w.min(dims[a].saturating_sub(t.start[a])));
+                        for z in 0..nz {
+                            for y in 0..ny {
                                 let row = ((t.start[0] + z) * dims[1] + t.start[1] + y) * dims[2] + t.start[2];
                                 let src = (z * w + y) * w;
-                                let nx = w.min(dims[2].saturating_sub(t.start[2]));
                                 for (m, v) in map[row..row + nx].iter_mut().zip(&win[src..src + nx]) {
                                     *m = m.max(*v);
                                 }
