@@ -47,6 +47,11 @@ struct Args {
     /// Left-right flip test-time augmentation (doubles inference time).
     #[arg(long)]
     tta: bool,
+    /// Sliding-window edge at inference, in voxels (a multiple of the
+    /// model's size multiple; the training patch is the safest choice for
+    /// an instance-normed model, see docs/benchmarks.md).
+    #[arg(long, default_value_t = 48)]
+    roi: usize,
 }
 
 type Res<T> = Result<T, Box<dyn std::error::Error>>;
@@ -72,6 +77,7 @@ fn train_part<A: AutodiffBackend>(a: &Args, data: &Path, run: &Path, device: &A:
 
 fn infer_part<B: Backend>(
     tta: Tta,
+    roi: usize,
     raw: &Path,
     data: &Path,
     bundle_dir: &Path,
@@ -79,7 +85,7 @@ fn infer_part<B: Backend>(
     device: &B::Device,
 ) -> Res<()> {
     let config = InferConfig {
-        window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
+        window: SlidingWindow::default().with_roi(roi).with_overlap(0.25),
         tta,
         ..Default::default()
     };
@@ -158,10 +164,24 @@ fn run(a: &Args) -> Res<()> {
     let tta = if a.tta { Tta::FlipLr } else { Tta::None };
     match a.device.as_str() {
         #[cfg(feature = "cuda")]
-        "cuda" => {
-            infer_part::<aneu::models::burn::backend::Cuda>(tta, &raw, &data, &bundle, &pred, &Default::default())?
-        }
-        _ => infer_part::<aneu::models::burn::backend::Flex>(tta, &raw, &data, &bundle, &pred, &Default::default())?,
+        "cuda" => infer_part::<aneu::models::burn::backend::Cuda>(
+            tta,
+            a.roi,
+            &raw,
+            &data,
+            &bundle,
+            &pred,
+            &Default::default(),
+        )?,
+        _ => infer_part::<aneu::models::burn::backend::Flex>(
+            tta,
+            a.roi,
+            &raw,
+            &data,
+            &bundle,
+            &pred,
+            &Default::default(),
+        )?,
     }
     println!("5/6 evaluation");
     let r = evaluate(&pred, &raw, &EvaluateOptions::default())?;
