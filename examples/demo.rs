@@ -76,8 +76,7 @@ fn train_part<A: AutodiffBackend>(a: &Args, data: &Path, run: &Path, device: &A:
 }
 
 fn infer_part<B: Backend>(
-    tta: Tta,
-    roi: usize,
+    a: &Args,
     raw: &Path,
     data: &Path,
     bundle_dir: &Path,
@@ -85,8 +84,8 @@ fn infer_part<B: Backend>(
     device: &B::Device,
 ) -> Res<()> {
     let config = InferConfig {
-        window: SlidingWindow::default().with_roi(roi).with_overlap(0.25),
-        tta,
+        window: SlidingWindow::default().with_roi(a.roi).with_overlap(0.25),
+        tta: if a.tta { Tta::FlipLr } else { Tta::None },
         ..Default::default()
     };
     let t = Instant::now();
@@ -161,27 +160,10 @@ fn run(a: &Args) -> Res<()> {
     };
     step("training", t);
     println!("4/6 calibration and prediction → {}", pred.display());
-    let tta = if a.tta { Tta::FlipLr } else { Tta::None };
     match a.device.as_str() {
         #[cfg(feature = "cuda")]
-        "cuda" => infer_part::<aneu::models::burn::backend::Cuda>(
-            tta,
-            a.roi,
-            &raw,
-            &data,
-            &bundle,
-            &pred,
-            &Default::default(),
-        )?,
-        _ => infer_part::<aneu::models::burn::backend::Flex>(
-            tta,
-            a.roi,
-            &raw,
-            &data,
-            &bundle,
-            &pred,
-            &Default::default(),
-        )?,
+        "cuda" => infer_part::<aneu::models::burn::backend::Cuda>(a, &raw, &data, &bundle, &pred, &Default::default())?,
+        _ => infer_part::<aneu::models::burn::backend::Flex>(a, &raw, &data, &bundle, &pred, &Default::default())?,
     }
     println!("5/6 evaluation");
     let r = evaluate(&pred, &raw, &EvaluateOptions::default())?;

@@ -621,8 +621,12 @@ pub fn mine_hard_negatives<B: Backend>(
         let mask = case.mask.as_slice();
         let sp = case.image.spacing();
         let sp_kji = [sp[2], sp[1], sp[0]];
-        // the dense map, max-merged over windows (allocated on the first dense output)
-        let mut map: Vec<f32> = Vec::new();
+        // the dense map, max-merged over windows (dense models only)
+        let mut map: Vec<f32> = if model.has_dense_head() {
+            vec![0.0; dims.iter().product()]
+        } else {
+            Vec::new()
+        };
         let mut cands: Vec<(f64, [usize; 3])> = Vec::new();
         for chunk in tiles.chunks(cfg.batch_size.max(1)) {
             let centres: Vec<[usize; 3]> = chunk.iter().map(|t| t.start.map(|x| x + w / 2)).collect();
@@ -646,9 +650,6 @@ pub fn mine_hard_negatives<B: Backend>(
                         .convert::<f32>()
                         .to_vec::<f32>()
                         .unwrap_or_default();
-                    if map.is_empty() {
-                        map = vec![0.0; dims.iter().product()];
-                    }
                     for (n, t) in chunk.iter().enumerate() {
                         let Some(win) = probs.get(n * w * w * w..(n + 1) * w * w * w) else {
                             continue;
