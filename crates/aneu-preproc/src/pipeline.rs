@@ -210,6 +210,18 @@ pub fn preprocess_series(
     config: &PreprocessConfig,
 ) -> Result<Preprocessed> {
     let steps = config.steps(modality);
+    let uid = series.meta.series_uid.as_str();
+    let mut clock = std::time::Instant::now();
+    // each step's wall time, at debug level (RUST_LOG=aneu_preproc=debug)
+    let mut lap = |step: &str| {
+        tracing::debug!(
+            series = uid,
+            step,
+            seconds = clock.elapsed().as_secs_f64(),
+            "preprocessing step"
+        );
+        clock = std::time::Instant::now();
+    };
     let before = Grid {
         affine: *series.volume.affine(),
         size: series.volume.size(),
@@ -219,6 +231,7 @@ pub fn preprocess_series(
     } else {
         series.volume.clone()
     };
+    lap("reorient");
     let mut mask = match &steps.mask {
         MaskMethod::None => image.map(|_| 1u8),
         MaskMethod::Head => head_mask(&image)?,
@@ -241,8 +254,10 @@ pub fn preprocess_series(
             crate::atlas_brain_mask(&image, &atlas, &crate::RegistrationOptions::default())?.0
         }
     };
+    lap("mask");
     if let Some(o) = &steps.n4 {
         image = n4(&image, &mask, o)?.corrected;
+        lap("n4");
     }
     if let Some(r) = &steps.resample {
         image = resample_with_options(&image, r)?;
@@ -251,9 +266,11 @@ pub fn preprocess_series(
             &r.with_interpolator(Interpolator::Nearest),
         )?;
         mask = m.map(|&v| u8::from(v >= 0.5));
+        lap("resample");
     }
     if let Some(n) = steps.normalize {
         image = normalize(&image, n, Some(&mask))?;
+        lap("normalize");
     }
     let annotations = localizers
         .iter()
