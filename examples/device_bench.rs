@@ -23,7 +23,6 @@ use std::time::Instant;
 
 use aneu::infer::{InferConfig, Predictor};
 use aneu::io::{DicomSeries, Modality};
-use aneu::models::burn::module::AutodiffModule;
 use aneu::models::burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use aneu::models::burn::prelude::*;
 use aneu::models::burn::tensor::Distribution;
@@ -135,11 +134,6 @@ fn fresh_bundle<B: Backend>(a: &Args, device: &B::Device) -> BoxResult<PathBuf> 
     let config = TrainConfig::from_json_file(&a.model_config)?;
     let dir = a.work.join("fresh-bundle");
     std::fs::create_dir_all(&dir)?;
-    let architecture = match config.model {
-        ModelConfig::Simple3dCnn(_) => "Simple3dCnn",
-        ModelConfig::TinyUNet3d(_) => "TinyUNet3d",
-        ModelConfig::UNet3d(_) => "UNet3d",
-    };
     save_weights(config.model.init::<B>(device)?, dir.join("weights"))?;
     write_json(
         &dir.join("bundle.json"),
@@ -147,7 +141,7 @@ fn fresh_bundle<B: Backend>(a: &Args, device: &B::Device) -> BoxResult<PathBuf> 
             format: BUNDLE_FORMAT.into(),
             version: BUNDLE_VERSION,
             aneu_version: env!("CARGO_PKG_VERSION").into(),
-            architecture: architecture.into(),
+            architecture: config.model.architecture().into(),
             patch_size: config.sampler.patch_size,
             position_prior: config.position_prior,
             best_epoch: 0,
@@ -252,10 +246,12 @@ fn chain<B: Backend>(a: &Args, device: &B::Device) -> BoxResult<Value> {
 }
 
 /// Training steps per second of one model at one patch size.
-fn train_steps<B: AutodiffBackend>(model: &ModelConfig, patch: usize, a: &Args, device: &B::Device) -> BoxResult<Value>
-where
-    B::InnerBackend: Backend,
-{
+fn train_steps<B: AutodiffBackend>(
+    model: &ModelConfig,
+    patch: usize,
+    a: &Args,
+    device: &B::Device,
+) -> BoxResult<Value> {
     let mut m = model.init::<B>(device)?;
     let mut optim = AdamWConfig::new().init();
     let c = model.in_channels();
@@ -288,8 +284,6 @@ where
     if !last.is_finite() {
         return Err("a non-finite loss".into());
     }
-    // keep the model alive to the end of the timing
-    let _ = m.valid();
     Ok(json!({
         "patch": patch,
         "batch": n,
@@ -338,10 +332,7 @@ fn forward<B: Backend>(a: &Args, bundle: &Path, device: &B::Device) -> BoxResult
     Ok(Value::Object(rows))
 }
 
-fn train_suite<B: AutodiffBackend>(a: &Args, device: &B::Device) -> BoxResult<Value>
-where
-    B::InnerBackend: Backend,
-{
+fn train_suite<B: AutodiffBackend>(a: &Args, device: &B::Device) -> BoxResult<Value> {
     let config = TrainConfig::from_json_file(&a.model_config)?;
     let models = [
         ("TinyUNet3d", ModelConfig::TinyUNet3d(TinyUNet3dConfig::new())),

@@ -89,6 +89,20 @@ pub enum ModelConfig {
 }
 
 impl ModelConfig {
+    /// The architecture's name, as a model bundle's manifest records it.
+    ///
+    /// ```
+    /// use aneu_models::{ModelConfig, UNet3dConfig};
+    /// assert_eq!(ModelConfig::UNet3d(UNet3dConfig::new()).architecture(), "UNet3d");
+    /// ```
+    pub fn architecture(&self) -> &'static str {
+        match self {
+            ModelConfig::Simple3dCnn(_) => "Simple3dCnn",
+            ModelConfig::TinyUNet3d(_) => "TinyUNet3d",
+            ModelConfig::UNet3d(_) => "UNet3d",
+        }
+    }
+
     /// Input channels.
     pub fn in_channels(&self) -> usize {
         match self {

@@ -189,18 +189,13 @@ pub(crate) fn write_bundle(
     std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
     let best = run_dir.join("best.mpk");
     std::fs::copy(&best, tmp.join("weights.mpk")).map_err(|e| file_err(&best, e))?;
-    let architecture = match cfg.model {
-        ModelConfig::Simple3dCnn(_) => "Simple3dCnn",
-        ModelConfig::TinyUNet3d(_) => "TinyUNet3d",
-        ModelConfig::UNet3d(_) => "UNet3d",
-    };
     write_json(
         &tmp.join("bundle.json"),
         &BundleManifest {
             format: BUNDLE_FORMAT.into(),
             version: BUNDLE_VERSION,
             aneu_version: env!("CARGO_PKG_VERSION").into(),
-            architecture: architecture.into(),
+            architecture: cfg.model.architecture().into(),
             patch_size: cfg.sampler.patch_size,
             position_prior: cfg.position_prior,
             best_epoch,
