@@ -223,13 +223,15 @@ impl Lattice {
         // k: [ck, nj, ni] → [nk, nj, ni], a plane at a time in parallel
         let plane = nj * ni;
         let mut out = vec![T::default(); nk * plane];
-        out.par_chunks_mut(plane.max(1)).zip(wk.par_iter()).for_each(|(dst, (s, b))| {
-            let mut acc = vec![0.0f64; plane];
-            for (t, w) in b.iter().enumerate() {
-                axpy(&mut acc, *w, &p[(s + t) * plane..][..plane]);
-            }
-            dst.iter_mut().zip(&acc).for_each(|(d, a)| *d = f(*a));
-        });
+        out.par_chunks_mut(plane.max(1))
+            .zip(wk.par_iter())
+            .for_each(|(dst, (s, b))| {
+                let mut acc = vec![0.0f64; plane];
+                for (t, w) in b.iter().enumerate() {
+                    axpy(&mut acc, *w, &p[(s + t) * plane..][..plane]);
+                }
+                dst.iter_mut().zip(&acc).for_each(|(d, a)| *d = f(*a));
+            });
         Array3::from_shape_vec((nk, nj, ni), out).unwrap_or_else(|_| Array3::from_elem((nk, nj, ni), T::default()))
     }
 
@@ -248,7 +250,8 @@ impl Lattice {
             axis_weights(nj, spans[1]),
             axis_weights(ni, spans[0]),
         ];
-        let sq = |w: &[(usize, [f64; 4])]| -> Vec<f64> { w.iter().map(|(_, b)| b.iter().map(|x| x * x).sum()).collect() };
+        let sq =
+            |w: &[(usize, [f64; 4])]| -> Vec<f64> { w.iter().map(|(_, b)| b.iter().map(|x| x * x).sum()).collect() };
         let (sk, sj, si) = (sq(&w[0]), sq(&w[1]), sq(&w[2]));
         let u = ndarray::Zip::indexed(values)
             .and(mask)
@@ -568,10 +571,10 @@ mod tests {
             let (si, ti) = param(i, ni, l.spans[0]);
             let (wk, wj, wi) = (basis(tk), basis(tj), basis(ti));
             let mut v = 0.0;
-            for a in 0..4 {
-                for b in 0..4 {
-                    for c in 0..4 {
-                        v += wk[a] * wj[b] * wi[c] * l.phi[[sk + a, sj + b, si + c]];
+            for (a, wa) in wk.iter().enumerate() {
+                for (b, wb) in wj.iter().enumerate() {
+                    for (c, wc) in wi.iter().enumerate() {
+                        v += wa * wb * wc * l.phi[[sk + a, sj + b, si + c]];
                     }
                 }
             }
@@ -641,9 +644,15 @@ mod tests {
             for density in [0.05, 0.5, 1.0] {
                 let values = Array3::from_shape_fn((shape[0], shape[1], shape[2]), |_| next() * 2.0 - 1.0);
                 let mask = values.mapv(|_| next() < density);
-                let (f, r) = (Lattice::fit(spans, &values, &mask).phi, fit_reference(spans, &values, &mask));
+                let (f, r) = (
+                    Lattice::fit(spans, &values, &mask).phi,
+                    fit_reference(spans, &values, &mask),
+                );
                 for (x, y) in f.iter().zip(r.iter()) {
-                    assert!((x - y).abs() < 1e-9 * (1.0 + y.abs()), "fit {shape:?} {spans:?} {density}: {x} vs {y}");
+                    assert!(
+                        (x - y).abs() < 1e-9 * (1.0 + y.abs()),
+                        "fit {shape:?} {spans:?} {density}: {x} vs {y}"
+                    );
                 }
             }
         }
