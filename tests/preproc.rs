@@ -273,6 +273,17 @@ mod pipeline {
         let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
         assert_eq!((s.done, s.skipped, s.failed), (0, 6, 0));
         assert_eq!(nifti_files(&out), first);
+        // a series written by a release before the version salt (its hash is
+        // that of the config's JSON alone) is done again, to the same bytes
+        let (meta_path, bytes) = first.iter().find(|(p, _)| p.ends_with("meta.json")).unwrap();
+        let mut meta: serde_json::Value = serde_json::from_slice(bytes).unwrap();
+        let unsalted = aneu::preproc::stable_hash(&serde_json::to_string(&cfg).unwrap());
+        assert_ne!(meta["config_hash"], serde_json::json!(unsalted));
+        meta["config_hash"] = serde_json::json!(unsalted);
+        std::fs::write(out.join(meta_path), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();
+        let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
+        assert_eq!((s.done, s.skipped, s.failed), (1, 5, 0));
+        assert_eq!(nifti_files(&out), first);
         // shards partition the series
         let o2 = dir.path().join("sharded");
         let a = preprocess_dataset(&root, &o2, &cfg, "0/2".parse().unwrap(), &|_| {}).unwrap();
@@ -574,10 +585,11 @@ fn n4_matches_simpleitk_and_recovers_the_field() {
     assert!((c - x / b.exp()).abs() < 1e-3 * x.abs().max(1.0));
 }
 
-/// Skull strips every series of a phantom dataset: per modality, the Dice
-/// against the ground-truth intracranial mask, and the aneurysm centres
-/// that fall outside the mask.
-fn skull_strip_phantoms(root: &std::path::Path) -> (std::collections::BTreeMap<String, Vec<f64>>, Vec<String>) {
+/// Skull strips every series of a phantom dataset and asserts a Dice of at
+/// least 0.95 against the ground-truth intracranial mask and every
+/// aneurysm centre inside the mask; returns the Dice per modality and
+/// spacing.
+fn skull_strip_phantoms(root: &std::path::Path) -> std::collections::BTreeMap<String, Vec<f64>> {
     use aneu::io::RsnaDataset;
     use aneu::phantom::read_truth;
     let ds = RsnaDataset::open(root).unwrap();
@@ -613,7 +625,14 @@ fn skull_strip_phantoms(root: &std::path::Path) -> (std::collections::BTreeMap<S
             .or_insert_with(Vec::new)
             .push(dice);
     }
-    (seen, misses)
+    eprintln!("{seen:?}");
+    assert!(misses.is_empty(), "aneurysm centres outside the mask: {misses:#?}");
+    for (m, d) in &seen {
+        for x in d {
+            assert!(*x >= 0.95, "{m}: Dice {x:.4} ({d:?})");
+        }
+    }
+    seen
 }
 
 /// Skull stripping on phantoms of every modality: Dice against the ground
@@ -628,20 +647,15 @@ fn skull_stripping_on_phantoms() {
         &root,
     )
     .unwrap();
-    let (seen, misses) = skull_strip_phantoms(&root);
-    eprintln!("{seen:?}");
-    assert!(misses.is_empty(), "aneurysm centres outside the mask: {misses:#?}");
-    for (m, d) in &seen {
-        for x in d {
-            assert!(*x >= 0.95, "{m}: Dice {x:.4} ({d:?})");
-        }
-    }
+    skull_strip_phantoms(&root);
 }
 
 /// Skull stripping on clinical grids (`full` phantoms, one per modality, at
-/// 0.35–0.6 mm in plane): the mask is computed on blocks of whole voxels
-/// up to 1 mm and carried back, and must still match the ground truth on
-/// the fine grid (Dice ≥ 0.95) and hold every aneurysm centre.
+/// 0.35–0.6 mm in plane): where an axis is finer than 1 mm the mask is
+/// computed on blocks of whole voxels up to 1 mm and carried back (at least
+/// two of the four series take that path), and it must still match the
+/// ground truth on the fine grid (Dice ≥ 0.95) and hold every aneurysm
+/// centre.
 #[test]
 fn skull_stripping_on_clinical_grids() {
     use aneu::phantom::{PhantomConfig, SizePreset, generate};
@@ -658,14 +672,7 @@ fn skull_stripping_on_clinical_grids() {
             &root,
         )
         .unwrap();
-        let (seen, misses) = skull_strip_phantoms(&root);
-        eprintln!("{seen:?}");
-        assert!(misses.is_empty(), "aneurysm centres outside the mask: {misses:#?}");
-        for (m, d) in &seen {
-            for x in d {
-                assert!(*x >= 0.95, "{m}: Dice {x:.4}");
-            }
-        }
+        skull_strip_phantoms(&root);
         let ds = aneu::io::RsnaDataset::open(&root).unwrap();
         for uid in ds.series_uids() {
             let sp = ds.read_series(uid).unwrap().volume.spacing();

@@ -45,8 +45,9 @@ pub use mask::{head_mask, intracranial_mask};
 pub use n4::{N4Options, N4Result, n4};
 pub use normalize::{CtWindow, Normalization, normalize};
 pub use pipeline::{
-    Annotation, DatasetSummary, Grid, MaskMethod, PreprocessConfig, PreprocessMeta, Preprocessed, Shard,
-    list_preprocessed, preprocess_dataset, preprocess_series, read_dataset_config, read_preprocessed, stable_hash,
+    Annotation, DatasetSummary, Grid, MaskMethod, PIPELINE_VERSION, PreprocessConfig, PreprocessMeta, Preprocessed,
+    Shard, list_preprocessed, preprocess_dataset, preprocess_series, read_dataset_config, read_preprocessed,
+    stable_hash,
 };
 pub use resample::{Interpolator, ResampleOptions, resample, resample_to_grid, resample_with_options};
 

@@ -114,6 +114,17 @@ impl Default for PreprocessConfig {
     }
 }
 
+/// The version of the preprocessing algorithms, salted into
+/// [`PreprocessConfig::hash`]. It is raised whenever a step gives other
+/// outputs for the same config, so that resumed runs redo the series that
+/// an earlier version wrote and a model bundle does not accept data
+/// preprocessed differently from its training data.
+///
+/// History: 1 was never written (releases before the salt hashed the JSON
+/// alone); 2 is the first salted version, after the intracranial mask
+/// moved to 1 mm blocks on finer grids and N4's fit became separable.
+pub const PIPELINE_VERSION: u32 = 2;
+
 impl PreprocessConfig {
     /// The steps of a modality.
     pub fn steps(&self, m: Modality) -> &Steps {
@@ -125,10 +136,24 @@ impl PreprocessConfig {
         }
     }
 
-    /// A stable hash (FNV-1a 64 of the JSON form), written to every
-    /// `meta.json` to decide whether a series is already done.
+    /// A stable hash of the config and of [`PIPELINE_VERSION`] (FNV-1a 64
+    /// of the version and the JSON form), written to every `meta.json` to
+    /// decide whether a series is already done, and stored in model
+    /// bundles to check that a series was preprocessed as the model's
+    /// training data was. A series preprocessed by an aneu whose steps
+    /// gave other outputs has another hash, so it is done again.
+    ///
+    /// ```
+    /// use aneu_preproc::{PreprocessConfig, stable_hash};
+    /// let c = PreprocessConfig::default();
+    /// assert_eq!(c.hash(), c.clone().hash());
+    /// // not the hash of the JSON alone, which releases before the
+    /// // version salt wrote
+    /// assert_ne!(c.hash(), stable_hash(&serde_json::to_string(&c).unwrap()));
+    /// ```
     pub fn hash(&self) -> String {
-        stable_hash(&serde_json::to_string(self).unwrap_or_default())
+        let json = serde_json::to_string(self).unwrap_or_default();
+        stable_hash(&format!("aneu-preproc {PIPELINE_VERSION}\n{json}"))
     }
 
     /// Reads a JSON config.
