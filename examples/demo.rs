@@ -170,7 +170,12 @@ fn run(a: &Args) -> Res<()> {
     std::fs::write(a.out.join("evaluation.json"), r.to_json()?)?;
     println!("6/6 report → {}", report.display());
     let t = Instant::now();
-    let s = report_dataset(&pred, &raw, &report, &ReportOptions::default(), &|_, _| {})?;
+    // the test series were preprocessed with the bundle's config in step 2
+    let opts = ReportOptions {
+        preprocessed: Some(data.clone()),
+        ..Default::default()
+    };
+    let s = report_dataset(&pred, &raw, &report, &opts, &|_, _| {})?;
     step("report", t);
     println!("\n{}", r.to_markdown());
     println!("Report: {}", s.index.display());

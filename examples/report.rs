@@ -4,7 +4,7 @@
 //!
 //! ```sh
 //! cargo run --release --example report -- --predictions PRED_DIR --input RSNA_ROOT_OR_SERIES --out REPORT_DIR \
-//!     [--neurological]
+//!     [--neurological] [--preprocessed PREPROCESSED_DIR]
 //! ```
 
 use std::path::PathBuf;
@@ -28,6 +28,10 @@ struct Args {
     /// Patient's right on the screen's right (radiological otherwise).
     #[arg(long)]
     neurological: bool,
+    /// A preprocess output made with the bundle's config: its series are
+    /// read instead of preprocessed again.
+    #[arg(long)]
+    preprocessed: Option<PathBuf>,
 }
 
 fn main() -> ExitCode {
@@ -42,6 +46,7 @@ fn main() -> ExitCode {
         } else {
             Convention::Radiological
         },
+        preprocessed: a.preprocessed.clone(),
         ..Default::default()
     };
     let bar = indicatif::ProgressBar::new(0);

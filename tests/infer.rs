@@ -364,6 +364,8 @@ fn end_to_end_on_phantoms() {
     assert!(median <= 3.0, "median localisation error {median} mm ({errs:?})");
     assert!(r.rsna.is_some());
 
+    report_reads_the_preprocessed_images(out.path(), t);
+
     // resuming: nothing to do, same submission
     let again = predict_dataset(&t.raw, &predictor, out.path(), &opts, &|_, _| {}).unwrap();
     assert_eq!((again.done, again.skipped, again.failed), (0, test.len() - 1, 1));
@@ -371,6 +373,65 @@ fn end_to_end_on_phantoms() {
         aneu::metrics::RsnaTable::read_csv(out.path().join("submission.csv")).unwrap(),
         sub
     );
+}
+
+/// The report of a prediction folder: with `ReportOptions::preprocessed`
+/// a series stored there (same config, same grid) is read, and its page is
+/// the page made by preprocessing the DICOM series again, byte for byte;
+/// a stored image that differs shows on its page (it was read); a series
+/// stored with another config hash is preprocessed again.
+fn report_reads_the_preprocessed_images(pred: &Path, t: &Trained) {
+    use aneu::viz::{ReportOptions, report_dataset};
+    let uids: Vec<String> = read_predictions(pred)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.series_uid)
+        .collect();
+    let (same, changed, other) = (&uids[0], &uids[1], &uids[2]);
+    let store = tempfile::tempdir().unwrap();
+    for u in [same, changed, other] {
+        let (from, to) = (t.pre.join(u), store.path().join(u));
+        std::fs::create_dir_all(&to).unwrap();
+        for f in ["image.nii.gz", "mask.nii.gz", "meta.json"] {
+            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        }
+    }
+    let img = store.path().join(changed).join("image.nii.gz");
+    let v = aneu::io::read_nifti(&img).unwrap();
+    aneu::io::write_nifti(&v.map(|x| -x), &img).unwrap();
+    let meta = store.path().join(other).join("meta.json");
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+    m["config_hash"] = serde_json::json!("0000000000000000");
+    std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+
+    let pages = |opts: &ReportOptions| {
+        let out = tempfile::tempdir().unwrap();
+        let s = report_dataset(pred, &t.raw, out.path(), opts, &|_, _| {}).unwrap();
+        assert_eq!((s.series, s.failed.len()), (uids.len(), 0), "{:?}", s.failed);
+        assert!(s.evaluation.is_some());
+        let read = |u: &str| std::fs::read(out.path().join(format!("{u}.html"))).unwrap();
+        (read(same), read(changed), read(other), read(&uids[3]))
+    };
+    let small = ReportOptions {
+        viewer_px: 48,
+        detailed: 1,
+        ..Default::default()
+    };
+    let plain = pages(&small);
+    let reused = pages(&ReportOptions {
+        preprocessed: Some(store.path().to_path_buf()),
+        ..small
+    });
+    assert!(
+        plain.0 == reused.0,
+        "a stored series gives another page than preprocessing"
+    );
+    assert!(plain.1 != reused.1, "the stored image was not read");
+    assert!(
+        plain.2 == reused.2,
+        "a series of another config was not preprocessed again"
+    );
+    assert!(plain.3 == reused.3, "a series not stored was not preprocessed");
 }
 
 /// An ensemble of a bundle with itself equals the bundle; flip TTA gives a

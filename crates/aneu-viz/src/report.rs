@@ -478,6 +478,11 @@ pub struct ReportOptions {
     pub viewer_px: u32,
     /// Candidates shown in detail per series.
     pub detailed: usize,
+    /// A folder written by `aneu_preproc::preprocess_dataset` (`<dir>/<uid>/`)
+    /// with the bundle's config: a series found there, preprocessed with
+    /// the same config hash onto the prediction's grid, is read instead of
+    /// preprocessed again. Other series are preprocessed as without it.
+    pub preprocessed: Option<PathBuf>,
 }
 
 impl Default for ReportOptions {
@@ -486,6 +491,36 @@ impl Default for ReportOptions {
             convention: Convention::Radiological,
             viewer_px: 144,
             detailed: 5,
+            preprocessed: None,
+        }
+    }
+}
+
+/// The preprocessed image of `p` from `opts.preprocessed`, when it holds
+/// that series made with the config of hash `hash` on the prediction's
+/// grid.
+fn reuse_preprocessed(opts: &ReportOptions, p: &ScanPrediction, hash: &str) -> Option<Volume<f32>> {
+    let dir = opts.preprocessed.as_ref()?.join(&p.series_uid);
+    if !dir.join("meta.json").exists() {
+        return None;
+    }
+    match aneu_preproc::read_preprocessed(&dir) {
+        // NIfTI stores the affine in single precision: the prediction's
+        // grid, kept in double precision, is the one the page is drawn on
+        Ok(pre)
+            if pre.meta.config_hash == hash
+                && pre.image.size() == p.grid.size
+                && pre.image.affine().max_abs_diff(&p.grid.affine) <= 1e-3 =>
+        {
+            Volume::new(pre.image.into_parts().0, p.grid.affine).ok()
+        }
+        Ok(_) => {
+            tracing::debug!(dir = %dir.display(), "another config or grid: preprocessing again");
+            None
+        }
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "unreadable: preprocessing again");
+            None
         }
     }
 }
@@ -506,7 +541,8 @@ pub struct ReportSummary {
 /// Renders a prediction folder (from `aneu_infer::predict_dataset`): for
 /// each series, its DICOM folder under `input` (an RSNA-layout root, or
 /// the series folder itself) is read and preprocessed again with the
-/// bundle's config (from `run.json`), its probability map is read when it
+/// bundle's config (from `run.json`) — or its preprocessed image is read
+/// from [`ReportOptions::preprocessed`] —, its probability map is read when it
 /// was written, and truth points come from `train_localizers.csv` when
 /// `input` has one. Writes a page per series and `index.html` (with the
 /// evaluation when `input` has labels) into `out`. A series that cannot be
@@ -533,6 +569,7 @@ pub fn report_dataset(
         .first()
         .ok_or_else(|| Error::Render(format!("{}: no bundle", run_path.display())))?;
     let config = aneu_preproc::PreprocessConfig::from_json_file(bundle.join("preprocess.json"))?;
+    let hash = config.hash();
     let rsna = input.join("series").is_dir();
     let ds = if rsna && input.join("train.csv").exists() {
         Some(aneu_io::RsnaDataset::open(input)?)
@@ -550,7 +587,10 @@ pub fn report_dataset(
                 input.to_path_buf()
             };
             let series = aneu_io::DicomSeries::read(&dir)?;
-            let pre = aneu_preproc::preprocess_series(&series, p.modality, &[], None, &config)?;
+            let image = match reuse_preprocessed(opts, p, &hash) {
+                Some(image) => image,
+                None => aneu_preproc::preprocess_series(&series, p.modality, &[], None, &config)?.image,
+            };
             let prob_path = pred_dir.join(format!("{}_prob.nii.gz", p.series_uid));
             let prob = if prob_path.exists() {
                 Some(aneu_io::read_nifti(&prob_path)?)
@@ -567,11 +607,11 @@ pub fn report_dataset(
                         .collect()
                 })
                 .unwrap_or_default();
-            let window = Window::auto(pre.image.as_slice());
+            let window = Window::auto(image.as_slice());
             write_series_report(
                 &SeriesReport {
                     prediction: p,
-                    image: &pre.image,
+                    image: &image,
                     probability: prob.as_ref(),
                     truth: &truth,
                     window,
@@ -595,7 +635,13 @@ pub fn report_dataset(
         progress(n + 1, preds.len());
     }
     summary.evaluation = match &ds {
-        Some(_) => aneu_infer::evaluate(pred_dir, input, &aneu_infer::EvaluateOptions::default()).ok(),
+        Some(_) => match aneu_infer::evaluate(pred_dir, input, &aneu_infer::EvaluateOptions::default()) {
+            Ok(r) => Some(r),
+            Err(e) => {
+                tracing::warn!(predictions = %pred_dir.display(), error = %e, "no evaluation on the index page");
+                None
+            }
+        },
         None => None,
     };
     let rows: Vec<DatasetRow<'_>> = preds
