@@ -277,7 +277,7 @@ fn trained() -> &'static Trained {
 /// the five-minute CI model does not reach it. On these nine scans it is
 /// noise — 0.80 before the separable N4 of 2026-11-30, 0.30 after it,
 /// although that change moved two of the 30 preprocessed images by at most
-/// 5·10⁻⁷, and 0.55 for the same code on another machine's CPU
+/// 5·10⁻⁷, and 0.55 for the same code on another machine
 /// (docs/benchmarks.md) — so a bound on it guards nothing.
 /// The corrupted series is reported and the others are predicted; a second
 /// run skips everything.

@@ -337,13 +337,15 @@ fn sharpen(log: &Array3<f64>, mask: &Array3<bool>, o: &N4Options) -> Array3<f64>
             }
             h
         })
-        .reduce(
-            || vec![0.0f64; bins],
-            |mut a, b| {
-                a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
-                a
-            },
-        );
+        // in chunk order, not rayon's reduction tree (whose shape depends
+        // on work stealing): the same sums, bit for bit, in every run and
+        // on any number of threads
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold(vec![0.0f64; bins], |mut a, b| {
+            a.iter_mut().zip(&b).for_each(|(x, y)| *x += y);
+            a
+        });
     let exponent = ((bins as f64).ln() / 2f64.ln()).ceil() as u32 + 1;
     let padded = 1usize << exponent;
     let offset = ((padded - bins) as f64 * 0.5).floor() as usize;
@@ -419,7 +421,7 @@ fn convergence(a: &Array3<f64>, b: &Array3<f64>, mask: &Array3<bool>) -> f64 {
         return 0.0;
     };
     const CHUNK: usize = 1 << 14;
-    // Welford per chunk, merged pairwise (Chan et al.)
+    // Welford per chunk, merged in order (Chan et al.)
     let (n, mean, m2) = av
         .par_chunks(CHUNK)
         .zip(bv.par_chunks(CHUNK))
@@ -435,17 +437,17 @@ fn convergence(a: &Array3<f64>, b: &Array3<f64>, mask: &Array3<bool>) -> f64 {
             }
             (n, mean, m2)
         })
-        .reduce(
-            || (0.0, 0.0, 0.0),
-            |(na, ma, sa), (nb, mb, sb)| {
-                let n = na + nb;
-                if n == 0.0 {
-                    return (0.0, 0.0, 0.0);
-                }
-                let d = mb - ma;
-                (n, ma + d * nb / n, sa + sb + d * d * na * nb / n)
-            },
-        );
+        // merged in chunk order, deterministic (see `sharpen`)
+        .collect::<Vec<_>>()
+        .into_iter()
+        .fold((0.0, 0.0, 0.0), |(na, ma, sa), (nb, mb, sb)| {
+            let n = na + nb;
+            if n == 0.0 {
+                return (0.0, 0.0, 0.0);
+            }
+            let d = mb - ma;
+            (n, ma + d * nb / n, sa + sb + d * d * na * nb / n)
+        });
     if n < 2.0 {
         return 0.0;
     }
@@ -618,6 +620,38 @@ mod tests {
         ndarray::Zip::from(&num)
             .and(&den)
             .map_collect(|n, d| if *d > 0.0 { n / d } else { 0.0 })
+    }
+
+    /// Sharpening and the convergence measure give the same bits on any
+    /// number of threads (their sums run in chunk order, not in the shape
+    /// of rayon's work stealing), so preprocessing is reproducible.
+    #[test]
+    fn parallel_sums_do_not_depend_on_the_threads() {
+        let mut seed = 11u64;
+        let mut next = move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        };
+        // 13 chunks of 2^14 voxels
+        let dims = (50, 60, 70);
+        let a = Array3::from_shape_simple_fn(dims, || 3.0 + next());
+        let b = Array3::from_shape_simple_fn(dims, || 0.1 * next());
+        let mask = Array3::from_shape_simple_fn(dims, || next() < 0.8);
+        let o = N4Options::default();
+        let run = |threads: usize| {
+            let pool = rayon::ThreadPoolBuilder::new().num_threads(threads).build().unwrap();
+            pool.install(|| {
+                let s = sharpen(&a, &mask, &o);
+                let c = convergence(&a, &b, &mask);
+                (s.iter().map(|v| v.to_bits()).collect::<Vec<_>>(), c.to_bits())
+            })
+        };
+        let one = run(1);
+        for threads in [2, 3, 4, 7] {
+            let other = run(threads);
+            assert!(one.0 == other.0, "sharpening differs on {threads} threads");
+            assert_eq!(one.1, other.1, "convergence differs on {threads} threads");
+        }
     }
 
     /// The separable evaluation and fit equal their per-voxel definitions

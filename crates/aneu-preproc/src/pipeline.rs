@@ -122,7 +122,8 @@ impl Default for PreprocessConfig {
 ///
 /// History: 1 was never written (releases before the salt hashed the JSON
 /// alone); 2 is the first salted version, after the intracranial mask
-/// moved to 1 mm blocks on finer grids and N4's fit became separable.
+/// moved to 1 mm blocks on finer grids, N4's fit became separable and its
+/// parallel sums deterministic.
 pub const PIPELINE_VERSION: u32 = 2;
 
 impl PreprocessConfig {
