@@ -622,16 +622,20 @@ mod tests {
             .map_collect(|n, d| if *d > 0.0 { n / d } else { 0.0 })
     }
 
+    /// Uniform numbers in [0, 1) from a 64-bit LCG (Knuth's MMIX constants).
+    fn uniform(mut seed: u64) -> impl FnMut() -> f64 {
+        move || {
+            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+            (seed >> 11) as f64 / (1u64 << 53) as f64
+        }
+    }
+
     /// Sharpening and the convergence measure give the same bits on any
     /// number of threads (their sums run in chunk order, not in the shape
     /// of rayon's work stealing), so preprocessing is reproducible.
     #[test]
     fn parallel_sums_do_not_depend_on_the_threads() {
-        let mut seed = 11u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(11);
         // 13 chunks of 2^14 voxels
         let dims = (50, 60, 70);
         let a = Array3::from_shape_simple_fn(dims, || 3.0 + next());
@@ -658,11 +662,7 @@ mod tests {
     /// on odd grids, thin axes, several lattices and sparse masks.
     #[test]
     fn separable_fit_and_evaluation_match_the_definitions() {
-        let mut seed = 7u64;
-        let mut next = move || {
-            seed = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
-            (seed >> 11) as f64 / (1u64 << 53) as f64
-        };
+        let mut next = uniform(7);
         for (shape, spans) in [
             ([9, 7, 8], [1, 2, 1]),
             ([13, 1, 11], [2, 1, 4]),
