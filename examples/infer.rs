@@ -5,7 +5,8 @@
 //!
 //! ```sh
 //! cargo run --release --example infer -- --bundle RUN/bundle --input (RSNA_ROOT|SERIES_DIR) --out DIR \
-//!     [--bundle FOLD2/bundle …] [--config infer.json] [--prob-maps] [--tta] [--shard I/N] [--device cpu|cuda|wgpu]
+//!     [--bundle FOLD2/bundle …] [--config infer.json] [--prob-maps] [--tta] [--shard I/N] [--device cpu|cuda|wgpu] \
+//!     [--preprocessed PREPROCESSED_DIR]
 //! ```
 
 use std::path::PathBuf;
@@ -43,6 +44,10 @@ struct Args {
     /// cpu (Flex), cuda or wgpu.
     #[arg(long, default_value = "cpu")]
     device: String,
+    /// A preprocess output made with the bundle's config: its series are
+    /// read instead of preprocessed again.
+    #[arg(long)]
+    preprocessed: Option<PathBuf>,
 }
 
 fn go<B: aneu::models::burn::prelude::Backend>(
@@ -63,6 +68,7 @@ fn go<B: aneu::models::burn::prelude::Backend>(
         prob_maps: a.prob_maps,
         shard: a.shard,
         series: None,
+        preprocessed: a.preprocessed.clone(),
     };
     let s = predict_dataset(&a.input, &predictor, &a.out, &opts, &|n, total| {
         bar.set_length(total as u64);

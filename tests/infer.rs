@@ -366,6 +366,7 @@ fn end_to_end_on_phantoms() {
     assert!(r.rsna.is_some());
 
     report_reads_the_preprocessed_images(out.path(), t);
+    prediction_reads_the_preprocessed_images(&predictor, out.path(), &test[..3], t);
 
     // resuming: nothing to do, same submission
     let again = predict_dataset(&t.raw, &predictor, out.path(), &opts, &|_, _| {}).unwrap();
@@ -433,6 +434,57 @@ fn report_reads_the_preprocessed_images(pred: &Path, t: &Trained) {
         "a series of another config was not preprocessed again"
     );
     assert!(plain.3 == reused.3, "a series not stored was not preprocessed");
+}
+
+/// `PredictOptions::preprocessed`: series read from the preprocessed
+/// folder are predicted exactly as from their DICOM folders (all but the
+/// timing); a stored image that differs changes the prediction (it was
+/// read).
+fn prediction_reads_the_preprocessed_images(predictor: &Predictor<Flex>, plain: &Path, uids: &[String], t: &Trained) {
+    let without_time = |mut p: ScanPrediction| {
+        p.seconds = 0.0;
+        p
+    };
+    let plain: Vec<ScanPrediction> = read_predictions(plain)
+        .unwrap()
+        .into_iter()
+        .filter(|p| uids.contains(&p.series_uid))
+        .map(without_time)
+        .collect();
+    assert_eq!(plain.len(), uids.len());
+    let run = |store: &Path, series: &[String]| {
+        let out = tempfile::tempdir().unwrap();
+        let opts = PredictOptions {
+            series: Some(series.to_vec()),
+            preprocessed: Some(store.to_path_buf()),
+            ..Default::default()
+        };
+        let s = predict_dataset(&t.raw, predictor, out.path(), &opts, &|_, _| {}).unwrap();
+        assert_eq!((s.done, s.failed), (series.len(), 0), "{:?}", s.errors);
+        let v: Vec<ScanPrediction> = read_predictions(out.path())
+            .unwrap()
+            .into_iter()
+            .map(without_time)
+            .collect();
+        v
+    };
+    assert!(
+        run(&t.pre, uids) == plain,
+        "predictions from the preprocessed folder differ"
+    );
+    // the first series again, from a store whose image is negated
+    let store = tempfile::tempdir().unwrap();
+    let (from, to) = (t.pre.join(&uids[0]), store.path().join(&uids[0]));
+    std::fs::create_dir_all(&to).unwrap();
+    for f in ["mask.nii.gz", "meta.json"] {
+        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    }
+    let v = aneu::io::read_nifti(from.join("image.nii.gz")).unwrap();
+    aneu::io::write_nifti(&v.map(|x| -x), to.join("image.nii.gz")).unwrap();
+    assert!(
+        run(store.path(), &uids[..1])[0] != plain[0],
+        "the stored image was not read"
+    );
 }
 
 /// An ensemble of a bundle with itself equals the bundle; flip TTA gives a

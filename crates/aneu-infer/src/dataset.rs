@@ -15,17 +15,17 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aneu_io::{DicomSeries, Modality, RsnaDataset, SeriesLabels};
+use aneu_io::{DicomSeries, Modality, RsnaDataset, SeriesLabels, Volume};
 use aneu_metrics::{
     BootstrapOptions, ClassificationReport, DetectionReport, EvaluationReport, FrocOptions, Lesion, RSNA_COLUMNS,
     RsnaTable, ScanDetections, rsna_weighted_auc,
 };
-use aneu_preproc::Shard;
+use aneu_preproc::{Preprocessed, Shard, read_preprocessed};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{file_err, format_err};
-use crate::predict::{InferConfig, Predictor, ScanPrediction};
+use crate::predict::{InferConfig, Predictor, ScanPrediction, guess_modality};
 use crate::{Error, Result};
 
 /// Options of [`predict_dataset`].
@@ -38,6 +38,12 @@ pub struct PredictOptions {
     pub shard: Shard,
     /// Only these series (all when `None`).
     pub series: Option<Vec<String>>,
+    /// A folder written by `aneu_preproc::preprocess_dataset`: a series
+    /// stored there (`<dir>/<uid>/`) with the bundles' config hash and the
+    /// series' modality is read instead of preprocessed again. Its DICOM
+    /// folder is still read, for the candidates' DICOM positions. The
+    /// predictions are the same either way (only `seconds` differs).
+    pub preprocessed: Option<PathBuf>,
 }
 
 /// What [`predict_dataset`] did.
@@ -252,7 +258,16 @@ fn predict_one<B: Backend>(
         source: Box::new(e),
     };
     let series = DicomSeries::read(&inp.dir).map_err(|e| wrap(e.into()))?;
-    let p = predictor.predict_series(&series, inp.modality).map_err(wrap)?;
+    let t0 = std::time::Instant::now();
+    let modality = inp.modality.unwrap_or_else(|| guess_modality(&series.meta));
+    let p = match stored_series(opts, &inp.key, predictor, modality) {
+        Some(pre) => {
+            let mut p = predictor.predict_preprocessed(pre, Some(&series)).map_err(wrap)?;
+            p.scan.seconds = t0.elapsed().as_secs_f64();
+            p
+        }
+        None => predictor.predict_series(&series, Some(modality)).map_err(wrap)?,
+    };
     if opts.prob_maps {
         aneu_io::write_nifti(&p.probability, out.join(format!("{}_prob.nii.gz", inp.key)))
             .map_err(|e| wrap(e.into()))?;
@@ -269,6 +284,46 @@ fn predict_one<B: Backend>(
     let json = serde_json::to_string_pretty(&f).map_err(|e| format_err(&out.join(&inp.key), e))?;
     write_atomic(&out.join(format!("{}.json", inp.key)), json.as_bytes())?;
     Ok(f.prediction)
+}
+
+/// The series `key` from [`PredictOptions::preprocessed`], when it is
+/// stored there with the predictor's config hash and `modality`, on the
+/// grid of its sidecar.
+fn stored_series<B: Backend>(
+    opts: &PredictOptions,
+    key: &str,
+    predictor: &Predictor<B>,
+    modality: Modality,
+) -> Option<Preprocessed> {
+    let dir = opts.preprocessed.as_ref()?.join(key);
+    if !dir.join("meta.json").exists() {
+        return None;
+    }
+    let p = match read_preprocessed(&dir) {
+        Ok(p) => p,
+        Err(e) => {
+            tracing::warn!(dir = %dir.display(), error = %e, "unreadable: preprocessing again");
+            return None;
+        }
+    };
+    let grid = &p.meta.after;
+    if p.meta.config_hash != predictor.preprocess_config().hash()
+        || p.meta.modality != modality
+        || p.image.size() != grid.size
+        || p.image.affine().max_abs_diff(&grid.affine) > 1e-3
+    {
+        tracing::debug!(dir = %dir.display(), "another config, modality or grid: preprocessing again");
+        return None;
+    }
+    // NIfTI keeps the affine in single precision, the sidecar in double:
+    // the sidecar's is the grid that preprocessing made
+    let image = Volume::new(p.image.into_parts().0, grid.affine).ok()?;
+    let mask = Volume::new(p.mask.into_parts().0, grid.affine).ok()?;
+    Some(Preprocessed {
+        image,
+        mask,
+        meta: p.meta,
+    })
 }
 
 /// Reads every `<uid>.json` that [`predict_dataset`] wrote in `dir`.
