@@ -480,8 +480,9 @@ pub struct ReportOptions {
     pub detailed: usize,
     /// A folder written by `aneu_preproc::preprocess_dataset` (`<dir>/<uid>/`)
     /// with the bundle's config: a series found there, preprocessed with
-    /// the same config hash onto the prediction's grid, is read instead of
-    /// preprocessed again. Other series are preprocessed as without it.
+    /// the same config hash, as the same modality, onto the prediction's
+    /// grid, is read instead of preprocessed again. Other series are
+    /// preprocessed as without it.
     pub preprocessed: Option<PathBuf>,
 }
 
@@ -497,8 +498,8 @@ impl Default for ReportOptions {
 }
 
 /// The preprocessed image of `p` from `opts.preprocessed`, when it holds
-/// that series made with the config of hash `hash` on the prediction's
-/// grid.
+/// that series made with the config of hash `hash`, as the prediction's
+/// modality, on the prediction's grid.
 fn reuse_preprocessed(opts: &ReportOptions, p: &ScanPrediction, hash: &str) -> Option<Volume<f32>> {
     let dir = opts.preprocessed.as_ref()?.join(&p.series_uid);
     if !dir.join("meta.json").exists() {
@@ -509,6 +510,7 @@ fn reuse_preprocessed(opts: &ReportOptions, p: &ScanPrediction, hash: &str) -> O
         // grid, kept in double precision, is the one the page is drawn on
         Ok(pre)
             if pre.meta.config_hash == hash
+                && pre.meta.modality == p.modality
                 && pre.image.size() == p.grid.size
                 && pre.image.affine().max_abs_diff(&p.grid.affine) <= 1e-3 =>
         {
