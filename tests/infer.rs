@@ -398,9 +398,12 @@ fn report_reads_the_preprocessed_images(pred: &Path, t: &Trained) {
             std::fs::copy(from.join(f), to.join(f)).unwrap();
         }
     }
-    let img = store.path().join(changed).join("image.nii.gz");
-    let v = aneu::io::read_nifti(&img).unwrap();
-    aneu::io::write_nifti(&v.map(|x| -x), &img).unwrap();
+    // `changed` and `other` hold negated images: read, they would show
+    for u in [changed, other] {
+        let img = store.path().join(u).join("image.nii.gz");
+        let v = aneu::io::read_nifti(&img).unwrap();
+        aneu::io::write_nifti(&v.map(|x| -x), &img).unwrap();
+    }
     let meta = store.path().join(other).join("meta.json");
     let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
     m["config_hash"] = serde_json::json!("0000000000000000");

@@ -270,6 +270,39 @@ mod pipeline {
         }
         let index = std::fs::read_to_string(out.join("index.csv")).unwrap();
         assert_eq!(index.lines().count(), 7);
+        // read_stored: the series on its sidecar's grid, for its own config
+        // hash and modality only
+        let (meta_path, bytes) = first.iter().find(|(p, _)| p.ends_with("meta.json")).unwrap();
+        let uid = meta_path.parent().unwrap().to_str().unwrap();
+        let meta: aneu::preproc::PreprocessMeta = serde_json::from_slice(bytes).unwrap();
+        let stored = aneu::preproc::read_stored(&out, uid, &cfg.hash(), meta.modality)
+            .unwrap()
+            .unwrap();
+        assert_eq!(*stored.image.affine(), meta.after.affine);
+        assert_eq!(
+            stored.image.data(),
+            aneu::preproc::read_preprocessed(out.join(uid)).unwrap().image.data()
+        );
+        let other = if meta.modality == aneu::io::Modality::Cta {
+            aneu::io::Modality::Mra
+        } else {
+            aneu::io::Modality::Cta
+        };
+        assert!(
+            aneu::preproc::read_stored(&out, uid, &cfg.hash(), other)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            aneu::preproc::read_stored(&out, uid, "0000000000000000", meta.modality)
+                .unwrap()
+                .is_none()
+        );
+        assert!(
+            aneu::preproc::read_stored(&out, "no.such.series", &cfg.hash(), meta.modality)
+                .unwrap()
+                .is_none()
+        );
         let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
         assert_eq!((s.done, s.skipped, s.failed), (0, 6, 0));
         assert_eq!(nifti_files(&out), first);

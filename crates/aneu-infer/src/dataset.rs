@@ -15,12 +15,12 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aneu_io::{DicomSeries, Modality, RsnaDataset, SeriesLabels, Volume};
+use aneu_io::{DicomSeries, Modality, RsnaDataset, SeriesLabels};
 use aneu_metrics::{
     BootstrapOptions, ClassificationReport, DetectionReport, EvaluationReport, FrocOptions, Lesion, RSNA_COLUMNS,
     RsnaTable, ScanDetections, rsna_weighted_auc,
 };
-use aneu_preproc::{Preprocessed, Shard, read_preprocessed};
+use aneu_preproc::{Preprocessed, Shard, read_stored};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -287,43 +287,22 @@ fn predict_one<B: Backend>(
 }
 
 /// The series `key` from [`PredictOptions::preprocessed`], when it is
-/// stored there with the predictor's config hash and `modality`, on the
-/// grid of its sidecar.
+/// stored there with the predictor's config hash and `modality`
+/// ([`read_stored`]).
 fn stored_series<B: Backend>(
     opts: &PredictOptions,
     key: &str,
     predictor: &Predictor<B>,
     modality: Modality,
 ) -> Option<Preprocessed> {
-    let dir = opts.preprocessed.as_ref()?.join(key);
-    if !dir.join("meta.json").exists() {
-        return None;
-    }
-    let p = match read_preprocessed(&dir) {
+    let dir = opts.preprocessed.as_ref()?;
+    match read_stored(dir, key, &predictor.preprocess_config().hash(), modality) {
         Ok(p) => p,
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "unreadable: preprocessing again");
-            return None;
+            tracing::warn!(series = %key, error = %e, "unreadable preprocessed series: preprocessing again");
+            None
         }
-    };
-    let grid = &p.meta.after;
-    if p.meta.config_hash != predictor.preprocess_config().hash()
-        || p.meta.modality != modality
-        || p.image.size() != grid.size
-        || p.image.affine().max_abs_diff(&grid.affine) > 1e-3
-    {
-        tracing::debug!(dir = %dir.display(), "another config, modality or grid: preprocessing again");
-        return None;
     }
-    // NIfTI keeps the affine in single precision, the sidecar in double:
-    // the sidecar's is the grid that preprocessing made
-    let image = Volume::new(p.image.into_parts().0, grid.affine).ok()?;
-    let mask = Volume::new(p.mask.into_parts().0, grid.affine).ok()?;
-    Some(Preprocessed {
-        image,
-        mask,
-        meta: p.meta,
-    })
 }
 
 /// Reads every `<uid>.json` that [`predict_dataset`] wrote in `dir`.

@@ -47,7 +47,7 @@ pub use normalize::{CtWindow, Normalization, normalize};
 pub use pipeline::{
     Annotation, DatasetSummary, Grid, MaskMethod, PIPELINE_VERSION, PreprocessConfig, PreprocessMeta, Preprocessed,
     Shard, list_preprocessed, preprocess_dataset, preprocess_series, read_dataset_config, read_preprocessed,
-    stable_hash,
+    read_stored, stable_hash,
 };
 pub use resample::{Interpolator, ResampleOptions, resample, resample_to_grid, resample_with_options};
 

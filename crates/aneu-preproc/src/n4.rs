@@ -300,12 +300,16 @@ impl Lattice {
     }
 }
 
+/// Voxels per parallel chunk of the sharpening and convergence passes; the
+/// chunks' partial sums are added in chunk order, so the results do not
+/// depend on the number of threads.
+const CHUNK: usize = 1 << 14;
+
 /// Sharpens the masked log intensities (ITK's `SharpenImage`).
 fn sharpen(log: &Array3<f64>, mask: &Array3<bool>, o: &N4Options) -> Array3<f64> {
     let (Some(lv), Some(mv)) = (log.as_slice(), mask.as_slice()) else {
         return log.clone();
     };
-    const CHUNK: usize = 1 << 14;
     let (lo, hi) = lv
         .par_chunks(CHUNK)
         .zip(mv.par_chunks(CHUNK))
@@ -420,7 +424,6 @@ fn convergence(a: &Array3<f64>, b: &Array3<f64>, mask: &Array3<bool>) -> f64 {
     let (Some(av), Some(bv), Some(mv)) = (a.as_slice(), b.as_slice(), mask.as_slice()) else {
         return 0.0;
     };
-    const CHUNK: usize = 1 << 14;
     // Welford per chunk, merged in order (Chan et al.)
     let (n, mean, m2) = av
         .par_chunks(CHUNK)

@@ -560,6 +560,39 @@ pub fn read_preprocessed(dir: impl AsRef<Path>) -> Result<Preprocessed> {
     Ok(Preprocessed { image, mask, meta })
 }
 
+/// Series `uid` of a preprocessed dataset `out` (`<out>/<uid>/`, as
+/// [`preprocess_dataset`] wrote it), when it was made with the config of
+/// hash `hash` (see [`PreprocessConfig::hash`]) as `modality`: the data
+/// that preprocessing that series again would give. Its image and mask
+/// are put on the sidecar's grid (`meta.after`, kept in double precision;
+/// NIfTI stores the affine in single precision).
+///
+/// `Ok(None)` when `out` does not hold the series, or holds it made with
+/// another config, as another modality, or on another grid.
+///
+/// # Errors
+/// As [`read_preprocessed`], for a series folder that cannot be read.
+pub fn read_stored(out: impl AsRef<Path>, uid: &str, hash: &str, modality: Modality) -> Result<Option<Preprocessed>> {
+    let dir = out.as_ref().join(uid);
+    if !dir.join("meta.json").exists() {
+        return Ok(None);
+    }
+    let p = read_preprocessed(&dir)?;
+    let grid = &p.meta.after;
+    if p.meta.config_hash != hash
+        || p.meta.modality != modality
+        || p.image.size() != grid.size
+        || p.image.affine().max_abs_diff(&grid.affine) > 1e-3
+    {
+        return Ok(None);
+    }
+    Ok(Some(Preprocessed {
+        image: Volume::new(p.image.into_parts().0, grid.affine)?,
+        mask: Volume::new(p.mask.into_parts().0, grid.affine)?,
+        meta: p.meta,
+    }))
+}
+
 /// The series folders of a preprocessed dataset (those with a
 /// `meta.json`; unfinished `.tmp-*` folders are skipped), sorted by name.
 ///

@@ -499,29 +499,16 @@ impl Default for ReportOptions {
 
 /// The preprocessed image of `p` from `opts.preprocessed`, when it holds
 /// that series made with the config of hash `hash`, as the prediction's
-/// modality, on the prediction's grid.
+/// modality ([`aneu_preproc::read_stored`]), on the prediction's grid.
 fn reuse_preprocessed(opts: &ReportOptions, p: &ScanPrediction, hash: &str) -> Option<Volume<f32>> {
-    let dir = opts.preprocessed.as_ref()?.join(&p.series_uid);
-    if !dir.join("meta.json").exists() {
-        return None;
-    }
-    match aneu_preproc::read_preprocessed(&dir) {
-        // NIfTI stores the affine in single precision: the prediction's
-        // grid, kept in double precision, is the one the page is drawn on
-        Ok(pre)
-            if pre.meta.config_hash == hash
-                && pre.meta.modality == p.modality
-                && pre.image.size() == p.grid.size
-                && pre.image.affine().max_abs_diff(&p.grid.affine) <= 1e-3 =>
-        {
-            Volume::new(pre.image.into_parts().0, p.grid.affine).ok()
+    let dir = opts.preprocessed.as_ref()?;
+    match aneu_preproc::read_stored(dir, &p.series_uid, hash, p.modality) {
+        Ok(Some(pre)) if pre.image.size() == p.grid.size && pre.image.affine().max_abs_diff(&p.grid.affine) <= 1e-3 => {
+            Some(pre.image)
         }
-        Ok(_) => {
-            tracing::debug!(dir = %dir.display(), "another config or grid: preprocessing again");
-            None
-        }
+        Ok(_) => None,
         Err(e) => {
-            tracing::warn!(dir = %dir.display(), error = %e, "unreadable: preprocessing again");
+            tracing::warn!(series = %p.series_uid, error = %e, "unreadable preprocessed series: preprocessing again");
             None
         }
     }
