@@ -66,7 +66,7 @@ fn sliding_window(c: &mut Criterion) {
     ));
     g.sample_size(10);
     for (name, cfg, roi) in models {
-        let model = cfg.init::<Flex>(&device).unwrap();
+        let model = cfg.init_seeded::<Flex>(1, &device).unwrap();
         let w = SlidingWindow::default().with_overlap(0.25).with_batch_size(2);
         g.bench_function(name, |b| {
             b.iter(|| {

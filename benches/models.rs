@@ -26,8 +26,9 @@ fn forward_backward(c: &mut Criterion) {
         let mut g = c.benchmark_group(format!("fwd_bwd_batch2_{n}cubed"));
         g.sample_size(10);
         for (name, cfg) in &models {
-            let model = cfg.init::<A>(&device).unwrap();
-            let x = Tensor::<A, 5>::random([2, 1, n, n, n], Distribution::Normal(0.0, 1.0), &device);
+            let model = cfg.init_seeded::<A>(1, &device).unwrap();
+            let x =
+                with_backend_rng(|| Tensor::<A, 5>::random([2, 1, n, n, n], Distribution::Normal(0.0, 1.0), &device));
             g.bench_function(*name, |b| {
                 b.iter(|| {
                     let out = model.forward_patches(x.clone());

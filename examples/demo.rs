@@ -104,11 +104,7 @@ fn infer_part<B: Backend>(
     let s = predict_dataset(raw, &predictor, pred, &opts, &|n, _| bar.set_position(n as u64))?;
     bar.finish_and_clear();
     step(
-        &format!(
-            "prediction of {} held-out series ({} failed)",
-            s.done + s.skipped,
-            s.failed
-        ),
+        &format!("prediction of {} held-out series ({s})", s.done + s.skipped),
         t,
     );
     Ok(())
@@ -137,13 +133,7 @@ fn run(a: &Args) -> Res<()> {
     println!("2/6 preprocessing → {}", data.display());
     let t = Instant::now();
     let s = preprocess_dataset(&raw, &data, &PreprocessConfig::default(), Shard::default(), &|_| {})?;
-    step(
-        &format!(
-            "preprocessing ({} done, {} skipped, {} failed)",
-            s.done, s.skipped, s.failed
-        ),
-        t,
-    );
+    step(&format!("preprocessing ({s})"), t);
     println!("3/6 training {} → {}", a.config.display(), run.display());
     let t = Instant::now();
     let bundle = match a.device.as_str() {

@@ -27,7 +27,7 @@ use aneu::models::burn::optim::{AdamWConfig, GradientsParams, Optimizer};
 use aneu::models::burn::prelude::*;
 use aneu::models::burn::tensor::Distribution;
 use aneu::models::burn::tensor::backend::AutodiffBackend;
-use aneu::models::{ModelConfig, PatchModel, TinyUNet3dConfig, save_weights};
+use aneu::models::{ModelConfig, PatchModel, TinyUNet3dConfig, save_weights, with_backend_rng};
 use aneu::patch::{Case, PatchGrid};
 use aneu::phantom::{PhantomConfig, SizePreset, generate};
 use aneu::preproc::{PreprocessConfig, preprocess_series};
@@ -134,7 +134,7 @@ fn fresh_bundle<B: Backend>(a: &Args, device: &B::Device) -> BoxResult<PathBuf> 
     let config = TrainConfig::from_json_file(&a.model_config)?;
     let dir = a.work.join("fresh-bundle");
     std::fs::create_dir_all(&dir)?;
-    save_weights(config.model.init::<B>(device)?, dir.join("weights"))?;
+    save_weights(config.model.init_seeded::<B>(config.seed, device)?, dir.join("weights"))?;
     write_json(
         &dir.join("bundle.json"),
         &BundleManifest {
@@ -252,11 +252,13 @@ fn train_steps<B: AutodiffBackend>(
     a: &Args,
     device: &B::Device,
 ) -> BoxResult<Value> {
-    let mut m = model.init::<B>(device)?;
+    let mut m = model.init_seeded::<B>(1, device)?;
     let mut optim = AdamWConfig::new().init();
     let c = model.in_channels();
     let n = a.train_batch;
-    let x = Tensor::<B, 5>::random([n, c, patch, patch, patch], Distribution::Normal(0.0, 1.0), device);
+    let x = with_backend_rng(|| {
+        Tensor::<B, 5>::random([n, c, patch, patch, patch], Distribution::Normal(0.0, 1.0), device)
+    });
     let mut step = |m: aneu::models::AnyModel<B>| -> (aneu::models::AnyModel<B>, f64) {
         let out = m.forward_patches(x.clone());
         let mut loss = out.logit.mean();
@@ -300,7 +302,9 @@ fn forward<B: Backend>(a: &Args, bundle: &Path, device: &B::Device) -> BoxResult
     let m = b.load_model::<B>(device)?;
     let roi = a.roi.unwrap_or(b.manifest.patch_size);
     let c = b.model.in_channels();
-    let x = Tensor::<B, 5>::random([a.batch, c, roi, roi, roi], Distribution::Normal(0.0, 1.0), device);
+    let x = with_backend_rng(|| {
+        Tensor::<B, 5>::random([a.batch, c, roi, roi, roi], Distribution::Normal(0.0, 1.0), device)
+    });
     let run = |read: bool| -> BoxResult<f64> {
         let out = m.forward_patches(x.clone());
         let d = out.dense.ok_or("the model has no dense head")?;

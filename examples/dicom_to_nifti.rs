@@ -5,6 +5,8 @@
 //! cargo run --release --example dicom_to_nifti -- <series_dir> <out.nii.gz> [SeriesInstanceUID]
 //! ```
 
+use std::ffi::OsString;
+use std::path::Path;
 use std::process::ExitCode;
 
 use aneu::io::{DicomSeries, ReadOptions, write_nifti};
@@ -14,14 +16,20 @@ fn main() -> ExitCode {
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
         .with_writer(std::io::stderr)
         .init();
-    let args: Vec<String> = std::env::args().skip(1).collect();
+    // paths as the OS gives them: a name that is not UTF-8 is still a path
+    let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let [input, output, rest @ ..] = args.as_slice() else {
         eprintln!("usage: dicom_to_nifti <series_dir> <out.nii.gz> [SeriesInstanceUID]");
         return ExitCode::from(2);
     };
+    let (input, output) = (Path::new(input), Path::new(output));
     let mut opts = ReadOptions::default();
     if let Some(uid) = rest.first() {
-        opts = opts.with_series_uid(uid.clone());
+        let Some(uid) = uid.to_str() else {
+            eprintln!("error: the SeriesInstanceUID {uid:?} is not text");
+            return ExitCode::from(2);
+        };
+        opts = opts.with_series_uid(uid);
     }
     let series = match DicomSeries::read_with_options(input, &opts) {
         Ok(s) => s,
@@ -37,7 +45,8 @@ fn main() -> ExitCode {
     let v = &series.volume;
     let (s, sp) = (v.size(), v.spacing());
     println!(
-        "{output}: {}x{}x{} voxels, {:.4}x{:.4}x{:.4} mm, {}, {} {}",
+        "{}: {}x{}x{} voxels, {:.4}x{:.4}x{:.4} mm, {}, {} {}",
+        output.display(),
         s.ni,
         s.nj,
         s.nk,

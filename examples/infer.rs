@@ -104,17 +104,11 @@ fn main() -> ExitCode {
     let a = Args::parse();
     match run(&a) {
         Ok(s) => {
-            println!(
-                "{} predicted, {} skipped (already done), {} failed; see {}",
-                s.done,
-                s.skipped,
-                s.failed,
-                a.out.display()
-            );
             for (u, e) in &s.errors {
                 eprintln!("failed: {u}: {e}");
             }
-            if s.failed > 0 {
+            println!("{s}; see {}", a.out.display());
+            if s.failed > 0 || s.missing > 0 {
                 ExitCode::FAILURE
             } else {
                 ExitCode::SUCCESS

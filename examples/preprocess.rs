@@ -7,7 +7,7 @@
 
 use std::process::ExitCode;
 
-use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset};
+use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset, worker_threads};
 use clap::Parser;
 
 /// Preprocess a dataset in the RSNA layout.
@@ -25,7 +25,7 @@ struct Args {
     /// This machine's shard, I/N (0-based).
     #[arg(long, default_value = "0/1")]
     shard: Shard,
-    /// Worker threads (default: all cores).
+    /// Worker threads (default: all cores; at most 4 per core).
     #[arg(long)]
     jobs: Option<usize>,
 }
@@ -37,7 +37,11 @@ fn main() -> ExitCode {
         .init();
     let a = Args::parse();
     if let Some(j) = a.jobs {
-        let _ = rayon::ThreadPoolBuilder::new().num_threads(j).build_global();
+        let capped = worker_threads(j);
+        if capped != j {
+            eprintln!("note: --jobs {j} capped to {capped} (4 per core)");
+        }
+        let _ = rayon::ThreadPoolBuilder::new().num_threads(capped).build_global();
     }
     let config = match &a.config {
         Some(p) => match PreprocessConfig::from_json_file(p) {
@@ -55,14 +59,8 @@ fn main() -> ExitCode {
     }) {
         Ok(s) => {
             bar.finish_and_clear();
-            println!(
-                "done {}, skipped {}, failed {} (config {})",
-                s.done,
-                s.skipped,
-                s.failed,
-                config.hash()
-            );
-            if s.failed > 0 {
+            println!("{s} (config {}; see {})", config.hash(), a.out.display());
+            if s.failed > 0 || s.missing > 0 {
                 ExitCode::from(3)
             } else {
                 ExitCode::SUCCESS

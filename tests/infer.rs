@@ -313,6 +313,8 @@ fn end_to_end_on_phantoms() {
     let mut test = bundle.split.test.clone();
     assert!(test.len() >= 6, "test split {test:?}");
     test.push("9.9.9.truncated".into());
+    // a series asked for that the input does not hold: listed but missing
+    test.push("9.9.9.nowhere".into());
     let out = tempfile::tempdir().unwrap();
     let opts = PredictOptions {
         prob_maps: true,
@@ -322,12 +324,15 @@ fn end_to_end_on_phantoms() {
     let timer = std::time::Instant::now();
     let s = predict_dataset(&t.raw, &predictor, out.path(), &opts, &|_, _| {}).unwrap();
     println!("predicted {} series in {:.1} s", s.done, timer.elapsed().as_secs_f64());
-    assert_eq!((s.done, s.failed), (test.len() - 1, 1), "{:?}", s.errors);
-    assert_eq!(s.errors[0].0, "9.9.9.truncated");
+    assert_eq!((s.done, s.failed, s.missing), (test.len() - 2, 1, 1), "{:?}", s.errors);
     let errors = std::fs::read_to_string(out.path().join("errors.csv")).unwrap();
     assert!(errors.contains("9.9.9.truncated"), "{errors}");
+    assert!(
+        errors.contains("9.9.9.nowhere") && errors.contains("missing"),
+        "{errors}"
+    );
     let sub = aneu::metrics::RsnaTable::read_csv(out.path().join("submission.csv")).unwrap();
-    assert_eq!(sub.len(), test.len() - 1);
+    assert_eq!(sub.len(), test.len() - 2);
     let uid = &bundle.split.test[0];
     let prob = aneu::io::read_nifti(out.path().join(format!("{uid}_prob.nii.gz"))).unwrap();
     assert!(prob.as_slice().iter().all(|v| (0.0..=1.0).contains(v)));
@@ -370,7 +375,10 @@ fn end_to_end_on_phantoms() {
 
     // resuming: nothing to do, same submission
     let again = predict_dataset(&t.raw, &predictor, out.path(), &opts, &|_, _| {}).unwrap();
-    assert_eq!((again.done, again.skipped, again.failed), (0, test.len() - 1, 1));
+    assert_eq!(
+        (again.done, again.skipped, again.failed, again.missing),
+        (0, test.len() - 2, 1, 1)
+    );
     assert_eq!(
         aneu::metrics::RsnaTable::read_csv(out.path().join("submission.csv")).unwrap(),
         sub

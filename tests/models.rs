@@ -68,11 +68,13 @@ fn output_shapes_at_three_patch_sizes() {
                 assert_eq!(n % cfg.size_multiple(), 0, "{name} refused {n}");
                 continue;
             }
-            let out = model.forward_patches(Tensor::<B, 5>::random(
-                [2, 1, n, n, n],
-                aneu::models::burn::tensor::Distribution::Normal(0.0, 1.0),
-                &device,
-            ));
+            let out = model.forward_patches(with_backend_rng(|| {
+                Tensor::<B, 5>::random(
+                    [2, 1, n, n, n],
+                    aneu::models::burn::tensor::Distribution::Normal(0.0, 1.0),
+                    &device,
+                )
+            }));
             assert_eq!(out.logit.dims(), [2, 1], "{name} at {n}");
             if model.has_dense_head() {
                 assert_eq!(out.dense.unwrap().dims(), [2, 1, n, n, n], "{name} at {n}");
@@ -163,26 +165,29 @@ fn bce<const D: usize>(x: Tensor<A, D>, y: Tensor<A, D>) -> Tensor<A, 1> {
     (relu(x.clone()) - x.clone() * y + x.abs().neg().exp().log1p()).mean()
 }
 
-/// Every model drives its training loss below 0.05 on the eight patches
-/// within 300 Adam steps (the U-Net's loss includes its dense map). The
-/// U-Nets are the small variants, to keep the test short on two cores.
-#[test]
-fn every_model_learns_eight_phantom_patches() {
-    let patches = phantom_patches();
-    let device = Default::default();
-    let (x, y, dense) = batch::<A>(&patches, &device);
+/// Trains each model on the eight patches with Adam from the weights of
+/// `seed`, until its loss (BCE, plus BCE of the dense map for the U-Net)
+/// is below 0.05 or `MAX_STEPS` have passed. Returns (name, loss, steps).
+fn learn_eight_patches(
+    x: &Tensor<A, 5>,
+    y: &Tensor<A, 2>,
+    dense: &Tensor<A, 5>,
+    seed: u64,
+) -> Vec<(String, f32, usize)> {
+    const MAX_STEPS: usize = 300;
+    let device = x.device();
     let mut models = configs(1);
     models[2] = (
         "UNet3d(depth 3, 8, instance)",
         ModelConfig::UNet3d(UNet3dConfig::new().with_depth(3).with_base_filters(8)),
     );
+    let mut out = Vec::new();
     for (name, cfg) in models {
-        A::seed(&device, 5);
-        let mut model = cfg.init::<A>(&device).unwrap();
+        let mut model = cfg.init_seeded::<A>(seed, &device).unwrap();
         let mut opt = AdamConfig::new().init();
         let mut last = f32::INFINITY;
         let mut steps = 0;
-        for step in 1..=300 {
+        for step in 1..=MAX_STEPS {
             let out = model.forward_patches(x.clone());
             let mut loss = bce(out.logit, y.clone());
             if let Some(d) = out.dense {
@@ -194,11 +199,103 @@ fn every_model_learns_eight_phantom_patches() {
                 break;
             }
             let grads = GradientsParams::from_grads(loss.backward(), &model);
-            model = opt.step(1e-2, model, grads);
+            model = opt.step(LEARNING_RATE, model, grads);
         }
-        println!("{name}: loss {last:.4} after {steps} steps");
-        assert!(last < 0.05, "{name}: loss {last} after {steps} steps");
+        println!("seed {seed}: {name}: loss {last:.4} after {steps} steps");
+        out.push((name.to_string(), last, steps));
     }
+    out
+}
+
+/// Adam's step size in the learning test. Over the seeds 0–9 the
+/// TinyUNet3d learns from 8 at this rate (seed 9 loses every ReLU and sits
+/// at ln 2, seed 4 is slow); 3e-3 for 600 steps and a 30-step warm-up did
+/// no better (docs/training.md). The test's seed is fixed and its weights
+/// no longer depend on thread timing, so the outcome is the same on every
+/// run.
+const LEARNING_RATE: f64 = 1e-2;
+
+/// Every model drives its training loss below 0.05 on the eight patches
+/// within 300 Adam steps (the U-Net's loss includes its dense map). The
+/// U-Nets are the small variants, to keep the test short on two cores.
+/// The weights are those of a seed (`init_seeded`), so the outcome does
+/// not depend on what the other tests of this binary do meanwhile.
+/// `ANEU_LEARN_SEEDS=0-9` runs it from ten initialisations instead of one.
+#[test]
+fn every_model_learns_eight_phantom_patches() {
+    let patches = phantom_patches();
+    let device = Default::default();
+    let (x, y, dense) = batch::<A>(&patches, &device);
+    let seeds: Vec<u64> = match std::env::var("ANEU_LEARN_SEEDS") {
+        Ok(r) => {
+            let (a, b) = r.split_once('-').unwrap_or((r.as_str(), r.as_str()));
+            (a.parse().unwrap()..=b.parse().unwrap()).collect()
+        }
+        Err(_) => vec![5],
+    };
+    let mut failed = Vec::new();
+    for seed in seeds {
+        for (name, loss, steps) in learn_eight_patches(&x, &y, &dense, seed) {
+            if loss.is_nan() || loss >= 0.05 {
+                failed.push(format!("seed {seed}: {name}: loss {loss} after {steps} steps"));
+            }
+        }
+    }
+    assert!(failed.is_empty(), "{failed:#?}");
+}
+
+/// Every float parameter of a model, in visiting order, as bits.
+fn parameter_bits<Bk: Backend>(model: &AnyModel<Bk>) -> Vec<u32> {
+    struct Collect(Vec<u32>);
+    impl<Bk: Backend> aneu::models::burn::module::ModuleVisitor<Bk> for Collect {
+        fn visit_float<const D: usize>(&mut self, p: &aneu::models::burn::module::Param<Tensor<Bk, D>>) {
+            let v = p.val().into_data().convert::<f32>().to_vec::<f32>().unwrap();
+            self.0.extend(v.iter().map(|f| f.to_bits()));
+        }
+    }
+    let mut c = Collect(Vec::new());
+    model.visit(&mut c);
+    c.0
+}
+
+/// Eight threads initialise the same config with the same seed at the
+/// same time, while others initialise unseeded models and draw random
+/// tensors: all eight get bit-identical weights, equal to those of a
+/// lone initialisation. (With the pattern this replaced, `seed` and then
+/// a lazy `init` on each thread, the weights differed between threads.)
+#[test]
+fn seeded_initialisation_is_the_same_on_every_thread() {
+    let device: aneu::models::burn::tensor::Device<B> = Default::default();
+    let cfg = ModelConfig::UNet3d(UNet3dConfig::new().with_depth(3).with_base_filters(8));
+    let alone = parameter_bits(&cfg.init_seeded::<B>(42, &device).unwrap());
+    let other = ModelConfig::TinyUNet3d(TinyUNet3dConfig::new());
+    let results: Vec<Vec<u32>> = std::thread::scope(|s| {
+        let noise: Vec<_> = (0..4)
+            .map(|_| {
+                s.spawn(|| {
+                    for _ in 0..20 {
+                        let _ = other.init::<B>(&device).unwrap();
+                        let _ = with_backend_rng(|| {
+                            Tensor::<B, 1>::random([1000], aneu::models::burn::tensor::Distribution::Default, &device)
+                        });
+                    }
+                })
+            })
+            .collect();
+        let seeded: Vec<_> = (0..8)
+            .map(|_| s.spawn(|| parameter_bits(&cfg.init_seeded::<B>(42, &device).unwrap())))
+            .collect();
+        for n in noise {
+            n.join().unwrap();
+        }
+        seeded.into_iter().map(|h| h.join().unwrap()).collect()
+    });
+    assert!(!alone.is_empty());
+    for (n, r) in results.iter().enumerate() {
+        assert!(r == &alone, "thread {n} got other weights than a lone initialisation");
+    }
+    // another seed gives other weights
+    assert_ne!(parameter_bits(&cfg.init_seeded::<B>(43, &device).unwrap()), alone);
 }
 
 /// Saved weights load into a fresh model and reproduce its outputs
@@ -207,11 +304,13 @@ fn every_model_learns_eight_phantom_patches() {
 fn weights_round_trip_exactly() {
     let device = Default::default();
     let dir = tempfile::tempdir().unwrap();
-    let x = Tensor::<B, 5>::random(
-        [2, 1, 16, 16, 16],
-        aneu::models::burn::tensor::Distribution::Default,
-        &device,
-    );
+    let x = with_backend_rng(|| {
+        Tensor::<B, 5>::random(
+            [2, 1, 16, 16, 16],
+            aneu::models::burn::tensor::Distribution::Default,
+            &device,
+        )
+    });
     for (n, (name, cfg)) in configs(1).into_iter().enumerate() {
         let model = cfg.init::<A>(&device).unwrap().valid();
         let path = dir.path().join(format!("m{n}"));

@@ -496,10 +496,220 @@ mod pipeline {
         let uid = victim.file_name().unwrap().to_str().unwrap();
         assert!(errors.contains(uid), "{errors}");
         assert!(
-            !std::fs::read_dir(&out)
+            !std::fs::read_dir(&out).unwrap().any(|e| e
                 .unwrap()
-                .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".aneu-tmp"))
         );
+    }
+
+    /// Every series the dataset names ends in `index.csv` or `errors.csv`:
+    /// series folders behind absolute and relative symbolic links are
+    /// processed; a folder without a row is processed unlabelled and
+    /// warned of; a row without a folder, a malformed row, conflicting
+    /// rows, an unreadable localizer and a plain file under `series/` are
+    /// errors with their reason; the summary counts each once.
+    #[test]
+    fn every_series_is_accounted_for() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rsna");
+        generate(
+            &PhantomConfig::new(7, 41, SizePreset::Tiny)
+                .with_label_maps(false)
+                .with_positive_rate(1.0),
+            &root,
+        )
+        .unwrap();
+        let series = root.join("series");
+        let mut uids: Vec<String> = std::fs::read_dir(&series)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        uids.sort();
+        let [abs_link, rel_link, unlabelled, bad_age, conflicting, bad_loc, _plain] =
+            <[String; 7]>::try_from(uids.clone()).unwrap();
+        // two folders on "another disk", linked in absolutely and relatively
+        let disk = dir.path().join("disk2");
+        std::fs::create_dir(&disk).unwrap();
+        for (uid, relative) in [(&abs_link, false), (&rel_link, true)] {
+            std::fs::rename(series.join(uid), disk.join(uid)).unwrap();
+            let target = if relative {
+                PathBuf::from("../../disk2").join(uid)
+            } else {
+                disk.join(uid)
+            };
+            std::os::unix::fs::symlink(target, series.join(uid)).unwrap();
+        }
+        std::fs::write(series.join("notes.txt"), "not a series").unwrap();
+        // train.csv: one row dropped, one malformed, one repeated with
+        // another modality, one for a series without a folder
+        let csv = std::fs::read_to_string(root.join("train.csv")).unwrap();
+        let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+        lines.retain(|l| !l.starts_with(&format!("{unlabelled},")));
+        for l in lines.iter_mut() {
+            if l.starts_with(&format!("{bad_age},")) {
+                let mut f: Vec<&str> = l.split(',').collect();
+                f[1] = "sixty";
+                *l = f.join(",");
+            }
+        }
+        let row = lines
+            .iter()
+            .find(|l| l.starts_with(&format!("{conflicting},")))
+            .unwrap()
+            .clone();
+        let mut f: Vec<&str> = row.split(',').collect();
+        f[3] = if f[3] == "CTA" { "MRA" } else { "CTA" };
+        let other = f.join(",");
+        lines.push(other);
+        lines.push(row.replacen(&conflicting, "1.2.3.404", 1));
+        std::fs::write(root.join("train.csv"), lines.join("\n") + "\n").unwrap();
+        // one localizer of a positive series loses its coordinates
+        let loc = std::fs::read_to_string(root.join("train_localizers.csv")).unwrap();
+        let mut done = false;
+        let loc: Vec<String> = loc
+            .lines()
+            .map(|l| {
+                if !done && l.starts_with(&format!("{bad_loc},")) {
+                    done = true;
+                    let (head, tail) = l.split_once(",\"{").unwrap();
+                    let rest = tail.split_once("}\"").unwrap().1;
+                    format!("{head},\"{{'x': 12.5}}\"{rest}")
+                } else {
+                    l.to_string()
+                }
+            })
+            .collect();
+        assert!(done, "{bad_loc} has no localizer");
+        std::fs::write(root.join("train_localizers.csv"), loc.join("\n") + "\n").unwrap();
+
+        let out = dir.path().join("out");
+        let s = preprocess_dataset(&root, &out, &PreprocessConfig::default(), Shard::default(), &|_| {}).unwrap();
+        let errors = std::fs::read_to_string(out.join("errors.csv")).unwrap();
+        let warnings = std::fs::read_to_string(out.join("warnings.csv")).unwrap();
+        let index = std::fs::read_to_string(out.join("index.csv")).unwrap();
+        println!("{s}\n{errors}\n{warnings}");
+        assert_eq!(
+            (s.done, s.skipped, s.failed, s.missing, s.unlabelled),
+            (4, 0, 4, 1, 1),
+            "{errors}"
+        );
+        for uid in [&abs_link, &rel_link, &unlabelled, &uids[6]] {
+            assert!(index.contains(uid.as_str()), "{uid} not in index.csv:\n{index}");
+        }
+        let error_of = |key: &str| -> String {
+            errors
+                .lines()
+                .find(|l| l.starts_with(key))
+                .unwrap_or_else(|| panic!("{key} not in errors.csv:\n{errors}"))
+                .to_string()
+        };
+        assert!(error_of(&bad_age).contains("PatientAge"));
+        assert!(error_of(&conflicting).contains("disagree"));
+        assert!(error_of(&bad_loc).contains("coordinates"));
+        assert!(error_of("1.2.3.404").contains("missing"));
+        assert!(error_of("notes.txt").contains("not a folder"));
+        assert!(warnings.contains(unlabelled.as_str()) && warnings.contains("unlabelled"));
+        // the unlabelled series is an MRA or CTA guessed from its DICOM
+        let meta: aneu::preproc::PreprocessMeta =
+            serde_json::from_str(&std::fs::read_to_string(out.join(&unlabelled).join("meta.json")).unwrap()).unwrap();
+        assert!(meta.labels.is_none());
+        // every named input once: 7 folders + notes.txt + the missing row
+        assert_eq!(index.lines().count() - 1 + errors.lines().count() - 1, 9);
+    }
+
+    /// Nothing of the user's is touched: an output inside the input (or
+    /// the reverse) and a folder holding other files are refused before
+    /// anything is written, and an `<out>/<uid>/` folder that aneu did not
+    /// write fails that series only, its files intact.
+    #[test]
+    fn user_files_are_never_replaced() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = phantoms(dir.path(), 3, 43);
+        let cfg = PreprocessConfig::default();
+        let snapshot = |p: &Path| {
+            let mut v: Vec<(PathBuf, Vec<u8>)> = Vec::new();
+            let mut stack = vec![p.to_path_buf()];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else {
+                        v.push((p.clone(), std::fs::read(&p).unwrap()));
+                    }
+                }
+            }
+            v.sort();
+            v
+        };
+        let before = snapshot(&root);
+        for out in [root.join("series"), root.join("out"), dir.path().to_path_buf()] {
+            let e = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {})
+                .err()
+                .unwrap_or_else(|| panic!("{} accepted", out.display()));
+            assert!(e.to_string().contains("refusing"), "{e}");
+        }
+        assert_eq!(snapshot(&root), before, "the input changed");
+        // a folder of the user's
+        let theirs = dir.path().join("theirs");
+        std::fs::create_dir(&theirs).unwrap();
+        std::fs::write(theirs.join("index.csv"), "mine").unwrap();
+        let e = preprocess_dataset(&root, &theirs, &cfg, Shard::default(), &|_| {}).unwrap_err();
+        assert!(e.to_string().contains("did not write"), "{e}");
+        assert_eq!(std::fs::read_to_string(theirs.join("index.csv")).unwrap(), "mine");
+        // a series folder in the output that aneu did not write
+        let out = dir.path().join("out");
+        let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
+        assert_eq!(s.done, 3);
+        let uid = std::fs::read_dir(root.join("series"))
+            .unwrap()
+            .next()
+            .unwrap()
+            .unwrap()
+            .file_name()
+            .into_string()
+            .unwrap();
+        std::fs::remove_dir_all(out.join(&uid)).unwrap();
+        std::fs::create_dir(out.join(&uid)).unwrap();
+        std::fs::write(out.join(&uid).join("scan.dcm"), "precious").unwrap();
+        let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
+        assert_eq!((s.skipped, s.failed), (2, 1));
+        assert!(
+            std::fs::read_to_string(out.join("errors.csv"))
+                .unwrap()
+                .contains("did not write")
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join(&uid).join("scan.dcm")).unwrap(),
+            "precious"
+        );
+        // aneu's own folder is redone in place, other files in it kept
+        std::fs::remove_file(out.join(&uid).join("scan.dcm")).unwrap();
+        std::fs::remove_dir(out.join(&uid)).unwrap();
+        assert_eq!(
+            preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {})
+                .unwrap()
+                .done,
+            1
+        );
+        let meta = out.join(&uid).join("meta.json");
+        let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(&meta).unwrap()).unwrap();
+        m["config_hash"] = serde_json::json!("0000000000000000");
+        std::fs::write(&meta, serde_json::to_vec(&m).unwrap()).unwrap();
+        std::fs::write(out.join(&uid).join("notes.txt"), "kept").unwrap();
+        assert_eq!(
+            preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {})
+                .unwrap()
+                .done,
+            1
+        );
+        assert_eq!(
+            std::fs::read_to_string(out.join(&uid).join("notes.txt")).unwrap(),
+            "kept"
+        );
+        assert_eq!(snapshot(&root), before, "the input changed");
     }
 
     /// The `preprocess` example, killed partway and run again, ends with the
@@ -556,9 +766,11 @@ mod pipeline {
         assert!(run(&clean).wait().unwrap().success());
         assert_eq!(nifti_files(&killed), nifti_files(&clean));
         assert!(
-            !std::fs::read_dir(&killed)
+            !std::fs::read_dir(&killed).unwrap().any(|e| e
                 .unwrap()
-                .any(|e| e.unwrap().file_name().to_string_lossy().starts_with(".tmp-"))
+                .file_name()
+                .to_string_lossy()
+                .starts_with(".aneu-tmp"))
         );
     }
 }

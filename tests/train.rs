@@ -121,11 +121,13 @@ fn deterministic_and_resumable() {
     assert!(rc.finished);
     assert_eq!(curve(&rc), curve(&ra));
     // the weights files hold random parameter ids, so compare what they compute
-    let x = aneu::models::burn::tensor::Tensor::<Flex, 5>::random(
-        [2, 1, 16, 16, 16],
-        aneu::models::burn::tensor::Distribution::Default,
-        &dev,
-    );
+    let x = aneu::models::with_backend_rng(|| {
+        aneu::models::burn::tensor::Tensor::<Flex, 5>::random(
+            [2, 1, 16, 16, 16],
+            aneu::models::burn::tensor::Distribution::Default,
+            &dev,
+        )
+    });
     let logits = |p: PathBuf| {
         use aneu::models::PatchModel;
         let m = aneu::models::load_model::<Flex>(&cfg.model, p, &dev).unwrap();

@@ -23,12 +23,14 @@ fn one_training_step_on_wgpu() {
     }
     let device = Default::default();
     let cfg = ModelConfig::UNet3d(UNet3dConfig::new().with_depth(2).with_base_filters(4));
-    let mut model = cfg.init::<A>(&device).unwrap();
-    let x = Tensor::<A, 5>::random(
-        [2, 1, 8, 8, 8],
-        aneu::models::burn::tensor::Distribution::Default,
-        &device,
-    );
+    let mut model = cfg.init_seeded::<A>(1, &device).unwrap();
+    let x = with_backend_rng(|| {
+        Tensor::<A, 5>::random(
+            [2, 1, 8, 8, 8],
+            aneu::models::burn::tensor::Distribution::Default,
+            &device,
+        )
+    });
     let y = Tensor::<A, 1>::from_floats([1.0f32, 0.0].as_slice(), &device).reshape([2, 1]);
     let mut opt = AdamConfig::new().init();
     let before = bce_with_logits(model.forward_patches(x.clone()).logit, y.clone());

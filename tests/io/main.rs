@@ -7,6 +7,7 @@
 mod common;
 mod compressed;
 mod errors;
+mod hostile;
 mod localizers;
 mod parity;
 mod round_trip;

@@ -118,7 +118,16 @@ fn rsna_dataset_reports_problems_and_maps_localizers() {
             .any(|i| matches!(i, DatasetIssue::BadRow { line: 5, reason, .. } if reason.contains("no 'y'"))),
         "{issues:?}"
     );
-    assert_eq!(ds.series_uids().collect::<Vec<_>>(), ["1.1", "1.2", "1.3"]);
+    // 1.2 lost an annotation to the malformed row: rejected, not trained
+    // on as if it had none; 1.4 is listed but missing; 1.9 is unlabelled
+    assert_eq!(ds.series_uids().collect::<Vec<_>>(), ["1.1", "1.3", "1.9"]);
+    let rejected: Vec<(Option<&str>, bool)> = ds
+        .rejections()
+        .iter()
+        .map(|r| (r.series_uid.as_deref(), r.is_missing()))
+        .collect();
+    assert_eq!(rejected, [(Some("1.2"), false), (Some("1.4"), true)], "{rejected:?}");
+    assert!(ds.labels("1.9").is_none() && ds.labels("1.2").is_none());
     let l = ds.labels("1.1").unwrap();
     assert!(l.has(Location::AcomA) && l.aneurysm_present && l.modality == Modality::Cta && l.patient_age == Some(61));
 

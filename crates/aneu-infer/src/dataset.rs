@@ -12,10 +12,9 @@
 //! A shard `I/N` of several writes `submission-I-of-N.csv` and
 //! `errors-I-of-N.csv`; [`evaluate`] reads every `<uid>.json`.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use aneu_io::{DicomSeries, Modality, RsnaDataset, SeriesLabels};
+use aneu_io::{DicomSeries, Modality, RsnaDataset};
 use aneu_metrics::{
     BootstrapOptions, ClassificationReport, DetectionReport, EvaluationReport, FrocOptions, Lesion, RSNA_COLUMNS,
     RsnaTable, ScanDetections, rsna_weighted_auc,
@@ -25,7 +24,7 @@ use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{file_err, format_err};
-use crate::predict::{InferConfig, Predictor, ScanPrediction, guess_modality};
+use crate::predict::{InferConfig, Predictor, ScanPrediction};
 use crate::{Error, Result};
 
 /// Options of [`predict_dataset`].
@@ -53,10 +52,26 @@ pub struct PredictSummary {
     pub done: usize,
     /// Series skipped because an identical run had predicted them.
     pub skipped: usize,
-    /// Series that failed (listed in `errors.csv`).
+    /// Series that failed, or that the input names but that cannot be
+    /// predicted (a malformed row, an entry that is not a folder); listed
+    /// in `errors.csv`.
     pub failed: usize,
-    /// `(uid, error)` of each failure.
+    /// Series listed (in `train.csv` or [`PredictOptions::series`])
+    /// without a folder; listed in `errors.csv`.
+    pub missing: usize,
+    /// `(uid, error)` of each failed or missing series.
     pub errors: Vec<(String, String)>,
+}
+
+impl std::fmt::Display for PredictSummary {
+    /// The one-line summary a prediction run ends with.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "done {}, skipped {}, failed {}, listed but missing {}",
+            self.done, self.skipped, self.failed, self.missing
+        )
+    }
 }
 
 /// `run.json`.
@@ -88,42 +103,73 @@ struct Input {
     modality: Option<Modality>,
 }
 
-fn inputs(input: &Path) -> Result<Vec<Input>> {
+/// An input to predict, or why it cannot be (and whether it is missing).
+type Named = std::result::Result<Input, (String, bool)>;
+
+/// The series of `input`, and the inputs it names that cannot be
+/// predicted (`(key, reason, listed but missing)`).
+type Inputs = (Vec<Input>, Vec<(String, String, bool)>);
+
+fn inputs(input: &Path) -> Result<Inputs> {
     let series_root = input.join("series");
-    if series_root.is_dir() {
-        let labels: BTreeMap<String, SeriesLabels> = if input.join("train.csv").exists() {
-            aneu_io::read_train_csv(input.join("train.csv"))?
-                .0
-                .into_iter()
-                .map(|l| (l.series_uid.clone(), l))
-                .collect()
-        } else {
-            BTreeMap::new()
-        };
-        let rd = std::fs::read_dir(&series_root).map_err(|e| file_err(&series_root, e))?;
-        let mut v = Vec::new();
-        for e in rd {
-            let e = e.map_err(|e| file_err(&series_root, e))?;
-            if e.path().is_dir() {
-                let key = e.file_name().to_string_lossy().to_string();
-                v.push(Input {
-                    modality: labels.get(&key).map(|l| l.modality),
-                    dir: e.path(),
-                    key,
-                });
-            }
-        }
-        v.sort_by(|a, b| a.key.cmp(&b.key));
-        Ok(v)
+    if input.join("train.csv").exists() {
+        // labelled: the dataset's own accounting (rows, folders, links)
+        let ds = RsnaDataset::open(input)?;
+        let v = ds
+            .series_uids()
+            .map(|u| Input {
+                key: u.to_string(),
+                dir: ds.series_dir(u),
+                modality: ds.labels(u).map(|l| l.modality),
+            })
+            .collect();
+        let rejected = ds
+            .rejections()
+            .iter()
+            .map(|r| {
+                (
+                    r.series_uid.clone().unwrap_or_default(),
+                    r.issue.to_string(),
+                    r.is_missing(),
+                )
+            })
+            .collect();
+        Ok((v, rejected))
+    } else if series_root.is_dir() {
+        let (folders, issues) = aneu_io::list_series_folders(&series_root)?;
+        let v = folders
+            .into_iter()
+            .map(|(key, dir)| Input {
+                key,
+                dir,
+                modality: None,
+            })
+            .collect();
+        let rejected = issues
+            .iter()
+            .map(|i| {
+                let key = match i {
+                    aneu_io::DatasetIssue::NotASeriesFolder { path, .. } => path
+                        .file_name()
+                        .map_or(String::new(), |n| n.to_string_lossy().to_string()),
+                    _ => i.series_uid().unwrap_or_default().to_string(),
+                };
+                (key, i.to_string(), false)
+            })
+            .collect();
+        Ok((v, rejected))
     } else if input.exists() {
         let key = input
             .file_name()
             .map_or("series".into(), |n| n.to_string_lossy().to_string());
-        Ok(vec![Input {
-            key,
-            dir: input.to_path_buf(),
-            modality: None,
-        }])
+        Ok((
+            vec![Input {
+                key,
+                dir: input.to_path_buf(),
+                modality: None,
+            }],
+            Vec::new(),
+        ))
     } else {
         Err(file_err(
             input,
@@ -133,12 +179,13 @@ fn inputs(input: &Path) -> Result<Vec<Input>> {
 }
 
 fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .map_or("out".into(), |n| n.to_string_lossy().to_string());
-    let tmp = path.with_file_name(format!(".tmp-{name}"));
-    std::fs::write(&tmp, bytes).map_err(|e| file_err(&tmp, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| file_err(path, e))
+    Ok(aneu_io::write_atomic(path, bytes)?)
+}
+
+/// Whether `out` looks like a [`predict_dataset`] output written before
+/// output folders were marked: it holds a `run.json` that parses.
+fn earlier_predict_output(out: &Path) -> bool {
+    std::fs::read_to_string(out.join("run.json")).is_ok_and(|t| serde_json::from_str::<RunInfo>(&t).is_ok())
 }
 
 fn read_series_file(p: &Path) -> Result<SeriesFile> {
@@ -153,9 +200,16 @@ fn read_series_file(p: &Path) -> Result<SeriesFile> {
 /// that fails is listed in `errors.csv` and the others go on.
 /// `progress(finished, total)` is called after each series.
 ///
+/// Nothing is lost: every series folder (links followed), `train.csv`
+/// row and series of [`PredictOptions::series`] is predicted or listed in
+/// `errors.csv` with its reason (listed but missing, malformed row, not
+/// a folder, failed). `out` may not overlap `input`, and must be new,
+/// empty or an earlier prediction output.
+///
 /// # Errors
 /// Only for the dataset as a whole: an unreadable `train.csv`, an input
-/// that does not exist, an output folder that cannot be written.
+/// that does not exist, an output folder that overlaps the input, holds
+/// other files or cannot be written.
 pub fn predict_dataset<B: Backend>(
     input: impl AsRef<Path>,
     predictor: &Predictor<B>,
@@ -170,7 +224,9 @@ pub fn predict_dataset<B: Backend>(
             opts.shard.index, opts.shard.count
         )));
     }
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    let (all, rejected) = inputs(input.as_ref())?;
+    aneu_io::check_disjoint(input.as_ref(), out)?;
+    aneu_io::claim_output_dir(out, "predict", earlier_predict_output)?;
     let hash = predictor.run_hash();
     let run = RunInfo {
         run_hash: hash.clone(),
@@ -182,16 +238,44 @@ pub fn predict_dataset<B: Backend>(
         &out.join("run.json"),
         serde_json::to_string_pretty(&run).unwrap_or_default().as_bytes(),
     )?;
-    let all = inputs(input.as_ref())?;
-    let mine: Vec<Input> = all
-        .into_iter()
-        .filter(|i| opts.series.as_ref().is_none_or(|s| s.contains(&i.key)))
-        .enumerate()
-        .filter(|(n, _)| n % opts.shard.count == opts.shard.index)
-        .map(|(_, i)| i)
-        .collect();
-    let total = mine.len();
+    // every named input, in key order, then this shard's share
+    let mut named: Vec<(String, Named)> = all.into_iter().map(|i| (i.key.clone(), Ok(i))).collect();
+    named.extend(
+        rejected
+            .into_iter()
+            .map(|(k, reason, missing)| (k, Err((reason, missing)))),
+    );
+    if let Some(wanted) = &opts.series {
+        named.retain(|(k, _)| wanted.contains(k));
+        for w in wanted {
+            if !named.iter().any(|(k, _)| k == w) {
+                named.push((
+                    w.clone(),
+                    Err(("listed but missing: no such series in the input".into(), true)),
+                ));
+            }
+        }
+    }
+    named.sort_by(|a, b| a.0.cmp(&b.0));
+    let mut mine = Vec::new();
     let mut summary = PredictSummary::default();
+    for (n, (key, entry)) in named.into_iter().enumerate() {
+        if n % opts.shard.count != opts.shard.index {
+            continue;
+        }
+        match entry {
+            Ok(i) => mine.push(i),
+            Err((reason, missing)) => {
+                if missing {
+                    summary.missing += 1;
+                } else {
+                    summary.failed += 1;
+                }
+                summary.errors.push((key, reason));
+            }
+        }
+    }
+    let total = mine.len();
     let mut rows: Vec<ScanPrediction> = Vec::new();
     for (n, inp) in mine.iter().enumerate() {
         let json = out.join(format!("{}.json", inp.key));
@@ -259,7 +343,7 @@ fn predict_one<B: Backend>(
     };
     let series = DicomSeries::read(&inp.dir).map_err(|e| wrap(e.into()))?;
     let t0 = std::time::Instant::now();
-    let modality = inp.modality.unwrap_or_else(|| guess_modality(&series.meta));
+    let modality = inp.modality.unwrap_or_else(|| Modality::guess(&series.meta));
     let p = match stored_series(opts, &inp.key, predictor, modality) {
         Some(pre) => {
             let mut p = predictor.predict_preprocessed(pre, Some(&series)).map_err(wrap)?;

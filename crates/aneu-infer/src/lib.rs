@@ -72,6 +72,6 @@ pub use dataset::{
 pub use error::{Error, Result};
 pub use predict::{
     Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, Tta, aggregate,
-    guess_modality, world_to_dicom,
+    world_to_dicom,
 };
 pub use window::{Blend, SlidingWindow, Spread, WindowBatch, WindowOutput, window_input};

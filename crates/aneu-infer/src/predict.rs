@@ -5,7 +5,7 @@
 use std::path::Path;
 use std::time::Instant;
 
-use aneu_io::{DicomSeries, Location, Modality, SeriesMeta, Volume, Voxel, WorldPoint};
+use aneu_io::{DicomSeries, Location, Modality, Volume, Voxel, WorldPoint};
 use aneu_models::{AnyModel, PatchModel};
 use aneu_patch::{Case, patch_start};
 use aneu_preproc::{Grid, PreprocessConfig, Preprocessed, preprocess_series};
@@ -586,13 +586,13 @@ impl<B: Backend> Predictor<B> {
     }
 
     /// Preprocesses a DICOM series with the bundle's config, then
-    /// predicts it. `modality` defaults to [`guess_modality`].
+    /// predicts it. `modality` defaults to [`Modality::guess`].
     ///
     /// # Errors
     /// Preprocessing, case and model errors.
     pub fn predict_series(&self, series: &DicomSeries, modality: Option<Modality>) -> Result<Prediction> {
         let t0 = Instant::now();
-        let modality = modality.unwrap_or_else(|| guess_modality(&series.meta));
+        let modality = modality.unwrap_or_else(|| Modality::guess(&series.meta));
         let p = preprocess_series(series, modality, &[], None, self.preprocess_config())?;
         let mut out = self.predict_preprocessed(p, Some(series))?;
         out.scan.seconds = t0.elapsed().as_secs_f64();
@@ -639,32 +639,6 @@ pub fn aggregate(a: Aggregator, map: &Array3<f32>, mask: &Volume<u8>, candidates
         }
         Aggregator::TopKMean { k } => top(k).sum::<f64>() / k as f64,
         Aggregator::NoisyOr { k } => 1.0 - top(k).map(|s| 1.0 - s.clamp(0.0, 1.0)).product::<f64>(),
-    }
-}
-
-/// The modality class of a series from its DICOM attributes: `CT` is CTA;
-/// for `MR` the series description decides (T2, T1, else TOF-MRA).
-///
-/// ```
-/// use aneu_io::{Modality, SeriesMeta};
-/// let mut m = SeriesMeta { modality: "MR".into(), series_description: "Ax T2 FLAIR".into(), ..Default::default() };
-/// assert_eq!(aneu_infer::guess_modality(&m), Modality::MriT2);
-/// m.series_description = "TOF 3D multi-slab".into();
-/// assert_eq!(aneu_infer::guess_modality(&m), Modality::Mra);
-/// ```
-pub fn guess_modality(meta: &SeriesMeta) -> Modality {
-    if meta.modality.trim().eq_ignore_ascii_case("CT") {
-        return Modality::Cta;
-    }
-    let d = meta.series_description.to_ascii_uppercase();
-    if d.contains("MRA") || d.contains("TOF") || d.contains("ANGIO") {
-        Modality::Mra
-    } else if d.contains("T2") {
-        Modality::MriT2
-    } else if d.contains("T1") {
-        Modality::MriT1post
-    } else {
-        Modality::Mra
     }
 }
 

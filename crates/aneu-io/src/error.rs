@@ -17,11 +17,50 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+    /// aneu refuses to write there: the output would overlap the input,
+    /// replace something aneu did not write, or write through a link or
+    /// into a device or FIFO.
+    #[error("{path}: refusing to write: {reason}")]
+    UnsafeOutput {
+        /// The output path.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The file has no DICOM preamble (`DICM` at byte 128).
     #[error("{path}: not a DICOM file (no DICM magic at byte 128)")]
     NotDicom {
         /// The file.
         path: PathBuf,
+    },
+    /// The file is empty (0 bytes): a download or copy that stopped
+    /// before writing anything. A series folder with such a file is not
+    /// whole, so this is an error, not a skipped file.
+    #[error("{path}: empty file (0 bytes)")]
+    EmptyFile {
+        /// The file.
+        path: PathBuf,
+    },
+    /// A gzip-compressed file is corrupt: bad deflate data, a stream cut
+    /// short, or a trailer whose CRC-32 or length does not match the data.
+    #[error("{path}: corrupt gzip stream: {source}")]
+    CorruptGzip {
+        /// The file.
+        path: PathBuf,
+        /// The decompressor's report.
+        #[source]
+        source: std::io::Error,
+    },
+    /// An image holds NaN or infinite voxel values, which no step
+    /// downstream can use.
+    #[error("{path}: {count} non-finite voxel value(s) (NaN or infinity), first at voxel (i, j, k) = ({}, {}, {})", first.i, first.j, first.k)]
+    NonFiniteVoxels {
+        /// The file.
+        path: PathBuf,
+        /// How many voxels are NaN or infinite.
+        count: u64,
+        /// The first such voxel in memory order.
+        first: crate::VoxelIndex,
     },
     /// The DICOM parser rejected the file.
     #[error("{path}: cannot parse DICOM: {source}")]
@@ -70,7 +109,9 @@ pub enum Error {
         /// The attribute's keyword, e.g. `ImagePositionPatient`.
         tag: &'static str,
     },
-    /// An attribute holds a value that cannot be used.
+    /// An attribute holds a value that cannot be used: unparseable, NaN or
+    /// infinite, or outside the range the DICOM standard (or, for
+    /// `scl_slope` / `scl_inter`, the NIfTI-1 standard) allows.
     #[error("{path}: invalid {tag}: {reason}")]
     InvalidTag {
         /// The file.
@@ -105,7 +146,8 @@ pub enum Error {
     NoDicom {
         /// The folder.
         dir: PathBuf,
-        /// Files that were not DICOM.
+        /// Files skipped: non-DICOM files, non-image DICOM objects, and
+        /// (with [`crate::ReadOptions::skip_unreadable`]) unreadable files.
         skipped: usize,
     },
     /// The folder holds several series and none was chosen.

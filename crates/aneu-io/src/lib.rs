@@ -46,6 +46,7 @@ mod error;
 mod geometry;
 mod limits;
 mod nifti_io;
+mod output;
 mod volume;
 
 pub mod dicom;
@@ -60,8 +61,12 @@ pub use error::{Error, Result};
 pub use geometry::{Affine, AxisCode, GridSize, Voxel, VoxelIndex, WorldPoint};
 pub use limits::Limits;
 pub use nifti_io::{NiftiElement, header_affine, read_nifti, read_nifti_with_limits, write_nifti};
+pub use output::{
+    OUTPUT_MARKER, check_disjoint, check_writable_target, claim_output_dir, write_atomic, write_atomic_with,
+};
 pub use rsna::{
-    ANEURYSM_PRESENT, DatasetIssue, Localizer, Location, MappedLocalizer, Modality, RsnaDataset, SeriesLabels,
-    parse_coordinates, read_localizers_csv, read_train_csv, write_localizers_csv, write_train_csv,
+    ANEURYSM_PRESENT, DatasetIssue, Localizer, Location, MappedLocalizer, Modality, Rejection, RsnaDataset,
+    SeriesLabels, list_series_folders, parse_coordinates, read_localizers_csv, read_train_csv, write_localizers_csv,
+    write_train_csv,
 };
 pub use volume::Volume;

@@ -7,12 +7,14 @@ use serde::{Deserialize, Serialize};
 /// buffer is allocated, so a hostile header cannot make a reader allocate
 /// gigabytes.
 ///
-/// The defaults allow a 1024 × 1024 × 1024 volume of `f32` (4 GiB) and
-/// 2 GiB files; tighten them for services that read untrusted uploads.
+/// The defaults allow a 1024 × 1024 × 1024 volume of `f32` (4 GiB),
+/// 2 GiB files and DICOM sequences nested 64 deep; tighten them for
+/// services that read untrusted uploads.
 ///
 /// ```
-/// let small = aneu_io::Limits::default().with_max_voxels(1 << 20);
+/// let small = aneu_io::Limits::default().with_max_voxels(1 << 20).with_max_sequence_depth(16);
 /// assert_eq!(small.max_voxels, 1 << 20);
+/// assert_eq!(small.max_sequence_depth, 16);
 /// ```
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(default)]
@@ -24,6 +26,13 @@ pub struct Limits {
     /// The largest file a reader will open (and the largest inflated
     /// size of a compressed file).
     pub max_file_bytes: u64,
+    /// The deepest nesting of DICOM sequences (a sequence inside an item of
+    /// a sequence, …) that a reader accepts. The DICOM parser recurses once
+    /// per level, so a small file nested thousands of levels deep would
+    /// overflow the stack and abort the process; the structural pre-scan
+    /// counts the depth without recursion and refuses such a file first.
+    /// Real images nest fewer than 10 levels (an Enhanced MR file: 2).
+    pub max_sequence_depth: u32,
 }
 
 impl Default for Limits {
@@ -32,6 +41,7 @@ impl Default for Limits {
             max_voxels: 1 << 30,
             max_bytes: 4 << 30,
             max_file_bytes: 2 << 30,
+            max_sequence_depth: 64,
         }
     }
 }
@@ -52,6 +62,12 @@ impl Limits {
     /// Sets [`Limits::max_file_bytes`].
     pub fn with_max_file_bytes(mut self, n: u64) -> Self {
         self.max_file_bytes = n;
+        self
+    }
+
+    /// Sets [`Limits::max_sequence_depth`].
+    pub fn with_max_sequence_depth(mut self, n: u32) -> Self {
+        self.max_sequence_depth = n;
         self
     }
 

@@ -3,6 +3,9 @@
 //! Reading prefers the sform over the qform (as nibabel's
 //! `get_best_affine` does), applies `scl_slope`/`scl_inter`, and re-lays
 //! nifti-rs's Fortran-ordered `[x, y, z]` array as C-ordered `[k, j, i]`.
+//! A `.nii.gz` is decompressed to the end of the gzip stream, so that its
+//! CRC-32 and length trailer are checked; NaN or infinite scaling factors
+//! or voxel values are errors.
 //! Writing stores the affine in both the sform and the qform (the qform is
 //! the rotation part; it is left unset for sheared affines, which a
 //! quaternion cannot represent), so that nibabel and 3D Slicer see the same
@@ -10,11 +13,13 @@
 
 use std::path::{Path, PathBuf};
 
+use std::io::Read;
+
 use ndarray::Array3;
 use nifti::writer::WriterOptions;
-use nifti::{IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
+use nifti::{InMemNiftiObject, IntoNdArray, NiftiHeader, NiftiObject, NiftiType, ReaderOptions};
 
-use crate::geometry::Affine;
+use crate::geometry::{Affine, VoxelIndex};
 use crate::volume::Volume;
 use crate::{Error, Limits, Result};
 
@@ -40,6 +45,86 @@ fn bytes_per_voxel(datatype: i16) -> Option<u64> {
         1024 | 1280 | 64 => 8,
         _ => return None,
     })
+}
+
+/// The smallest and largest value of an integer NIfTI datatype; `None`
+/// for floating-point types.
+fn integer_range(datatype: i16) -> Option<(f64, f64)> {
+    Some(match datatype {
+        2 => (0.0, f64::from(u8::MAX)),
+        256 => (f64::from(i8::MIN), f64::from(i8::MAX)),
+        4 => (f64::from(i16::MIN), f64::from(i16::MAX)),
+        512 => (0.0, f64::from(u16::MAX)),
+        8 => (f64::from(i32::MIN), f64::from(i32::MAX)),
+        768 => (0.0, f64::from(u32::MAX)),
+        1024 => (i64::MIN as f64, i64::MAX as f64),
+        1280 => (0.0, u64::MAX as f64),
+        _ => return None,
+    })
+}
+
+/// Checks `scl_slope` / `scl_inter`: both finite (NIfTI-1 leaves NaN to
+/// no rule, and nifti-rs would propagate it into every voxel), and, when
+/// scaling applies (`scl_slope != 0`; 0 means "no scaling" in NIfTI-1),
+/// the datatype's whole integer range mapped to finite 32-bit floats.
+fn check_scaling(path: &Path, h: &NiftiHeader) -> Result<()> {
+    let invalid = |tag: &'static str, reason: String| Error::InvalidTag {
+        path: path.to_path_buf(),
+        tag,
+        reason,
+    };
+    let (slope, inter) = (f64::from(h.scl_slope), f64::from(h.scl_inter));
+    if !slope.is_finite() {
+        return Err(invalid("scl_slope", format!("{slope} is not a finite number")));
+    }
+    if !inter.is_finite() {
+        return Err(invalid("scl_inter", format!("{inter} is not a finite number")));
+    }
+    if slope == 0.0 {
+        return Ok(());
+    }
+    if let Some((lo, hi)) = integer_range(h.datatype) {
+        let (a, b) = (lo * slope + inter, hi * slope + inter);
+        let max = f64::from(f32::MAX);
+        if !(a.abs() <= max && b.abs() <= max) {
+            return Err(invalid(
+                "scl_slope",
+                format!(
+                    "scl_slope {slope:e} and scl_inter {inter:e} map the stored range [{lo}, {hi}] to [{a:e}, {b:e}], beyond 32-bit floats"
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Reads a `.nii.gz` in one pass and to the end of the gzip stream: the
+/// decompressor checks each member's CRC-32 and length only when it
+/// reaches the trailer, which nifti-rs (reading exactly the voxels it
+/// needs) never does. At most `max_extra` bytes past the image are read
+/// (and discarded).
+fn read_gz(path: &Path, max_extra: u64) -> Result<InMemNiftiObject> {
+    let corrupt = |source: std::io::Error| Error::CorruptGzip {
+        path: path.to_path_buf(),
+        source,
+    };
+    let raw = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    let mut dec = flate2::bufread::MultiGzDecoder::new(raw.as_slice());
+    let obj = InMemNiftiObject::from_reader(&mut dec).map_err(|e| match e {
+        nifti::NiftiError::Io(source) => corrupt(source),
+        e => nifti_err(path, e),
+    })?;
+    let extra =
+        std::io::copy(&mut (&mut dec).take(max_extra.saturating_add(1)), &mut std::io::sink()).map_err(corrupt)?;
+    if extra > max_extra {
+        return Err(Error::LimitExceeded {
+            path: path.to_path_buf(),
+            what: "file bytes",
+            requested: extra,
+            limit: max_extra,
+        });
+    }
+    Ok(obj)
 }
 
 /// The affine NIfTI readers use: the sform if `sform_code > 0`, else the
@@ -116,9 +201,13 @@ pub fn read_nifti(path: impl AsRef<Path>) -> Result<Volume<f32>> {
 ///
 /// # Errors
 /// [`Error::Io`], [`Error::Nifti`] for a malformed file,
-/// [`Error::Unsupported`] for 4D data or other data types,
-/// [`Error::LimitExceeded`] (checked from the header, before the data is
-/// read), [`Error::InvalidAffine`].
+/// [`Error::CorruptGzip`] for a `.nii.gz` whose deflate data or CRC-32 /
+/// length trailer is wrong, [`Error::Unsupported`] for 4D data or other
+/// data types, [`Error::LimitExceeded`] (checked from the header, before
+/// the data is read), [`Error::InvalidNiftiHeader`] for an unusable
+/// affine, [`Error::InvalidTag`] for a NaN or infinite `scl_slope` /
+/// `scl_inter` (or one that overflows 32-bit floats),
+/// [`Error::NonFiniteVoxels`] for NaN or infinite voxel values.
 pub fn read_nifti_with_limits(path: impl AsRef<Path>, limits: &Limits) -> Result<Volume<f32>> {
     let path = path.as_ref();
     let file_len = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
@@ -165,7 +254,14 @@ pub fn read_nifti_with_limits(path: impl AsRef<Path>, limits: &Limits) -> Result
         path: path.to_path_buf(),
         source: Box::new(e),
     })?;
-    let obj = ReaderOptions::new().read_file(path).map_err(|e| nifti_err(path, e))?;
+    check_scaling(path, &h)?;
+    // A header-only file ("ni1": the voxels are in a .img beside it) is
+    // left to nifti-rs, which finds the pair.
+    let obj = if gz && &h.magic != b"ni1\0" {
+        read_gz(path, limits.max_file_bytes.saturating_sub(need))?
+    } else {
+        ReaderOptions::new().read_file(path).map_err(|e| nifti_err(path, e))?
+    };
     let arr = obj
         .into_volume()
         .into_ndarray::<f32>()
@@ -178,8 +274,16 @@ pub fn read_nifti_with_limits(path: impl AsRef<Path>, limits: &Limits) -> Result
     // Fortran [x, y, z] → C [k, j, i]: reversing the axes of a Fortran
     // array gives a C-contiguous view, so this is a no-copy re-lay.
     let data: Array3<f32> = arr.reversed_axes();
-    if let Some(bad) = data.iter().position(|v| !v.is_finite()) {
-        tracing::warn!(path = %path.display(), voxel = bad, "NIfTI holds non-finite values");
+    // NaN is no "missing value" marker for aneu: every step downstream
+    // needs finite voxels, so a non-finite one is an error here.
+    if let Some(at) = data.iter().position(|v| !v.is_finite()) {
+        let (_, nj, ni) = data.dim();
+        let count = data.iter().skip(at).filter(|v| !v.is_finite()).count() as u64;
+        return Err(Error::NonFiniteVoxels {
+            path: path.to_path_buf(),
+            count,
+            first: VoxelIndex::new(at % ni.max(1), (at / ni.max(1)) % nj.max(1), at / (ni * nj).max(1)),
+        });
     }
     Volume::new(data, affine)
 }
@@ -305,8 +409,11 @@ fn header_for(affine: &Affine) -> NiftiHeader {
 
 /// Writes a volume as NIfTI-1 (`.nii`, or gzip-compressed if the path ends
 /// in `.gz`), with the affine in the sform and the qform. The file is
-/// written under a temporary name and renamed, so readers never see a
-/// half-written file.
+/// written under a temporary name beside it and renamed, so readers never
+/// see a half-written file; the temporary file is removed on every error
+/// path. An existing `path` is replaced only if it is a regular file: a
+/// symbolic link, a folder, a device (such as `/dev/full`) or a FIFO is
+/// refused.
 ///
 /// ```
 /// # let dir = tempfile::tempdir().unwrap();
@@ -318,16 +425,13 @@ fn header_for(affine: &Affine) -> NiftiHeader {
 /// ```
 ///
 /// # Errors
+/// [`Error::UnsafeOutput`] for a target that is not a regular file;
 /// [`Error::Io`] or [`Error::Nifti`] if the file cannot be written.
 pub fn write_nifti<T: NiftiElement>(vol: &Volume<T>, path: impl AsRef<Path>) -> Result<()> {
     let path = path.as_ref();
+    crate::check_writable_target(path)?;
     let name = path.file_name().and_then(|n| n.to_str()).unwrap_or("volume.nii.gz");
-    let ext = if name.ends_with(".gz") { "nii.gz" } else { "nii" };
-    // nifti-rs rewrites the extension of the name it is given, so the
-    // temporary name has no other dot.
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let tmp: PathBuf = path.with_file_name(format!("aneu-tmp-{}-{n}.{ext}", std::process::id()));
+    let gz = name.ends_with(".gz");
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(|e| Error::io(parent, e))?;
     }
@@ -335,17 +439,63 @@ pub fn write_nifti<T: NiftiElement>(vol: &Volume<T>, path: impl AsRef<Path>) -> 
     // [k, j, i] C-order viewed as [i, j, k]; the writer transposes it back
     // and streams it in memory order.
     let ijk = vol.data().reversed_axes();
-    WriterOptions::new(&tmp)
-        .reference_header(&h)
-        .compress(ext == "nii.gz")
-        .write_nifti_with_type(&ijk, T::TYPE)
-        .map_err(|e| nifti_err(path, e))?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    let expected_len = 352 + (vol.data().len() * std::mem::size_of::<T>()) as u64;
+    write_via_temp(path, gz, |tmp| {
+        WriterOptions::new(tmp)
+            .reference_header(&h)
+            .compress(gz)
+            .write_nifti_with_type(&ijk, T::TYPE)
+            .map_err(|e| nifti_err(path, e))?;
+        // nifti-rs drops its buffered writer of a `.nii` without flushing
+        // it explicitly, which hides a failed last write (a full disk):
+        // the size tells.
+        if !gz {
+            let len = std::fs::metadata(tmp).map_err(|e| Error::io(tmp, e))?.len();
+            if len != expected_len {
+                return Err(Error::io(
+                    path,
+                    std::io::Error::other(format!("wrote {len} bytes of {expected_len}")),
+                ));
+            }
+        }
+        Ok(())
+    })
+}
+
+/// Runs `write` on a fresh temporary path beside `path`, then renames the
+/// result onto `path`; removes the temporary file if either step fails.
+/// nifti-rs rewrites the extension of the name it is given, so the
+/// temporary name (`aneu-tmp-<pid>-<n>.nii[.gz]`) has no other dot.
+fn write_via_temp(path: &Path, gz: bool, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
+    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let ext = if gz { "nii.gz" } else { "nii" };
+    let tmp: PathBuf = path.with_file_name(format!("aneu-tmp-{}-{n}.{ext}", std::process::id()));
+    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
+    if result.is_err() {
+        // Nothing to remove when the write failed before creating it.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_failed_write_leaves_no_temporary_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let target = dir.path().join("v.nii.gz");
+        let e = write_via_temp(&target, true, |tmp| {
+            std::fs::write(tmp, b"partial").unwrap();
+            Err(Error::io(tmp, std::io::Error::other("disk full")))
+        })
+        .unwrap_err();
+        assert!(e.to_string().contains("disk full"), "{e}");
+        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
+        assert!(!target.exists());
+    }
 
     #[test]
     fn quaternion_round_trip_through_header() {

@@ -2,19 +2,21 @@
 //! `series/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`, `train.csv` and
 //! `train_localizers.csv`.
 //!
-//! [`RsnaDataset::open`] reads the two CSVs and lists the series folders.
-//! Problems with single rows or series (a malformed coordinates string, a
-//! series folder without a label row, a localizer on a missing instance) are
-//! collected as [`DatasetIssue`]s; they never abort the whole dataset.
+//! [`RsnaDataset::open`] reads the two CSVs and lists the series folders
+//! (following symbolic links). Problems with single rows or series are
+//! collected as [`DatasetIssue`]s; they never abort the whole dataset, and
+//! none is dropped without a word: each series the input names (a folder,
+//! a `train.csv` row, a localizer) is either one of
+//! [`RsnaDataset::series_uids`] or a [`Rejection`] with its reason.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::fmt;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
 use serde::{Deserialize, Serialize};
 
-use crate::dicom::{DicomSeries, ReadOptions};
+use crate::dicom::{DicomSeries, ReadOptions, SeriesMeta};
 use crate::geometry::{Voxel, WorldPoint};
 use crate::{Error, Result};
 
@@ -155,6 +157,35 @@ impl Modality {
         match self {
             Modality::Cta => "CT",
             _ => "MR",
+        }
+    }
+}
+
+impl Modality {
+    /// The modality class of a series from its DICOM attributes, for a
+    /// series without a `train.csv` row: `CT` is CTA; for `MR` the series
+    /// description decides (T2, T1, else TOF-MRA).
+    ///
+    /// ```
+    /// use aneu_io::{Modality, SeriesMeta};
+    /// let mut m = SeriesMeta { modality: "MR".into(), series_description: "Ax T2 FLAIR".into(), ..Default::default() };
+    /// assert_eq!(Modality::guess(&m), Modality::MriT2);
+    /// m.series_description = "TOF 3D multi-slab".into();
+    /// assert_eq!(Modality::guess(&m), Modality::Mra);
+    /// ```
+    pub fn guess(meta: &SeriesMeta) -> Modality {
+        if meta.modality.trim().eq_ignore_ascii_case("CT") {
+            return Modality::Cta;
+        }
+        let d = meta.series_description.to_ascii_uppercase();
+        if d.contains("MRA") || d.contains("TOF") || d.contains("ANGIO") {
+            Modality::Mra
+        } else if d.contains("T2") {
+            Modality::MriT2
+        } else if d.contains("T1") {
+            Modality::MriT1post
+        } else {
+            Modality::Mra
         }
     }
 }
@@ -314,13 +345,29 @@ fn parse_flag(v: &str) -> Option<bool> {
     }
 }
 
-/// Reads `train.csv`. Rows that cannot be parsed are returned as issues.
+/// Reads `train.csv`. Rows that cannot be parsed are returned as issues
+/// ([`DatasetIssue::BadRow`], naming the line, the field and, when it
+/// can be read, the series).
 ///
 /// # Errors
 /// [`Error::Csv`] if the file cannot be read; [`Error::InvalidCsv`] if the
 /// header is not the RSNA header.
 pub fn read_train_csv(path: impl AsRef<Path>) -> Result<(Vec<SeriesLabels>, Vec<DatasetIssue>)> {
-    let path = path.as_ref();
+    let (rows, issues) = read_train_rows(path.as_ref())?;
+    Ok((rows.into_iter().map(|(_, r)| r).collect(), issues))
+}
+
+/// The first field of a record, trimmed, when it is not empty: the series
+/// a malformed row belongs to.
+fn row_series(rec: &csv::StringRecord) -> Option<String> {
+    rec.get(0).map(str::trim).filter(|u| !u.is_empty()).map(str::to_string)
+}
+
+/// Label rows with their 1-based lines, and the issues of the others.
+type TrainRows = (Vec<(u64, SeriesLabels)>, Vec<DatasetIssue>);
+
+/// [`read_train_csv`] with the 1-based line of each row.
+fn read_train_rows(path: &Path) -> Result<TrainRows> {
     let mut rdr = csv::ReaderBuilder::new()
         .flexible(true)
         .from_path(path)
@@ -348,6 +395,7 @@ pub fn read_train_csv(path: impl AsRef<Path>) -> Result<(Vec<SeriesLabels>, Vec<
                 issues.push(DatasetIssue::BadRow {
                     path: path.to_path_buf(),
                     line,
+                    series_uid: None,
                     reason: e.to_string(),
                 });
                 continue;
@@ -366,10 +414,15 @@ pub fn read_train_csv(path: impl AsRef<Path>) -> Result<(Vec<SeriesLabels>, Vec<
             let patient_age = if age.is_empty() {
                 None
             } else {
-                Some(age.parse::<f64>().map_err(|_| format!("PatientAge {age:?}"))?.round() as u32)
+                let a = age
+                    .parse::<f64>()
+                    .ok()
+                    .filter(|a| a.is_finite() && (0.0..=150.0).contains(a))
+                    .ok_or_else(|| format!("PatientAge {age:?} is not an age in years"))?;
+                Some(a.round() as u32)
             };
             let sex = rec[2].trim();
-            let modality: Modality = rec[3].parse()?;
+            let modality: Modality = rec[3].parse().map_err(|e| format!("Modality: {e}"))?;
             let mut locations = [false; 13];
             for (n, loc) in locations.iter_mut().enumerate() {
                 *loc = parse_flag(&rec[4 + n])
@@ -393,11 +446,12 @@ pub fn read_train_csv(path: impl AsRef<Path>) -> Result<(Vec<SeriesLabels>, Vec<
                         series_uid: r.series_uid.clone(),
                     });
                 }
-                rows.push(r);
+                rows.push((line, r));
             }
             Err(reason) => issues.push(DatasetIssue::BadRow {
                 path: path.to_path_buf(),
                 line,
+                series_uid: row_series(&rec),
                 reason,
             }),
         }
@@ -439,6 +493,7 @@ pub fn read_localizers_csv(path: impl AsRef<Path>) -> Result<(Vec<Localizer>, Ve
                 issues.push(DatasetIssue::BadRow {
                     path: path.to_path_buf(),
                     line: e.position().map_or(0, |p| p.line()),
+                    series_uid: None,
                     reason: e.to_string(),
                 });
                 continue;
@@ -449,14 +504,14 @@ pub fn read_localizers_csv(path: impl AsRef<Path>) -> Result<(Vec<Localizer>, Ve
             if rec.len() != 4 {
                 return Err(format!("{} fields, 4 expected", rec.len()));
             }
-            let (x, y, frame) = parse_coordinates(&rec[2]).map_err(|e| e.to_string())?;
+            let (x, y, frame) = parse_coordinates(&rec[2]).map_err(|e| format!("coordinates: {e}"))?;
             Ok(Localizer {
                 series_uid: rec[0].trim().to_string(),
                 sop_uid: rec[1].trim().to_string(),
                 x,
                 y,
                 frame,
-                location: rec[3].parse()?,
+                location: rec[3].parse().map_err(|e| format!("location: {e}"))?,
             })
         })();
         match parsed {
@@ -464,6 +519,7 @@ pub fn read_localizers_csv(path: impl AsRef<Path>) -> Result<(Vec<Localizer>, Ve
             Err(reason) => issues.push(DatasetIssue::BadRow {
                 path: path.to_path_buf(),
                 line,
+                series_uid: row_series(&rec),
                 reason,
             }),
         }
@@ -518,12 +574,39 @@ pub fn write_localizers_csv(path: impl AsRef<Path>, rows: &[Localizer]) -> Resul
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[non_exhaustive]
 pub enum DatasetIssue {
-    /// A CSV row could not be parsed.
+    /// A CSV row could not be parsed. When its series can be read, that
+    /// series is rejected: its labels or one of its annotations are lost.
     BadRow {
         /// The CSV file.
         path: PathBuf,
         /// 1-based line.
         line: u64,
+        /// The row's SeriesInstanceUID, when its first field holds one.
+        series_uid: Option<String>,
+        /// Which field, and why.
+        reason: String,
+    },
+    /// Two `train.csv` rows of one series disagree; the series is
+    /// rejected (neither row is trusted).
+    ConflictingRows {
+        /// The series.
+        series_uid: String,
+        /// The 1-based lines of the two rows.
+        lines: (u64, u64),
+    },
+    /// A series is listed twice in `train.csv` with identical rows; one
+    /// is used.
+    DuplicateRow {
+        /// The series.
+        series_uid: String,
+        /// The 1-based lines of the two rows.
+        lines: (u64, u64),
+    },
+    /// An entry of `series/` that is not a readable series folder: a plain
+    /// file, a link to nothing, a name that is not UTF-8 text.
+    NotASeriesFolder {
+        /// The entry.
+        path: PathBuf,
         /// Why.
         reason: String,
     },
@@ -556,10 +639,49 @@ pub enum DatasetIssue {
     },
 }
 
+impl DatasetIssue {
+    /// The series this issue is about, when there is one.
+    pub fn series_uid(&self) -> Option<&str> {
+        match self {
+            DatasetIssue::BadRow { series_uid, .. } => series_uid.as_deref(),
+            DatasetIssue::ConflictingRows { series_uid, .. }
+            | DatasetIssue::DuplicateRow { series_uid, .. }
+            | DatasetIssue::InconsistentLabels { series_uid }
+            | DatasetIssue::MissingSeriesFolder { series_uid }
+            | DatasetIssue::UnlabelledSeries { series_uid }
+            | DatasetIssue::OrphanLocalizer { series_uid, .. } => Some(series_uid),
+            DatasetIssue::NotASeriesFolder { .. } | DatasetIssue::NoLocalizerFile { .. } => None,
+        }
+    }
+
+    /// Whether the input this issue is about cannot be processed (a
+    /// [`Rejection`]) rather than processed with a warning.
+    pub fn rejects(&self) -> bool {
+        matches!(
+            self,
+            DatasetIssue::BadRow { .. }
+                | DatasetIssue::ConflictingRows { .. }
+                | DatasetIssue::MissingSeriesFolder { .. }
+                | DatasetIssue::NotASeriesFolder { .. }
+        )
+    }
+}
+
 impl fmt::Display for DatasetIssue {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
-            DatasetIssue::BadRow { path, line, reason } => write!(f, "{}:{line}: {reason}", path.display()),
+            DatasetIssue::BadRow { path, line, reason, .. } => write!(f, "{}:{line}: {reason}", path.display()),
+            DatasetIssue::ConflictingRows { series_uid, lines } => write!(
+                f,
+                "series {series_uid}: train.csv lines {} and {} disagree",
+                lines.0, lines.1
+            ),
+            DatasetIssue::DuplicateRow { series_uid, lines } => write!(
+                f,
+                "series {series_uid}: train.csv lines {} and {} repeat the same row",
+                lines.0, lines.1
+            ),
+            DatasetIssue::NotASeriesFolder { path, reason } => write!(f, "{}: {reason}", path.display()),
             DatasetIssue::InconsistentLabels { series_uid } => {
                 write!(
                     f,
@@ -567,9 +689,11 @@ impl fmt::Display for DatasetIssue {
                 )
             }
             DatasetIssue::MissingSeriesFolder { series_uid } => {
-                write!(f, "series {series_uid}: no folder under series/")
+                write!(f, "series {series_uid}: listed but missing (no folder under series/)")
             }
-            DatasetIssue::UnlabelledSeries { series_uid } => write!(f, "series {series_uid}: no row in train.csv"),
+            DatasetIssue::UnlabelledSeries { series_uid } => {
+                write!(f, "series {series_uid}: no row in train.csv (processed unlabelled)")
+            }
             DatasetIssue::OrphanLocalizer { series_uid, sop_uid } => {
                 write!(f, "localizer on {sop_uid}: series {series_uid} has no row in train.csv")
             }
@@ -589,12 +713,96 @@ pub struct MappedLocalizer {
     pub voxel: Voxel,
 }
 
+/// An input that a dataset names but that cannot be processed: a series
+/// listed in `train.csv` without a folder, a malformed or conflicting row,
+/// an annotation that cannot be read, an entry of `series/` that is not a
+/// series folder. Dataset runs write each to their `errors.csv`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Rejection {
+    /// The series (or the entry's name under `series/`), or `None` for a
+    /// CSV row whose series cannot be read.
+    pub series_uid: Option<String>,
+    /// Why.
+    pub issue: DatasetIssue,
+}
+
+impl Rejection {
+    /// Whether this is a series listed in `train.csv` without a folder.
+    pub fn is_missing(&self) -> bool {
+        matches!(self.issue, DatasetIssue::MissingSeriesFolder { .. })
+    }
+}
+
+/// The folders under `series_root`, by name, following symbolic links (a
+/// dataset assembled from several disks links its series folders). Entries
+/// that are not series folders (plain files, links to nothing, names that
+/// are not UTF-8 text, unreadable entries) are returned as
+/// [`DatasetIssue::NotASeriesFolder`], never skipped silently.
+///
+/// # Errors
+/// [`Error::Io`] when `series_root` cannot be listed.
+pub fn list_series_folders(series_root: &Path) -> Result<(BTreeMap<String, PathBuf>, Vec<DatasetIssue>)> {
+    let mut folders = BTreeMap::new();
+    let mut issues = Vec::new();
+    let rd = std::fs::read_dir(series_root).map_err(|e| Error::io(series_root, e))?;
+    for e in rd {
+        let e = e.map_err(|e| Error::io(series_root, e))?;
+        let path = e.path();
+        let not_series = |reason: String| DatasetIssue::NotASeriesFolder {
+            path: path.clone(),
+            reason,
+        };
+        // metadata() follows links, unlike DirEntry::file_type()
+        let name = e.file_name();
+        if name.as_encoded_bytes().starts_with(b".") {
+            // hidden entries (.DS_Store, editors' files) are not inputs:
+            // a SeriesInstanceUID starts with a digit
+            tracing::debug!(path = %path.display(), "skipping a hidden entry of series/");
+            continue;
+        }
+        let issue = match (name.to_str(), std::fs::metadata(&path)) {
+            (None, _) => not_series("the name is not UTF-8 text, so it cannot be a SeriesInstanceUID".into()),
+            (Some(name), Ok(md)) if md.is_dir() => {
+                folders.insert(name.to_string(), path.clone());
+                continue;
+            }
+            (Some(_), Ok(_)) => not_series("not a folder".into()),
+            (Some(_), Err(err)) => not_series(format!("cannot be opened ({err}); a link to nothing?")),
+        };
+        issues.push(issue);
+    }
+    Ok((folders, issues))
+}
+
+/// The issues that the rows of `train.csv` raise together: an identical
+/// repeat is a warning, a disagreeing one rejects the series.
+fn label_map(rows: Vec<(u64, SeriesLabels)>, issues: &mut Vec<DatasetIssue>) -> BTreeMap<String, (u64, SeriesLabels)> {
+    let mut labels: BTreeMap<String, (u64, SeriesLabels)> = BTreeMap::new();
+    for (line, r) in rows {
+        match labels.get(&r.series_uid) {
+            None => {
+                labels.insert(r.series_uid.clone(), (line, r));
+            }
+            Some((first, kept)) => {
+                let lines = (*first, line);
+                let series_uid = r.series_uid.clone();
+                issues.push(if *kept == r {
+                    DatasetIssue::DuplicateRow { series_uid, lines }
+                } else {
+                    DatasetIssue::ConflictingRows { series_uid, lines }
+                });
+            }
+        }
+    }
+    labels
+}
+
 /// A dataset in the RSNA layout.
 ///
 /// ```no_run
 /// use aneu_io::RsnaDataset;
 /// let ds = RsnaDataset::open("/data/rsna")?;
-/// for issue in ds.issues() { eprintln!("{issue}"); }
+/// for r in ds.rejections() { eprintln!("not processed: {}", r.issue); }
 /// for uid in ds.series_uids() {
 ///     match ds.read_series(uid) {
 ///         Ok(s) => println!("{uid}: {:?}", s.volume.size()),
@@ -608,32 +816,24 @@ pub struct RsnaDataset {
     root: PathBuf,
     labels: BTreeMap<String, SeriesLabels>,
     localizers: BTreeMap<String, Vec<Localizer>>,
-    folders: BTreeSet<String>,
+    folders: BTreeMap<String, PathBuf>,
     issues: Vec<DatasetIssue>,
+    rejections: Vec<Rejection>,
 }
 
 impl RsnaDataset {
     /// Opens a dataset root holding `train.csv`, `train_localizers.csv` and
-    /// `series/`.
+    /// `series/`. Series folders may be symbolic links.
     ///
     /// # Errors
     /// [`Error::Io`] if `series/` cannot be listed, and the errors of
-    /// [`read_train_csv`]. Row-level problems become [`DatasetIssue`]s.
+    /// [`read_train_csv`]. Row-level and folder-level problems become
+    /// [`DatasetIssue`]s, and those that stop a series from being
+    /// processed also [`Rejection`]s.
     pub fn open(root: impl AsRef<Path>) -> Result<Self> {
         let root = root.as_ref().to_path_buf();
-        let (rows, mut issues) = read_train_csv(root.join("train.csv"))?;
-        let mut labels = BTreeMap::new();
-        for r in rows {
-            if labels.contains_key(&r.series_uid) {
-                issues.push(DatasetIssue::BadRow {
-                    path: root.join("train.csv"),
-                    line: 0,
-                    reason: format!("series {} is listed twice; the first row is kept", r.series_uid),
-                });
-                continue;
-            }
-            labels.insert(r.series_uid.clone(), r);
-        }
+        let (rows, mut issues) = read_train_rows(&root.join("train.csv"))?;
+        let mut labels = label_map(rows, &mut issues);
         let loc_path = root.join("train_localizers.csv");
         let mut localizers: BTreeMap<String, Vec<Localizer>> = BTreeMap::new();
         if loc_path.exists() {
@@ -651,38 +851,51 @@ impl RsnaDataset {
         } else {
             issues.push(DatasetIssue::NoLocalizerFile { path: loc_path });
         }
-        let series_dir = root.join("series");
-        let mut folders = BTreeSet::new();
-        let rd = std::fs::read_dir(&series_dir).map_err(|e| Error::io(&series_dir, e))?;
-        for e in rd {
-            let e = e.map_err(|e| Error::io(&series_dir, e))?;
-            if e.file_type().map_err(|err| Error::io(e.path(), err))?.is_dir() {
-                folders.insert(e.file_name().to_string_lossy().to_string());
-            }
-        }
+        let (folders, folder_issues) = list_series_folders(&root.join("series"))?;
+        issues.extend(folder_issues);
         for uid in labels.keys() {
-            if !folders.contains(uid) {
+            if !folders.contains_key(uid) {
                 issues.push(DatasetIssue::MissingSeriesFolder {
                     series_uid: uid.clone(),
                 });
             }
         }
-        for uid in &folders {
-            if !labels.contains_key(uid) {
+        for uid in folders.keys() {
+            if !labels.contains_key(uid) && !issues.iter().any(|i| i.rejects() && i.series_uid() == Some(uid)) {
                 issues.push(DatasetIssue::UnlabelledSeries {
                     series_uid: uid.clone(),
                 });
             }
         }
+        let rejections: Vec<Rejection> = issues
+            .iter()
+            .filter(|i| i.rejects())
+            .map(|i| Rejection {
+                series_uid: match i {
+                    DatasetIssue::NotASeriesFolder { path, .. } => {
+                        path.file_name().map(|n| n.to_string_lossy().to_string())
+                    }
+                    _ => i.series_uid().map(str::to_string),
+                },
+                issue: i.clone(),
+            })
+            .collect();
+        // a rejected series' row is not used
+        labels.retain(|uid, _| !rejections.iter().any(|r| r.series_uid.as_deref() == Some(uid)));
         for i in &issues {
-            tracing::warn!(issue = %i, "dataset issue");
+            if i.rejects() {
+                tracing::error!(issue = %i, "dataset input not processed");
+            } else {
+                tracing::warn!(issue = %i, "dataset issue");
+            }
         }
         Ok(Self {
             root,
-            labels,
+            labels: labels.into_iter().map(|(u, (_, l))| (u, l)).collect(),
             localizers,
             folders,
             issues,
+            rejections,
         })
     }
 
@@ -691,16 +904,29 @@ impl RsnaDataset {
         &self.root
     }
 
-    /// Problems found while opening.
+    /// Every problem found while opening, warnings and rejections alike.
     pub fn issues(&self) -> &[DatasetIssue] {
         &self.issues
     }
 
-    /// The series that have both a label row and a folder, in UID order.
+    /// The inputs that will not be processed, each with its reason.
+    pub fn rejections(&self) -> &[Rejection] {
+        &self.rejections
+    }
+
+    /// The series to process, in UID order: every series folder that no
+    /// [`Rejection`] names, with its `train.csv` row or, when it has none,
+    /// unlabelled ([`RsnaDataset::labels`] is then `None`; a
+    /// [`DatasetIssue::UnlabelledSeries`] warns of it).
     pub fn series_uids(&self) -> impl Iterator<Item = &str> {
-        self.labels
+        self.folders
             .keys()
-            .filter(|u| self.folders.contains(*u))
+            .filter(|u| {
+                !self
+                    .rejections
+                    .iter()
+                    .any(|r| r.series_uid.as_deref() == Some(u.as_str()))
+            })
             .map(String::as_str)
     }
 
@@ -719,9 +945,12 @@ impl RsnaDataset {
         self.localizers.get(uid).map_or(&[], Vec::as_slice)
     }
 
-    /// The folder of a series.
+    /// The folder of a series (a symbolic link is returned as listed).
     pub fn series_dir(&self, uid: &str) -> PathBuf {
-        self.root.join("series").join(uid)
+        self.folders
+            .get(uid)
+            .cloned()
+            .unwrap_or_else(|| self.root.join("series").join(uid))
     }
 
     /// Reads a series with default options.

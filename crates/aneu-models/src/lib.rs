@@ -11,7 +11,10 @@
 //! * [`ops`]: the 3D operations Burn 0.21 lacks (max/avg/adaptive/global
 //!   pooling, nearest and trilinear upsampling), with gradients;
 //! * [`PatchModel`]: the one trait training and inference use, and
-//!   [`AnyModel`] / [`ModelConfig`] to pick an architecture from JSON.
+//!   [`AnyModel`] / [`ModelConfig`] to pick an architecture from JSON;
+//! * [`ModelConfig::init_seeded`]: bit-reproducible weights for a seed,
+//!   whatever other threads of the process do (Burn's generator is
+//!   process-wide; see [`with_backend_rng`]).
 //!
 //! ```
 //! use aneu_models::{ModelConfig, PatchModel, UNet3dConfig};
@@ -20,7 +23,7 @@
 //!
 //! let device = Default::default();
 //! let config = ModelConfig::UNet3d(UNet3dConfig::new().with_depth(3).with_base_filters(4));
-//! let model = config.init::<Flex>(&device).unwrap();
+//! let model = config.init_seeded::<Flex>(1, &device).unwrap();
 //! let x = Tensor::<Flex, 5>::zeros([2, 1, 16, 16, 16], &device);
 //! let out = model.forward_patches(x);
 //! assert_eq!(out.logit.dims(), [2, 1]);
@@ -29,6 +32,7 @@
 //! ```
 
 mod blocks;
+mod init;
 mod nets;
 pub mod ops;
 
@@ -43,6 +47,7 @@ use burn::prelude::*;
 use burn::record::{FullPrecisionSettings, NamedMpkFileRecorder};
 
 pub use blocks::{ConvBlock, NormKind};
+pub use init::with_backend_rng;
 pub use nets::{
     ModelOutput, PatchModel, Simple3dCnn, Simple3dCnnConfig, TinyUNet3d, TinyUNet3dConfig, UNet3d, UNet3dConfig,
 };
@@ -148,11 +153,12 @@ impl ModelConfig {
         Ok(())
     }
 
-    /// Initialises the network.
-    ///
-    /// # Errors
-    /// [`Error::InvalidConfig`] for an invalid config.
-    pub fn init<B: Backend>(&self, device: &B::Device) -> Result<AnyModel<B>> {
+    /// Builds the network with lazily initialised parameters: they draw
+    /// from the backend's generator on first use, outside any lock, so
+    /// this is only for models whose weights are loaded at once
+    /// ([`load_model`]). Everything else uses [`ModelConfig::init_seeded`]
+    /// or [`ModelConfig::init`].
+    fn init_lazy<B: Backend>(&self, device: &B::Device) -> Result<AnyModel<B>> {
         self.validate_for_patch(self.size_multiple())?;
         Ok(match self {
             ModelConfig::Simple3dCnn(c) => AnyModel::Simple3dCnn(c.init(device)),
@@ -223,8 +229,14 @@ pub fn save_weights<B: Backend, M: Module<B>>(model: M, path: impl AsRef<Path>) 
 /// [`Error::WeightsMismatch`] when it holds another architecture or other
 /// layer sizes.
 pub fn load_model<B: Backend>(config: &ModelConfig, path: impl AsRef<Path>, device: &B::Device) -> Result<AnyModel<B>> {
+    // counting the parameters draws the lazy ones: under the lock, so that
+    // a load never takes values out of a seeded initialisation's stream
+    with_backend_rng(|| load_model_locked(config, path.as_ref(), device))
+}
+
+fn load_model_locked<B: Backend>(config: &ModelConfig, path: &Path, device: &B::Device) -> Result<AnyModel<B>> {
     use burn::record::Recorder;
-    let path = path.as_ref().to_path_buf();
+    let path = path.to_path_buf();
     let record: AnyModelRecord<B> =
         WeightsRecorder::new()
             .load(path.clone(), device)
@@ -232,7 +244,8 @@ pub fn load_model<B: Backend>(config: &ModelConfig, path: impl AsRef<Path>, devi
                 path: path.clone(),
                 source,
             })?;
-    let model = config.init::<B>(device)?;
+    // loading replaces every parameter before it is drawn
+    let model = config.init_lazy::<B>(device)?;
     let same_variant = matches!(
         (&model, &record),
         (AnyModel::Simple3dCnn(_), AnyModelRecord::Simple3dCnn(_))

@@ -326,6 +326,21 @@ pub fn preprocess_series(
     Ok(Preprocessed { image, mask, meta })
 }
 
+/// The number of worker threads to run for a request of `requested`: at
+/// least 1 and at most 4 per core, since more only adds memory and
+/// contention (a `--jobs 10000` ran for minutes).
+///
+/// ```
+/// let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+/// assert_eq!(aneu_preproc::worker_threads(0), 1);
+/// assert_eq!(aneu_preproc::worker_threads(1), 1);
+/// assert_eq!(aneu_preproc::worker_threads(10_000), 4 * cores);
+/// ```
+pub fn worker_threads(requested: usize) -> usize {
+    let cores = std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get);
+    requested.clamp(1, 4 * cores)
+}
+
 /// One shard of a dataset: series `n` (in UID order) belongs to shard
 /// `n % count`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -358,15 +373,34 @@ impl std::str::FromStr for Shard {
     }
 }
 
-/// What a dataset run did.
+/// What a dataset run did. Every input the dataset names is in exactly
+/// one of the counts (this shard's share of it).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct DatasetSummary {
     /// Series processed now.
     pub done: usize,
     /// Series already done with the same config.
     pub skipped: usize,
-    /// Series that failed (see `errors.csv`).
+    /// Series that failed or were rejected for their rows (see
+    /// `errors.csv`).
     pub failed: usize,
+    /// Series listed in `train.csv` without a folder (in `errors.csv`).
+    pub missing: usize,
+    /// Of those done or skipped, the series without a `train.csv` row,
+    /// processed unlabelled with a modality guessed from their DICOM
+    /// attributes (in `warnings.csv`).
+    pub unlabelled: usize,
+}
+
+impl std::fmt::Display for DatasetSummary {
+    /// The one-line summary a dataset run ends with.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(
+            f,
+            "done {}, skipped {}, failed {}, listed but missing {} ({} unlabelled)",
+            self.done, self.skipped, self.failed, self.missing, self.unlabelled
+        )
+    }
 }
 
 enum Outcome {
@@ -382,45 +416,129 @@ fn file_err(p: &Path, e: std::io::Error) -> Error {
     })
 }
 
+/// The names of the files aneu writes in a preprocessed series folder.
+const SERIES_FILES: [&str; 3] = ["image.nii.gz", "mask.nii.gz", "meta.json"];
+
+/// The sidecar of `<out>/<uid>/`, when that folder holds one for `uid`:
+/// the mark that aneu wrote the folder.
+fn own_meta(dest: &Path, uid: &str) -> Option<PreprocessMeta> {
+    let text = std::fs::read_to_string(dest.join("meta.json")).ok()?;
+    serde_json::from_str::<PreprocessMeta>(&text)
+        .ok()
+        .filter(|m| m.series_uid == uid)
+}
+
+/// The temporary folder a series is written to before it is moved into
+/// place.
+fn tmp_dir(out: &Path, uid: &str) -> PathBuf {
+    out.join(format!(".aneu-tmp-{uid}"))
+}
+
 fn process_one(ds: &RsnaDataset, uid: &str, out: &Path, config: &PreprocessConfig, hash: &str) -> Result<Outcome> {
     let dest = out.join(uid);
-    if let Ok(text) = std::fs::read_to_string(dest.join("meta.json"))
-        && let Ok(meta) = serde_json::from_str::<PreprocessMeta>(&text)
-        && meta.config_hash == hash
+    let prior = own_meta(&dest, uid);
+    if prior.as_ref().is_some_and(|m| m.config_hash == hash)
         && dest.join("image.nii.gz").exists()
         && dest.join("mask.nii.gz").exists()
     {
         return Ok(Outcome::Skipped);
     }
+    // a folder aneu did not write is never touched
+    if prior.is_none() && std::fs::symlink_metadata(&dest).is_ok() {
+        return Err(Error::Io(aneu_io::Error::UnsafeOutput {
+            path: dest,
+            reason: "it exists and holds no meta.json of this series: aneu did not write it".into(),
+        }));
+    }
     let labels = ds.labels(uid);
-    let modality = labels.map_or(Modality::Cta, |l| l.modality);
     let series = ds.read_series(uid)?;
+    let modality = labels.map_or_else(|| Modality::guess(&series.meta), |l| l.modality);
     let p = preprocess_series(&series, modality, ds.localizers(uid), labels, config)?;
-    let tmp = out.join(format!(".tmp-{uid}"));
+    let tmp = tmp_dir(out, uid);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
     }
     std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
-    write_nifti(&p.image, tmp.join("image.nii.gz"))?;
-    write_nifti(&p.mask, tmp.join("mask.nii.gz"))?;
+    write_nifti(&p.image, tmp.join(SERIES_FILES[0]))?;
+    write_nifti(&p.mask, tmp.join(SERIES_FILES[1]))?;
     let json = serde_json::to_string_pretty(&p.meta).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    std::fs::write(tmp.join("meta.json"), json).map_err(|e| file_err(&tmp, e))?;
-    if dest.exists() {
-        std::fs::remove_dir_all(&dest).map_err(|e| file_err(&dest, e))?;
+    std::fs::write(tmp.join(SERIES_FILES[2]), json).map_err(|e| file_err(&tmp, e))?;
+    if prior.is_none() {
+        std::fs::rename(&tmp, &dest).map_err(|e| file_err(&dest, e))?;
+        return Ok(Outcome::Done);
     }
-    std::fs::rename(&tmp, &dest).map_err(|e| file_err(&dest, e))?;
+    // Replace aneu's own files one by one, the sidecar last, and nothing
+    // else the folder may hold. A run killed in between leaves the old
+    // sidecar, so the next run does the series again.
+    for name in SERIES_FILES {
+        aneu_io::check_writable_target(&dest.join(name))?;
+        std::fs::rename(tmp.join(name), dest.join(name)).map_err(|e| file_err(&dest.join(name), e))?;
+    }
+    std::fs::remove_dir(&tmp).map_err(|e| file_err(&tmp, e))?;
     Ok(Outcome::Done)
 }
 
+/// Whether `out` looks like a [`preprocess_dataset`] output written
+/// before output folders were marked: it holds a `config-<hash>.json`.
+fn earlier_preprocess_output(out: &Path) -> bool {
+    std::fs::read_dir(out).is_ok_and(|rd| {
+        rd.flatten().any(|e| {
+            let n = e.file_name().to_string_lossy().to_string();
+            n.starts_with("config-") && n.ends_with(".json")
+        })
+    })
+}
+
+/// One entry of a dataset run: a series to process, or an input that
+/// was rejected when the dataset was opened.
+enum Work<'a> {
+    Series(&'a str),
+    Rejected(&'a aneu_io::Rejection),
+}
+
+/// This shard's share of the dataset's inputs, in UID order: series
+/// `n` of the sorted union of series and rejections belongs to shard
+/// `n % count`; rejections without a series go to shard 0.
+fn shard_work(ds: &RsnaDataset, shard: Shard) -> Vec<Work<'_>> {
+    let mut all: Vec<(&str, Work<'_>)> = ds.series_uids().map(|u| (u, Work::Series(u))).collect();
+    let mut loose = Vec::new();
+    for r in ds.rejections() {
+        match r.series_uid.as_deref() {
+            Some(u) => all.push((u, Work::Rejected(r))),
+            None => loose.push(Work::Rejected(r)),
+        }
+    }
+    all.sort_by(|a, b| a.0.cmp(b.0));
+    let mut mine: Vec<Work<'_>> = all
+        .into_iter()
+        .enumerate()
+        .filter(|(n, _)| n % shard.count == shard.index)
+        .map(|(_, (_, w))| w)
+        .collect();
+    if shard.index == 0 {
+        mine.extend(loose);
+    }
+    mine
+}
+
 /// Preprocesses the series of an RSNA-layout dataset (this shard only) in
-/// parallel, writing `<out>/<uid>/…`, `index.csv` and `errors.csv`
-/// (`index-I-of-N.csv` and `errors-I-of-N.csv` for a shard of several).
+/// parallel, writing `<out>/<uid>/…`, `index.csv`, `errors.csv` and
+/// `warnings.csv` (`index-I-of-N.csv` and so on for a shard of several).
 /// `progress` is called after each series with the number finished.
+///
+/// Nothing is lost: every series the dataset names is in `index.csv` or
+/// `errors.csv` (a series listed without a folder, a malformed or
+/// conflicting `train.csv` row, an unreadable localizer, a series that
+/// fails), and series folders without a row are processed unlabelled and
+/// listed in `warnings.csv`. Nothing of the user's is touched: `out` may
+/// not overlap `root`, must be new, empty or an earlier output, and a
+/// `<out>/<uid>/` folder is replaced only when it holds aneu's own
+/// `meta.json` (and then only aneu's three files in it).
 ///
 /// # Errors
 /// Only for problems with the dataset as a whole (unreadable `train.csv`,
-/// an output folder that cannot be written); each series' own failure goes
-/// to `errors.csv`.
+/// an output folder that overlaps the input, holds other files or cannot
+/// be written); each series' own failure goes to `errors.csv`.
 pub fn preprocess_dataset(
     root: impl AsRef<Path>,
     out: impl AsRef<Path>,
@@ -428,39 +546,42 @@ pub fn preprocess_dataset(
     shard: Shard,
     progress: &(dyn Fn(usize) + Sync),
 ) -> Result<DatasetSummary> {
-    let out = out.as_ref();
+    let (root, out) = (root.as_ref(), out.as_ref());
+    if shard.count == 0 || shard.index >= shard.count {
+        return Err(Error::InvalidArgument(format!(
+            "shard {}/{} is out of range",
+            shard.index, shard.count
+        )));
+    }
     let ds = RsnaDataset::open(root)?;
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    aneu_io::check_disjoint(root, out)?;
+    aneu_io::claim_output_dir(out, "preprocess", earlier_preprocess_output)?;
     // the config itself, so that training can store it in its model bundle
-    // (written to a temporary name and renamed, like the series)
     let cp = out.join(format!("config-{}.json", config.hash()));
     if !cp.exists() {
         let json = serde_json::to_string_pretty(config).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-        let tmp = out.join(format!(".tmp-config-{}.json", config.hash()));
-        std::fs::write(&tmp, json).map_err(|e| file_err(&tmp, e))?;
-        std::fs::rename(&tmp, &cp).map_err(|e| file_err(&cp, e))?;
+        aneu_io::write_atomic(&cp, json.as_bytes())?;
     }
-    let uids: Vec<String> = ds
-        .series_uids()
-        .enumerate()
-        .filter(|(n, _)| n % shard.count == shard.index)
-        .map(|(_, u)| u.to_string())
-        .collect();
+    let work = shard_work(&ds, shard);
     let hash = config.hash();
     let finished = std::sync::atomic::AtomicUsize::new(0);
-    let outcomes: Vec<(String, Outcome)> = uids
+    let outcomes: Vec<(String, Outcome)> = work
         .par_iter()
+        .filter_map(|w| match w {
+            Work::Series(uid) => Some(uid),
+            Work::Rejected(_) => None,
+        })
         .map(|uid| {
             let o = match process_one(&ds, uid, out, config, &hash) {
                 Ok(o) => o,
                 Err(e) => {
                     tracing::warn!(series = %uid, error = %e, "preprocessing failed");
-                    let _ = std::fs::remove_dir_all(out.join(format!(".tmp-{uid}")));
+                    let _ = std::fs::remove_dir_all(tmp_dir(out, uid));
                     Outcome::Failed(e.to_string())
                 }
             };
             progress(finished.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1);
-            (uid.clone(), o)
+            (uid.to_string(), o)
         })
         .collect();
     let suffix = if shard.count > 1 {
@@ -469,17 +590,12 @@ pub fn preprocess_dataset(
         String::new()
     };
     let csv_path = |name: &str| -> PathBuf { out.join(format!("{name}{suffix}.csv")) };
-    let csv_err = |p: &Path, e: csv::Error| Error::InvalidArgument(format!("{}: {e}", p.display()));
     let mut summary = DatasetSummary::default();
-    let ep = csv_path("errors");
-    let mut errors = csv::Writer::from_path(&ep).map_err(|e| csv_err(&ep, e))?;
-    errors
-        .write_record(["SeriesInstanceUID", "error"])
-        .map_err(|e| csv_err(&ep, e))?;
-    let ip = csv_path("index");
-    let mut index = csv::Writer::from_path(&ip).map_err(|e| csv_err(&ip, e))?;
-    index
-        .write_record([
+    let mut errors = CsvTable::new(csv_path("errors"), &["SeriesInstanceUID", "error"])?;
+    let mut warnings = CsvTable::new(csv_path("warnings"), &["SeriesInstanceUID", "warning"])?;
+    let mut index = CsvTable::new(
+        csv_path("index"),
+        &[
             "SeriesInstanceUID",
             "Modality",
             "ni",
@@ -488,42 +604,96 @@ pub fn preprocess_dataset(
             "image",
             "mask",
             "meta",
-        ])
-        .map_err(|e| csv_err(&ip, e))?;
+        ],
+    )?;
+    for w in &work {
+        if let Work::Rejected(r) = w {
+            if r.is_missing() {
+                summary.missing += 1;
+            } else {
+                summary.failed += 1;
+            }
+            errors.row(&[r.series_uid.as_deref().unwrap_or(""), &r.issue.to_string()])?;
+        }
+    }
     for (uid, o) in &outcomes {
         match o {
             Outcome::Done => summary.done += 1,
             Outcome::Skipped => summary.skipped += 1,
             Outcome::Failed(msg) => {
                 summary.failed += 1;
-                errors
-                    .write_record([uid.as_str(), msg.as_str()])
-                    .map_err(|e| csv_err(&ep, e))?;
+                errors.row(&[uid.as_str(), msg.as_str()])?;
                 continue;
             }
         }
-        let meta: Option<PreprocessMeta> = std::fs::read_to_string(out.join(uid).join("meta.json"))
-            .ok()
-            .and_then(|t| serde_json::from_str(&t).ok());
-        if let Some(m) = meta {
-            let s = m.after.size;
-            index
-                .write_record([
-                    uid.as_str(),
-                    m.modality.name(),
-                    &s.ni.to_string(),
-                    &s.nj.to_string(),
-                    &s.nk.to_string(),
-                    &format!("{uid}/image.nii.gz"),
-                    &format!("{uid}/mask.nii.gz"),
-                    &format!("{uid}/meta.json"),
-                ])
-                .map_err(|e| csv_err(&ip, e))?;
+        let m = read_meta(&out.join(uid).join("meta.json"))?;
+        if m.labels.is_none() {
+            summary.unlabelled += 1;
+        }
+        let s = m.after.size;
+        index.row(&[
+            uid.as_str(),
+            m.modality.name(),
+            &s.ni.to_string(),
+            &s.nj.to_string(),
+            &s.nk.to_string(),
+            &format!("{uid}/image.nii.gz"),
+            &format!("{uid}/mask.nii.gz"),
+            &format!("{uid}/meta.json"),
+        ])?;
+    }
+    let mine: std::collections::BTreeSet<&str> = outcomes.iter().map(|(u, _)| u.as_str()).collect();
+    for i in ds.issues().iter().filter(|i| !i.rejects()) {
+        let uid = i.series_uid().unwrap_or("");
+        if mine.contains(uid) || (uid.is_empty() && shard.index == 0) {
+            warnings.row(&[uid, &i.to_string()])?;
         }
     }
-    errors.flush().map_err(|e| file_err(&ep, e))?;
-    index.flush().map_err(|e| file_err(&ip, e))?;
+    errors.finish()?;
+    warnings.finish()?;
+    index.finish()?;
+    tracing::info!(%summary, "preprocessing finished");
     Ok(summary)
+}
+
+/// A CSV file built in memory and written atomically.
+struct CsvTable {
+    path: PathBuf,
+    w: csv::Writer<Vec<u8>>,
+}
+
+impl CsvTable {
+    fn new(path: PathBuf, header: &[&str]) -> Result<Self> {
+        let mut t = Self {
+            path,
+            w: csv::Writer::from_writer(Vec::new()),
+        };
+        t.row(header)?;
+        Ok(t)
+    }
+
+    fn row(&mut self, fields: &[&str]) -> Result<()> {
+        self.w
+            .write_record(fields)
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", self.path.display())))
+    }
+
+    fn finish(self) -> Result<()> {
+        let bytes = self
+            .w
+            .into_inner()
+            .map_err(|e| Error::InvalidArgument(format!("{}: {e}", self.path.display())))?;
+        Ok(aneu_io::write_atomic(&self.path, &bytes)?)
+    }
+}
+
+/// Reads a `meta.json` sidecar: the one reader of the format.
+///
+/// # Errors
+/// A missing or malformed file, named.
+pub fn read_meta(path: &Path) -> Result<PreprocessMeta> {
+    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+    serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
 }
 
 /// The preprocessing config with this hash, as [`preprocess_dataset`]
@@ -544,10 +714,7 @@ pub fn read_dataset_config(out: impl AsRef<Path>, hash: &str) -> Result<Preproce
 /// differs from the image's.
 pub fn read_preprocessed(dir: impl AsRef<Path>) -> Result<Preprocessed> {
     let dir = dir.as_ref();
-    let mp = dir.join("meta.json");
-    let text = std::fs::read_to_string(&mp).map_err(|e| file_err(&mp, e))?;
-    let meta: PreprocessMeta =
-        serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{}: {e}", mp.display())))?;
+    let meta = read_meta(&dir.join("meta.json"))?;
     let image = aneu_io::read_nifti(dir.join("image.nii.gz"))?;
     let mask_f = aneu_io::read_nifti(dir.join("mask.nii.gz"))?;
     if mask_f.size() != image.size() || mask_f.affine().max_abs_diff(image.affine()) > 1e-3 {
@@ -594,7 +761,7 @@ pub fn read_stored(out: impl AsRef<Path>, uid: &str, hash: &str, modality: Modal
 }
 
 /// The series folders of a preprocessed dataset (those with a
-/// `meta.json`; unfinished `.tmp-*` folders are skipped), sorted by name.
+/// `meta.json`; unfinished `.aneu-tmp-*` folders are skipped), sorted by name.
 ///
 /// # Errors
 /// When `out` cannot be listed.
@@ -605,7 +772,7 @@ pub fn list_preprocessed(out: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
         let entry = entry.map_err(|e| file_err(out, e))?;
         let p = entry.path();
         let name = entry.file_name();
-        if p.is_dir() && !name.to_string_lossy().starts_with(".tmp-") && p.join("meta.json").is_file() {
+        if p.is_dir() && !name.to_string_lossy().starts_with('.') && p.join("meta.json").is_file() {
             dirs.push(p);
         }
     }

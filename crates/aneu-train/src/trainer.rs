@@ -192,21 +192,12 @@ pub fn train<B: AutodiffBackend>(
         train_series = train_cases.len(),
         val_patches = val_patches.len(),
         "training {}",
-        architecture_name(config)
+        config.model.architecture()
     );
 
-    // Burn draws initial weights from the backend's process-wide RNG: seed
-    // and initialise under one lock, so that trainings running in parallel
-    // in one process (tests, folds) each get the weights of their seed.
-    let model = {
-        static INIT: std::sync::Mutex<()> = std::sync::Mutex::new(());
-        let _guard = INIT.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
-        B::seed(device, config.seed);
-        let m = config.model.init::<B>(device)?;
-        // parameters are created lazily, on first use: create them now
-        m.visit(&mut Materialise);
-        m
-    };
+    // the weights of the config's seed, whatever other threads of the
+    // process (tests, folds) initialise meanwhile
+    let model = config.model.init_seeded::<B>(config.seed, device)?;
     let o = &config.optimizer;
     let clip = o
         .grad_clip_norm
@@ -236,24 +227,6 @@ pub fn train<B: AutodiffBackend>(
                 .init::<B, AnyModel<B>>();
             run(&ctx, model, optim, train_cases, &split)
         }
-    }
-}
-
-/// Touches every parameter, so that lazily initialised ones draw their
-/// values now.
-struct Materialise;
-
-impl<B: Backend> burn::module::ModuleVisitor<B> for Materialise {
-    fn visit_float<const D: usize>(&mut self, param: &burn::module::Param<Tensor<B, D>>) {
-        let _ = param.val();
-    }
-}
-
-fn architecture_name(config: &TrainConfig) -> &'static str {
-    match config.model {
-        aneu_models::ModelConfig::Simple3dCnn(_) => "Simple3dCnn",
-        aneu_models::ModelConfig::TinyUNet3d(_) => "TinyUNet3d",
-        aneu_models::ModelConfig::UNet3d(_) => "UNet3d",
     }
 }
 

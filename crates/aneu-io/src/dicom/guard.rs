@@ -7,6 +7,16 @@
 //! own lazy token reader, which skips values without buffering them) and
 //! rejects any defined length that exceeds what remains of the file, so the
 //! parse that follows allocates at most the file size.
+//!
+//! It also bounds the nesting depth of sequences. dicom-rs's in-memory
+//! parser recurses once per sequence level, so a file of a few tens of kB
+//! nested 1,500 levels deep overflows the stack and aborts the whole
+//! process. The lazy
+//! token reader used here does not recurse (it keeps its open sequences
+//! and items in a `Vec` and returns a flat stream of start and end tokens),
+//! so counting those tokens measures the depth in constant stack, before
+//! the recursive parse runs. The deflated transfer syntaxes are inflated
+//! and scanned the same way.
 
 use std::io::Read;
 use std::path::Path;
@@ -19,7 +29,15 @@ use dicom::transfer_syntax::TransferSyntaxRegistry;
 
 use crate::{Error, Limits, Result};
 
-const DEFLATED_EXPLICIT_LE: &str = "1.2.840.10008.1.2.1.99";
+/// Transfer syntaxes whose whole data set is deflated (explicit VR little
+/// endian inside): Deflated Explicit VR Little Endian, JPIP Referenced
+/// Deflate, JPIP HTJ2K Referenced Deflate. dicom-rs inflates and parses
+/// all three.
+const DEFLATED: [&str; 3] = [
+    "1.2.840.10008.1.2.1.99",
+    "1.2.840.10008.1.2.4.95",
+    "1.2.840.10008.1.2.4.205",
+];
 const EXPLICIT_LE: &str = "1.2.840.10008.1.2.1";
 
 /// VRs whose explicit-VR header has a 4-byte length.
@@ -123,7 +141,7 @@ pub(crate) fn check(path: &Path, bytes: &[u8], limits: &Limits) -> Result<String
         tag: "TransferSyntaxUID",
     })?;
     let body = &bytes[pos..];
-    if ts_uid == DEFLATED_EXPLICIT_LE {
+    if DEFLATED.contains(&ts_uid.as_str()) {
         // Inflate with a cap, then scan the inflated data set.
         let cap = limits.max_file_bytes;
         let mut inflated = Vec::new();
@@ -132,9 +150,9 @@ pub(crate) fn check(path: &Path, bytes: &[u8], limits: &Limits) -> Result<String
             .read_to_end(&mut inflated)
             .map_err(|e| malformed(path, format!("deflated data set: {e}")))?;
         limits.check_file(path, inflated.len() as u64)?;
-        scan_dataset(path, &inflated, EXPLICIT_LE)?;
+        scan_dataset(path, &inflated, EXPLICIT_LE, limits)?;
     } else {
-        scan_dataset(path, body, &ts_uid)?;
+        scan_dataset(path, body, &ts_uid, limits)?;
     }
     Ok(ts_uid)
 }
@@ -163,9 +181,10 @@ impl std::io::Seek for Tracked<'_> {
 }
 
 /// Walks the data set's tokens and bounds each defined length by the bytes
-/// that remain after its header. A data set that cannot be tokenised to
+/// that remain after its header, and the nesting of sequences by
+/// [`Limits::max_sequence_depth`]. A data set that cannot be tokenised to
 /// the end (a file cut short) is rejected too.
-fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str) -> Result<()> {
+fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str, limits: &Limits) -> Result<()> {
     let Some(ts) = TransferSyntaxRegistry.get(ts_uid) else {
         // Unknown transfer syntax: the real parse reports it.
         return Ok(());
@@ -222,9 +241,42 @@ fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str) -> Result<()> {
         }
         Ok(())
     };
+    // Open sequences (the depth that is bounded) and open items. An end
+    // token with nothing open is refused at once: the token reader would
+    // go on to read an item header outside any sequence, which it does
+    // not expect.
+    let mut sequences = 0u32;
+    let mut items = 0u32;
     let mut consumed = 0u64;
     while let Some(token) = reader.advance() {
         let token = token.map_err(|e| malformed(path, format!("after byte {}: {e}", pos.get())))?;
+        match &token {
+            LazyDataToken::SequenceStart { .. } | LazyDataToken::PixelSequenceStart => {
+                sequences = sequences.saturating_add(1);
+                if sequences > limits.max_sequence_depth {
+                    return Err(Error::LimitExceeded {
+                        path: path.to_path_buf(),
+                        what: "sequence nesting depth",
+                        requested: u64::from(sequences),
+                        limit: u64::from(limits.max_sequence_depth),
+                    });
+                }
+            }
+            LazyDataToken::SequenceEnd => {
+                sequences = sequences.checked_sub(1).ok_or_else(|| {
+                    malformed(
+                        path,
+                        format!("a sequence delimiter at byte {} closes no sequence", pos.get()),
+                    )
+                })?;
+            }
+            LazyDataToken::ItemEnd => {
+                items = items.checked_sub(1).ok_or_else(|| {
+                    malformed(path, format!("an item delimiter at byte {} closes no item", pos.get()))
+                })?;
+            }
+            _ => {}
+        }
         match &token {
             LazyDataToken::ElementHeader(h) => {
                 width_check(h)?;
@@ -232,7 +284,10 @@ fn scan_dataset(path: &Path, body: &[u8], ts_uid: &str) -> Result<()> {
                 check(&format!("element {}", h.tag()), h.length().0)?
             }
             LazyDataToken::SequenceStart { tag, len } => check(&format!("sequence {tag}"), len.0)?,
-            LazyDataToken::ItemStart { len } => check("item", len.0)?,
+            LazyDataToken::ItemStart { len } => {
+                items = items.saturating_add(1);
+                check("item", len.0)?
+            }
             LazyDataToken::LazyValue { header, .. } => {
                 width_check(header)?;
                 pixel_check(header.tag(), header.length().0)?;

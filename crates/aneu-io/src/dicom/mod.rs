@@ -1,10 +1,18 @@
 //! DICOM series → [`Volume<f32>`] with exact geometry, and back.
 //!
 //! [`DicomSeries::read`] takes a folder, finds the DICOM files in it (and
-//! skips, with a log line, anything else), groups them by series, sorts the
+//! skips, with a log line, files that are not images: a README, a
+//! DICOMDIR, a structured report), groups them by series, sorts the
 //! slices by the projection of ImagePositionPatient on the slice normal —
 //! never by InstanceNumber or file name — takes the spacing from the
 //! positions, applies the modality rescale, and builds the RAS+ affine.
+//!
+//! A series is whole or it is an error. An empty file, a file named
+//! `*.dcm` that is not DICOM, an image object without PixelData, a tag
+//! that is NaN, infinite or outside the standard's range, or pixel data
+//! whose length disagrees with Rows × Columns × frames is an error that
+//! names the file and the tag; it never turns into a volume that is a
+//! slice short or shifted by a default rescale. See `docs/reliability.md`.
 //! Single-frame series and Enhanced multi-frame files are both supported,
 //! in every transfer syntax that dicom-rs decodes here (native, deflate,
 //! RLE, JPEG baseline/extended/lossless, JPEG-LS, JPEG 2000).
@@ -36,8 +44,11 @@ pub use write::{DicomWriteOptions, StoredType, TransferSyntaxChoice, WrittenInst
 pub struct ReadOptions {
     /// Read this SeriesInstanceUID when the folder holds several.
     pub series_uid: Option<String>,
-    /// Skip DICOM files that fail to parse (with a warning) instead of
-    /// failing the whole read.
+    /// Skip files that are not whole (unparseable, empty, cut short,
+    /// invalid tags) instead of failing the whole read. Each skipped file
+    /// is logged as a warning and listed in [`SeriesMeta::skipped`], and
+    /// the volume may then lack slices: opt in only when that is
+    /// acceptable.
     pub skip_unreadable: bool,
     /// Allowed deviation of a slice gap from the median gap, as a fraction
     /// of the median (default 0.01 = 1 %), with a floor of 0.005 mm.
@@ -141,6 +152,25 @@ pub struct SeriesMeta {
     pub files: usize,
     /// Whether the slices came from Enhanced multi-frame objects.
     pub multiframe: bool,
+    /// The files of the folder that are not in the volume, sorted by
+    /// path: files that are not images, and (with
+    /// [`ReadOptions::skip_unreadable`]) unreadable files. Files of other
+    /// series in the same folder are not listed.
+    pub skipped: Vec<SkippedFile>,
+}
+
+/// A file of a series folder that did not go into the volume, and why.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SkippedFile {
+    /// The file.
+    pub path: PathBuf,
+    /// Why it was skipped (for an unreadable file, its error message).
+    pub reason: String,
+    /// `true` for a file that should have been part of the series but
+    /// could not be read (skipped only because
+    /// [`ReadOptions::skip_unreadable`] is set); `false` for a file that is
+    /// not an image.
+    pub unreadable: bool,
 }
 
 /// Where one slice of the volume came from, and its own geometry.
@@ -266,11 +296,16 @@ impl DicomSeries {
     ///
     /// # Errors
     /// [`Error::NoDicom`], [`Error::MultipleSeries`],
-    /// [`Error::SeriesNotFound`], [`Error::UnreadableFiles`], the geometry
-    /// errors ([`Error::NonUniformSpacing`], [`Error::DuplicatePosition`],
-    /// [`Error::MixedOrientation`], [`Error::MixedSize`],
-    /// [`Error::GantryTilt`], [`Error::MissingTag`]), decoding errors, and
-    /// [`Error::LimitExceeded`].
+    /// [`Error::SeriesNotFound`], [`Error::UnreadableFiles`] (whose
+    /// `first` names the file: [`Error::EmptyFile`], [`Error::NotDicom`],
+    /// [`Error::Malformed`], [`Error::MissingTag`] for an image without
+    /// PixelData, …), the geometry errors ([`Error::NonUniformSpacing`],
+    /// [`Error::DuplicatePosition`], [`Error::MixedOrientation`],
+    /// [`Error::MixedSize`], [`Error::GantryTilt`], [`Error::MissingTag`]),
+    /// [`Error::InvalidTag`] for a tag that is NaN, infinite or out of
+    /// range (rescale, bit depths, positions, spacings, pixel data length),
+    /// [`Error::NonFiniteVoxels`], decoding errors, and
+    /// [`Error::LimitExceeded`] (sizes, sequence nesting depth).
     pub fn read_with_options(dir: impl AsRef<Path>, opts: &ReadOptions) -> Result<Self> {
         read::read_series(dir.as_ref(), opts)
     }

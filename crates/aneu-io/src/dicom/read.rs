@@ -11,10 +11,81 @@ use dicom::pixeldata::{ConvertOptions, ModalityLutOption, PixelDecoder};
 use ndarray::Array3;
 use rayon::prelude::*;
 
-use super::{DicomSeries, ReadOptions, SeriesMeta, SeriesSummary, SliceEntry, SliceIndex, guard};
-use crate::geometry::Affine;
+use super::{DicomSeries, ReadOptions, SeriesMeta, SeriesSummary, SkippedFile, SliceEntry, SliceIndex, guard};
+use crate::geometry::{Affine, VoxelIndex};
 use crate::volume::Volume;
 use crate::{Error, Limits, Result};
+
+/// The largest magnitude, in mm, accepted for an ImagePositionPatient
+/// coordinate and for a pixel or slice spacing: 1 km. Scanners report
+/// positions within a few hundred millimetres of the isocentre; a value
+/// beyond this is a corrupt header, and bounding it keeps every affine
+/// finite.
+const MAX_MM: f64 = 1e6;
+
+/// The smallest PixelSpacing accepted, in mm (1 nm).
+const MIN_SPACING_MM: f64 = 1e-6;
+
+/// SOP classes of images (PS3.4 B.5) that a volume could be built from,
+/// or that would belong to one. An object of one of these classes
+/// without PixelData lost its pixels; it is not a non-image object.
+const IMAGE_STORAGE: &[&str] = &[
+    "1.2.840.10008.5.1.4.1.1.1",      // Computed Radiography
+    "1.2.840.10008.5.1.4.1.1.1.1",    // Digital X-Ray, for presentation
+    "1.2.840.10008.5.1.4.1.1.1.1.1",  // Digital X-Ray, for processing
+    "1.2.840.10008.5.1.4.1.1.1.2",    // Mammography, for presentation
+    "1.2.840.10008.5.1.4.1.1.1.2.1",  // Mammography, for processing
+    "1.2.840.10008.5.1.4.1.1.2",      // CT
+    "1.2.840.10008.5.1.4.1.1.2.1",    // Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.2.2",    // Legacy Converted Enhanced CT
+    "1.2.840.10008.5.1.4.1.1.2.3",    // CT, for processing
+    "1.2.840.10008.5.1.4.1.1.2.4",    // Enhanced CT, for processing
+    "1.2.840.10008.5.1.4.1.1.2.5",    // Legacy Converted Enhanced CT, for processing
+    "1.2.840.10008.5.1.4.1.1.3.1",    // Ultrasound Multi-frame
+    "1.2.840.10008.5.1.4.1.1.4",      // MR
+    "1.2.840.10008.5.1.4.1.1.4.1",    // Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.4.3",    // Enhanced MR Color
+    "1.2.840.10008.5.1.4.1.1.4.4",    // Legacy Converted Enhanced MR
+    "1.2.840.10008.5.1.4.1.1.5",      // Nuclear Medicine (retired)
+    "1.2.840.10008.5.1.4.1.1.6.1",    // Ultrasound
+    "1.2.840.10008.5.1.4.1.1.6.2",    // Enhanced US Volume
+    "1.2.840.10008.5.1.4.1.1.7",      // Secondary Capture
+    "1.2.840.10008.5.1.4.1.1.7.1",    // Multi-frame Single Bit SC
+    "1.2.840.10008.5.1.4.1.1.7.2",    // Multi-frame Grayscale Byte SC
+    "1.2.840.10008.5.1.4.1.1.7.3",    // Multi-frame Grayscale Word SC
+    "1.2.840.10008.5.1.4.1.1.7.4",    // Multi-frame True Color SC
+    "1.2.840.10008.5.1.4.1.1.12.1",   // X-Ray Angiographic
+    "1.2.840.10008.5.1.4.1.1.12.1.1", // Enhanced XA
+    "1.2.840.10008.5.1.4.1.1.12.2",   // X-Ray Radiofluoroscopic
+    "1.2.840.10008.5.1.4.1.1.12.2.1", // Enhanced XRF
+    "1.2.840.10008.5.1.4.1.1.13.1.1", // X-Ray 3D Angiographic
+    "1.2.840.10008.5.1.4.1.1.13.1.2", // X-Ray 3D Craniofacial
+    "1.2.840.10008.5.1.4.1.1.13.1.3", // Breast Tomosynthesis
+    "1.2.840.10008.5.1.4.1.1.20",     // Nuclear Medicine
+    "1.2.840.10008.5.1.4.1.1.66.4",   // Segmentation
+    "1.2.840.10008.5.1.4.1.1.128",    // PET
+    "1.2.840.10008.5.1.4.1.1.128.1",  // Legacy Converted Enhanced PET
+    "1.2.840.10008.5.1.4.1.1.130",    // Enhanced PET
+    "1.2.840.10008.5.1.4.1.1.481.1",  // RT Image
+];
+
+/// Attributes of the Image Pixel, Image Plane and Multi-frame modules.
+/// An object that has any of them is an image, so it must have PixelData.
+const IMAGE_ATTRIBUTES: &[Tag] = &[
+    tags::ROWS,
+    tags::COLUMNS,
+    tags::BITS_ALLOCATED,
+    tags::BITS_STORED,
+    tags::PHOTOMETRIC_INTERPRETATION,
+    tags::IMAGE_POSITION_PATIENT,
+    tags::IMAGE_ORIENTATION_PATIENT,
+    tags::PIXEL_SPACING,
+    tags::NUMBER_OF_FRAMES,
+    tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE,
+];
+
+/// The Media Storage Directory (DICOMDIR) SOP class.
+const MEDIA_STORAGE_DIRECTORY: &str = "1.2.840.10008.1.3.10";
 
 /// A parsed DICOM file.
 pub(crate) struct Loaded {
@@ -59,12 +130,50 @@ fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
     Ok(out)
 }
 
-/// Reads and parses one file. `Ok(None)` if it is not DICOM.
+/// Whether the file's name says it is DICOM: `.dcm` or `.dicom`, in any
+/// case.
+fn named_dicom(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| e.eq_ignore_ascii_case("dcm") || e.eq_ignore_ascii_case("dicom"))
+}
+
+/// Whether `bytes` are a Part 10 file cut inside its preamble or its
+/// `DICM` magic: shorter than 132 bytes, all zero up to byte 128 (the
+/// usual preamble), then at most a prefix of `DICM`.
+fn cut_in_preamble(bytes: &[u8]) -> bool {
+    bytes.len() < 132
+        && bytes.iter().take(128).all(|&b| b == 0)
+        && bytes.get(128..).is_none_or(|m| b"DICM".starts_with(m))
+}
+
+/// Reads and parses one file. `Ok(None)` if it is not DICOM and does not
+/// pretend to be.
+///
+/// # Errors
+/// [`Error::EmptyFile`] for a 0-byte file; [`Error::NotDicom`] for a file
+/// named `*.dcm` / `*.dicom` without the `DICM` magic, or one cut inside
+/// the preamble; the pre-scan's and the parser's errors.
 pub(crate) fn load(path: &Path, limits: &Limits) -> Result<Option<Loaded>> {
     let size = std::fs::metadata(path).map_err(|e| Error::io(path, e))?.len();
+    if size == 0 {
+        return Err(Error::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
     limits.check_file(path, size)?;
     let bytes = std::fs::read(path).map_err(|e| Error::io(path, e))?;
+    if bytes.is_empty() {
+        return Err(Error::EmptyFile {
+            path: path.to_path_buf(),
+        });
+    }
     if !guard::has_magic(&bytes) {
+        if named_dicom(path) || cut_in_preamble(&bytes) {
+            return Err(Error::NotDicom {
+                path: path.to_path_buf(),
+            });
+        }
         return Ok(None);
     }
     let ts_uid = guard::check(path, &bytes, limits)?;
@@ -104,30 +213,102 @@ pub(crate) fn text(obj: &InMemDicomObject, tag: Tag) -> Option<String> {
     trimmed(&obj.get(tag)?.to_str().ok()?)
 }
 
-/// Decimal strings (DS, IS), also when the element arrived as UN.
-fn floats(obj: &InMemDicomObject, tag: Tag) -> Option<Vec<f64>> {
-    let v = match un_bytes(obj, tag) {
-        Some(b) => String::from_utf8_lossy(&b)
-            .split('\\')
-            .map(|p| p.trim_matches(|c: char| c == '\0' || c.is_whitespace()).parse::<f64>())
-            .collect::<Result<Vec<f64>, _>>()
-            .ok()?,
-        None => obj.get(tag)?.to_multi_float64().ok()?,
-    };
-    (!v.is_empty() && v.iter().all(|x| x.is_finite())).then_some(v)
+fn invalid(path: &Path, tag: &'static str, reason: String) -> Error {
+    Error::InvalidTag {
+        path: path.to_path_buf(),
+        tag,
+        reason,
+    }
 }
 
-/// Integers (US, UL, IS), also when the element arrived as UN: a 2- or
-/// 4-byte binary value, or decimal text.
-fn int(obj: &InMemDicomObject, tag: Tag) -> Option<i64> {
-    match un_bytes(obj, tag) {
-        Some(b) if b.len() == 2 => Some(i64::from(u16::from_le_bytes([b[0], b[1]]))),
-        Some(b) if b.len() == 4 && !b.iter().all(|c| c.is_ascii_digit() || *c == b' ') => {
-            Some(i64::from(u32::from_le_bytes([b[0], b[1], b[2], b[3]])))
+/// The values of a numeric attribute (DS, IS, or a binary VR; read as
+/// text when it arrived as UN). Absent and present-but-invalid are kept
+/// apart: `Ok(None)` when the attribute is absent or empty (the caller
+/// applies the standard's default), [`Error::InvalidTag`] naming `name`
+/// when it is present but unparseable, NaN or infinite.
+fn numbers(path: &Path, obj: &InMemDicomObject, tag: Tag, name: &'static str) -> Result<Option<Vec<f64>>> {
+    let Some(e) = obj.get(tag) else {
+        return Ok(None);
+    };
+    let v: Vec<f64> = if let Some(b) = un_bytes(obj, tag) {
+        let s = String::from_utf8_lossy(&b);
+        if trimmed(&s).is_none() {
+            return Ok(None);
         }
-        Some(b) => trimmed(&String::from_utf8_lossy(&b))?.parse().ok(),
-        None => obj.get(tag)?.to_int::<i64>().ok(),
+        s.split('\\')
+            .map(|p| {
+                let p = p.trim_matches(|c: char| c == '\0' || c.is_whitespace());
+                p.parse::<f64>()
+                    .map_err(|_| invalid(path, name, format!("{p:?} is not a number")))
+            })
+            .collect::<Result<_>>()?
+    } else {
+        let shown = match e.to_str() {
+            Ok(s) => s.into_owned(),
+            Err(_) => return Err(invalid(path, name, format!("a {:?} value is not a number", e.vr()))),
+        };
+        if trimmed(&shown).is_none() {
+            return Ok(None);
+        }
+        e.to_multi_float64()
+            .map_err(|_| invalid(path, name, format!("{shown:?} is not a number")))?
+    };
+    if let Some(x) = v.iter().find(|x| !x.is_finite()) {
+        return Err(invalid(path, name, format!("{x} is not a finite number")));
     }
+    Ok((!v.is_empty()).then_some(v))
+}
+
+/// The first value of a numeric attribute; see [`numbers`].
+fn number(path: &Path, obj: &InMemDicomObject, tag: Tag, name: &'static str) -> Result<Option<f64>> {
+    Ok(numbers(path, obj, tag, name)?.and_then(|v| v.first().copied()))
+}
+
+/// One integer attribute (US, UL, SS, IS; also when it arrived as UN: a
+/// 2- or 4-byte binary value, or decimal text). `Ok(None)` when absent or
+/// empty, [`Error::InvalidTag`] naming `name` when present but not an
+/// integer.
+fn integer(path: &Path, obj: &InMemDicomObject, tag: Tag, name: &'static str) -> Result<Option<i64>> {
+    let Some(e) = obj.get(tag) else {
+        return Ok(None);
+    };
+    if let Some(raw) = un_bytes(obj, tag) {
+        return match raw.as_slice() {
+            [] => Ok(None),
+            [a, b] => Ok(Some(i64::from(u16::from_le_bytes([*a, *b])))),
+            [a, b, c, d] if !is_decimal_text(&[*a, *b, *c, *d]) => {
+                Ok(Some(i64::from(u32::from_le_bytes([*a, *b, *c, *d]))))
+            }
+            _ => match trimmed(&String::from_utf8_lossy(&raw)) {
+                None => Ok(None),
+                Some(t) => t
+                    .parse()
+                    .map(Some)
+                    .map_err(|_| invalid(path, name, format!("{t:?} is not an integer"))),
+            },
+        };
+    }
+    let shown = match e.to_str() {
+        Ok(s) => s.into_owned(),
+        Err(_) => return Err(invalid(path, name, format!("a {:?} value is not an integer", e.vr()))),
+    };
+    if trimmed(&shown).is_none() {
+        return Ok(None);
+    }
+    if let Ok(v) = e.to_int::<i64>() {
+        return Ok(Some(v));
+    }
+    // "512.0" in an IS: an integer all the same.
+    match e.to_float64() {
+        Ok(v) if v.is_finite() && v.fract() == 0.0 && v.abs() < 9.0e15 => Ok(Some(v as i64)),
+        _ => Err(invalid(path, name, format!("{shown:?} is not an integer"))),
+    }
+}
+
+/// Whether four UN bytes are decimal text (an IS such as `"512 "`) rather
+/// than a binary UL.
+fn is_decimal_text(b: &[u8; 4]) -> bool {
+    b.iter().all(|c| c.is_ascii_digit() || *c == b' ')
 }
 
 fn item(obj: &InMemDicomObject, tag: Tag) -> Option<&InMemDicomObject> {
@@ -145,37 +326,45 @@ fn fixed<const N: usize>(path: &Path, v: Option<Vec<f64>>, tag: &'static str) ->
     })?;
     v.get(..N)
         .and_then(|s| <[f64; N]>::try_from(s).ok())
-        .ok_or_else(|| Error::InvalidTag {
-            path: path.to_path_buf(),
-            tag,
-            reason: format!("{} values, {N} expected", v.len()),
-        })
+        .ok_or_else(|| invalid(path, tag, format!("{} values, {N} expected", v.len())))
 }
 
-fn check_iop(path: &Path, iop: [f64; 6]) -> Result<[f64; 6]> {
+fn check_iop(path: &Path, iop: [f64; 6], tag: &'static str) -> Result<[f64; 6]> {
     let r = [iop[0], iop[1], iop[2]];
     let c = [iop[3], iop[4], iop[5]];
     let nr = dot(r, r).sqrt();
     let nc = dot(c, c).sqrt();
-    if (nr - 1.0).abs() > 1e-2 || (nc - 1.0).abs() > 1e-2 || (dot(r, c) / (nr * nc)).abs() > 1e-2 {
-        return Err(Error::InvalidTag {
-            path: path.to_path_buf(),
-            tag: "ImageOrientationPatient",
-            reason: format!("{iop:?} is not two orthogonal unit vectors"),
-        });
+    let unit = |n: f64| (n - 1.0).abs() <= 1e-2;
+    if !(iop.iter().all(|v| v.is_finite()) && unit(nr) && unit(nc) && (dot(r, c) / (nr * nc)).abs() <= 1e-2) {
+        return Err(invalid(
+            path,
+            tag,
+            format!("{iop:?} is not two orthogonal unit vectors"),
+        ));
     }
     Ok(iop)
 }
 
-fn check_spacing(path: &Path, s: [f64; 2]) -> Result<[f64; 2]> {
-    if s.iter().any(|v| v.is_nan() || *v <= 0.0 || !v.is_finite()) {
-        return Err(Error::InvalidTag {
-            path: path.to_path_buf(),
-            tag: "PixelSpacing",
-            reason: format!("{s:?} is not positive"),
-        });
+fn check_spacing(path: &Path, s: [f64; 2], tag: &'static str) -> Result<[f64; 2]> {
+    if !s.iter().all(|v| (MIN_SPACING_MM..=MAX_MM).contains(v)) {
+        return Err(invalid(
+            path,
+            tag,
+            format!("{s:?} mm is not between {MIN_SPACING_MM} and {MAX_MM} mm"),
+        ));
     }
     Ok(s)
+}
+
+fn check_position(path: &Path, p: [f64; 3], tag: &'static str) -> Result<[f64; 3]> {
+    if !p.iter().all(|v| v.abs() <= MAX_MM) {
+        return Err(invalid(
+            path,
+            tag,
+            format!("{p:?} mm lies more than {MAX_MM} mm from the origin"),
+        ));
+    }
+    Ok(p)
 }
 
 pub(crate) fn dot(a: [f64; 3], b: [f64; 3]) -> f64 {
@@ -190,10 +379,138 @@ pub(crate) fn cross(a: [f64; 3], b: [f64; 3]) -> [f64; 3] {
     ]
 }
 
-fn number_of_frames(obj: &InMemDicomObject) -> u32 {
-    int(obj, tags::NUMBER_OF_FRAMES)
-        .filter(|n| *n > 0)
-        .map_or(1, |n| n as u32)
+/// NumberOfFrames: 1 when absent, an error when present but not a
+/// positive integer.
+fn number_of_frames(path: &Path, obj: &InMemDicomObject) -> Result<u32> {
+    match integer(path, obj, tags::NUMBER_OF_FRAMES, "NumberOfFrames")? {
+        None => Ok(1),
+        Some(n) => u32::try_from(n)
+            .ok()
+            .filter(|n| *n > 0)
+            .ok_or_else(|| invalid(path, "NumberOfFrames", format!("{n} is not a positive frame count"))),
+    }
+}
+
+/// Rows and Columns: present, and between 1 and 65535 (a US value).
+fn dims(path: &Path, obj: &InMemDicomObject) -> Result<(u32, u32)> {
+    let one = |tag: Tag, name: &'static str| -> Result<u32> {
+        let v = integer(path, obj, tag, name)?.ok_or_else(|| Error::MissingTag {
+            path: path.to_path_buf(),
+            tag: name,
+        })?;
+        u32::try_from(v)
+            .ok()
+            .filter(|v| (1..=65535).contains(v))
+            .ok_or_else(|| invalid(path, name, format!("{v} is not between 1 and 65535")))
+    };
+    Ok((one(tags::ROWS, "Rows")?, one(tags::COLUMNS, "Columns")?))
+}
+
+/// How the stored samples of an instance are laid out, checked against
+/// the Image Pixel module (PS3.3 C.7.6.3): BitsAllocated is 1 or a
+/// multiple of 8 (8, 16 and 32 are read here), 1 ≤ BitsStored ≤
+/// BitsAllocated, PixelRepresentation is 0 or 1.
+#[derive(Clone, Copy, Debug)]
+struct PixelFormat {
+    bits_allocated: u16,
+    bits_stored: u16,
+    signed: bool,
+}
+
+impl PixelFormat {
+    /// The smallest and largest value a sample can hold.
+    fn range(&self) -> (f64, f64) {
+        let b = i32::from(self.bits_allocated);
+        if self.signed {
+            (-(2f64.powi(b - 1)), 2f64.powi(b - 1) - 1.0)
+        } else {
+            (0.0, 2f64.powi(b) - 1.0)
+        }
+    }
+}
+
+fn pixel_format(path: &Path, obj: &InMemDicomObject) -> Result<PixelFormat> {
+    // BitsAllocated is type 1; files without it were read as 16-bit
+    // before, and still are.
+    let alloc = integer(path, obj, tags::BITS_ALLOCATED, "BitsAllocated")?.unwrap_or(16);
+    let bits_allocated = match alloc {
+        8 | 16 | 32 => alloc as u16,
+        1 => {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                reason: "1-bit pixels (BitsAllocated = 1) are a binary mask, not a greyscale image".into(),
+            });
+        }
+        b if b > 0 && b % 8 == 0 => {
+            return Err(Error::Unsupported {
+                path: path.to_path_buf(),
+                reason: format!("BitsAllocated = {b}; 8, 16 and 32 are read"),
+            });
+        }
+        b => {
+            return Err(invalid(
+                path,
+                "BitsAllocated",
+                format!("{b}: the standard allows 1 or a multiple of 8"),
+            ));
+        }
+    };
+    let stored = integer(path, obj, tags::BITS_STORED, "BitsStored")?.unwrap_or(alloc);
+    if !(1..=alloc).contains(&stored) {
+        return Err(invalid(
+            path,
+            "BitsStored",
+            format!("{stored} with BitsAllocated = {alloc}: must be between 1 and BitsAllocated"),
+        ));
+    }
+    let signed = match integer(path, obj, tags::PIXEL_REPRESENTATION, "PixelRepresentation")? {
+        None | Some(0) => false,
+        Some(1) => true,
+        Some(v) => {
+            return Err(invalid(path, "PixelRepresentation", format!("{v}: must be 0 or 1")));
+        }
+    };
+    Ok(PixelFormat {
+        bits_allocated,
+        bits_stored: stored as u16,
+        signed,
+    })
+}
+
+/// Checks a Modality LUT (PS3.3 C.11.1.1.2: value = stored × slope +
+/// intercept): the slope is not 0, and every stored value the pixel
+/// format can hold maps to a finite 32-bit float.
+fn check_rescale(
+    path: &Path,
+    (slope, slope_tag): (f64, &'static str),
+    (intercept, intercept_tag): (f64, &'static str),
+    fmt: &PixelFormat,
+) -> Result<()> {
+    if slope == 0.0 {
+        return Err(invalid(
+            path,
+            slope_tag,
+            "0: every pixel would map to the intercept".into(),
+        ));
+    }
+    let (lo, hi) = fmt.range();
+    let (a, b) = (lo * slope + intercept, hi * slope + intercept);
+    let max = f64::from(f32::MAX);
+    if !(a.abs() <= max && b.abs() <= max) {
+        let tag = if intercept.abs() > max {
+            intercept_tag
+        } else {
+            slope_tag
+        };
+        return Err(invalid(
+            path,
+            tag,
+            format!(
+                "slope {slope:e} and intercept {intercept:e} map the stored range [{lo}, {hi}] to [{a:e}, {b:e}], beyond 32-bit floats"
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Extracts each frame's geometry and rescale from one instance.
@@ -207,8 +524,8 @@ fn group<'a>(
     item(frame, seq).or_else(|| shared.and_then(|s| item(s, seq)))
 }
 
-fn frame_infos(file: usize, path: &Path, obj: &InMemDicomObject) -> Result<Vec<FrameInfo>> {
-    let nframes = number_of_frames(obj);
+fn frame_infos(file: usize, path: &Path, obj: &InMemDicomObject, fmt: &PixelFormat) -> Result<Vec<FrameInfo>> {
+    let nframes = number_of_frames(path, obj)?;
     let shared = item(obj, tags::SHARED_FUNCTIONAL_GROUPS_SEQUENCE);
     let per_frame = items(obj, tags::PER_FRAME_FUNCTIONAL_GROUPS_SEQUENCE);
     if shared.is_none() && per_frame.is_none() {
@@ -218,21 +535,27 @@ fn frame_infos(file: usize, path: &Path, obj: &InMemDicomObject) -> Result<Vec<F
                 reason: format!("{nframes}-frame image without functional groups (no per-frame geometry)"),
             });
         }
-        let ipp = fixed::<3>(path, floats(obj, tags::IMAGE_POSITION_PATIENT), "ImagePositionPatient")?;
+        const IPP: &str = "ImagePositionPatient";
+        const IOP: &str = "ImageOrientationPatient";
+        const PS: &str = "PixelSpacing";
+        let ipp = check_position(
+            path,
+            fixed::<3>(path, numbers(path, obj, tags::IMAGE_POSITION_PATIENT, IPP)?, IPP)?,
+            IPP,
+        )?;
         let iop = check_iop(
             path,
-            fixed::<6>(
-                path,
-                floats(obj, tags::IMAGE_ORIENTATION_PATIENT),
-                "ImageOrientationPatient",
-            )?,
+            fixed::<6>(path, numbers(path, obj, tags::IMAGE_ORIENTATION_PATIENT, IOP)?, IOP)?,
+            IOP,
         )?;
         let spacing = check_spacing(
             path,
-            fixed::<2>(path, floats(obj, tags::PIXEL_SPACING), "PixelSpacing")?,
+            fixed::<2>(path, numbers(path, obj, tags::PIXEL_SPACING, PS)?, PS)?,
+            PS,
         )?;
-        let slope = floats(obj, tags::RESCALE_SLOPE).map_or(1.0, |v| v[0]);
-        let intercept = floats(obj, tags::RESCALE_INTERCEPT).map_or(0.0, |v| v[0]);
+        let slope = number(path, obj, tags::RESCALE_SLOPE, "RescaleSlope")?.unwrap_or(1.0);
+        let intercept = number(path, obj, tags::RESCALE_INTERCEPT, "RescaleIntercept")?.unwrap_or(0.0);
+        check_rescale(path, (slope, "RescaleSlope"), (intercept, "RescaleIntercept"), fmt)?;
         return Ok(vec![FrameInfo {
             file,
             frame: None,
@@ -246,49 +569,136 @@ fn frame_infos(file: usize, path: &Path, obj: &InMemDicomObject) -> Result<Vec<F
     // Enhanced multi-frame: per-frame groups override shared groups.
     let per_frame = per_frame.unwrap_or(&[]);
     if per_frame.len() != nframes as usize {
-        return Err(Error::InvalidTag {
-            path: path.to_path_buf(),
-            tag: "PerFrameFunctionalGroupsSequence",
-            reason: format!("{} items for {nframes} frames", per_frame.len()),
-        });
+        return Err(invalid(
+            path,
+            "PerFrameFunctionalGroupsSequence",
+            format!("{} items for {nframes} frames", per_frame.len()),
+        ));
     }
+    // The values of `tag` in the macro item `g`, if there is one.
+    let in_group = |g: Option<&InMemDicomObject>, tag: Tag, name: &'static str| -> Result<Option<Vec<f64>>> {
+        g.map(|g| numbers(path, g, tag, name)).transpose().map(Option::flatten)
+    };
+    // A rescale value: the Pixel Value Transformation macro's, else the
+    // top-level attribute's, else the default.
+    let rescale = |pvt: Option<&InMemDicomObject>,
+                   tag: Tag,
+                   names: (&'static str, &'static str),
+                   default: f64|
+     -> Result<(f64, &'static str)> {
+        if let Some(v) = in_group(pvt, tag, names.0)?.and_then(|v| v.first().copied()) {
+            return Ok((v, names.0));
+        }
+        Ok((number(path, obj, tag, names.1)?.unwrap_or(default), names.1))
+    };
     let mut out = Vec::with_capacity(per_frame.len());
     for (n, f) in per_frame.iter().enumerate() {
-        let pos = item(f, tags::PLANE_POSITION_SEQUENCE).and_then(|g| floats(g, tags::IMAGE_POSITION_PATIENT));
-        let ipp = fixed::<3>(path, pos, "PlanePositionSequence/ImagePositionPatient")?;
-        let ori =
-            group(f, shared, tags::PLANE_ORIENTATION_SEQUENCE).and_then(|g| floats(g, tags::IMAGE_ORIENTATION_PATIENT));
-        let iop = check_iop(
-            path,
-            fixed::<6>(path, ori, "PlaneOrientationSequence/ImageOrientationPatient")?,
+        const IPP: &str = "PlanePositionSequence/ImagePositionPatient";
+        const IOP: &str = "PlaneOrientationSequence/ImageOrientationPatient";
+        const PS: &str = "PixelMeasuresSequence/PixelSpacing";
+        let pos = in_group(
+            item(f, tags::PLANE_POSITION_SEQUENCE),
+            tags::IMAGE_POSITION_PATIENT,
+            IPP,
         )?;
-        let ps = group(f, shared, tags::PIXEL_MEASURES_SEQUENCE).and_then(|g| floats(g, tags::PIXEL_SPACING));
-        let spacing = check_spacing(path, fixed::<2>(path, ps, "PixelMeasuresSequence/PixelSpacing")?)?;
+        let ipp = check_position(path, fixed::<3>(path, pos, IPP)?, IPP)?;
+        let ori = in_group(
+            group(f, shared, tags::PLANE_ORIENTATION_SEQUENCE),
+            tags::IMAGE_ORIENTATION_PATIENT,
+            IOP,
+        )?;
+        let iop = check_iop(path, fixed::<6>(path, ori, IOP)?, IOP)?;
+        let ps = in_group(group(f, shared, tags::PIXEL_MEASURES_SEQUENCE), tags::PIXEL_SPACING, PS)?;
+        let spacing = check_spacing(path, fixed::<2>(path, ps, PS)?, PS)?;
         let pvt = group(f, shared, tags::PIXEL_VALUE_TRANSFORMATION_SEQUENCE);
-        let slope = pvt
-            .and_then(|g| floats(g, tags::RESCALE_SLOPE))
-            .or_else(|| floats(obj, tags::RESCALE_SLOPE))
-            .map_or(1.0, |v| v[0]);
-        let intercept = pvt
-            .and_then(|g| floats(g, tags::RESCALE_INTERCEPT))
-            .or_else(|| floats(obj, tags::RESCALE_INTERCEPT))
-            .map_or(0.0, |v| v[0]);
+        let slope = rescale(
+            pvt,
+            tags::RESCALE_SLOPE,
+            ("PixelValueTransformationSequence/RescaleSlope", "RescaleSlope"),
+            1.0,
+        )?;
+        let intercept = rescale(
+            pvt,
+            tags::RESCALE_INTERCEPT,
+            ("PixelValueTransformationSequence/RescaleIntercept", "RescaleIntercept"),
+            0.0,
+        )?;
+        check_rescale(path, slope, intercept, fmt)?;
         out.push(FrameInfo {
             file,
             frame: Some(n as u32),
             ipp,
             iop,
             spacing,
-            slope,
-            intercept,
+            slope: slope.0,
+            intercept: intercept.0,
         });
     }
     Ok(out)
 }
 
-/// Loads every file of a folder in parallel. Returns the DICOM files,
-/// the failures, and the number of non-DICOM files skipped.
-fn load_all(dir: &Path, limits: &Limits) -> Result<(Vec<Loaded>, Vec<Error>, usize)> {
+/// The files of a folder, sorted by what a series read does with them.
+struct Folder {
+    /// DICOM objects with pixel data.
+    loaded: Vec<Loaded>,
+    /// Files that are not whole: each one's error names it.
+    failed: Vec<(PathBuf, Error)>,
+    /// Files that are not images (a README, a DICOMDIR, a structured
+    /// report), with the reason.
+    skipped: Vec<SkippedFile>,
+}
+
+/// Decides what a parsed object without PixelData is: `Ok(reason)` for a
+/// non-image object that may be skipped, an error for an image that lost
+/// its pixels (a file cut short at an element boundary, say).
+fn without_pixels(l: &Loaded) -> Result<String> {
+    let o = &l.obj;
+    let path = || l.path.clone();
+    let media_class = l.obj.meta().media_storage_sop_class_uid.trim_end_matches(['\0', ' ']);
+    if media_class == MEDIA_STORAGE_DIRECTORY || o.get(tags::DIRECTORY_RECORD_SEQUENCE).is_some() {
+        return Ok("a DICOMDIR (media directory), not an image".into());
+    }
+    if o.get(tags::FLOAT_PIXEL_DATA).is_some() || o.get(tags::DOUBLE_FLOAT_PIXEL_DATA).is_some() {
+        return Err(Error::Unsupported {
+            path: path(),
+            reason: "floating-point pixel data (FloatPixelData / DoubleFloatPixelData)".into(),
+        });
+    }
+    if o.get(tags::SPECTROSCOPY_DATA).is_some() {
+        return Ok("MR spectroscopy data, not an image".into());
+    }
+    let sop_class = text(o, tags::SOP_CLASS_UID);
+    let image_class = [sop_class.as_deref(), Some(media_class)]
+        .into_iter()
+        .flatten()
+        .any(|c| IMAGE_STORAGE.contains(&c));
+    let image_attribute = IMAGE_ATTRIBUTES.iter().any(|t| o.get(*t).is_some());
+    if image_class || image_attribute {
+        return Err(Error::MissingTag {
+            path: path(),
+            tag: "PixelData",
+        });
+    }
+    // Neither an image nor identifiable: cut short before its identity.
+    let Some(sop_class) = sop_class else {
+        return Err(Error::MissingTag {
+            path: path(),
+            tag: "SOPClassUID",
+        });
+    };
+    if text(o, tags::SERIES_INSTANCE_UID).is_none() {
+        return Err(Error::MissingTag {
+            path: path(),
+            tag: "SeriesInstanceUID",
+        });
+    }
+    Ok(format!(
+        "a DICOM object of SOP class {sop_class} without pixel data or image attributes (not an image)"
+    ))
+}
+
+/// Loads every file of a folder in parallel and sorts them out.
+fn load_all(dir: &Path, limits: &Limits) -> Result<Folder> {
     let files = list_files(dir)?;
     let results: Vec<(PathBuf, Result<Option<Loaded>>)> = files
         .into_par_iter()
@@ -297,35 +707,37 @@ fn load_all(dir: &Path, limits: &Limits) -> Result<(Vec<Loaded>, Vec<Error>, usi
             (p, r)
         })
         .collect();
-    let mut loaded = Vec::new();
-    let mut failed = Vec::new();
-    let mut skipped = 0;
+    let mut folder = Folder {
+        loaded: Vec::new(),
+        failed: Vec::new(),
+        skipped: Vec::new(),
+    };
     for (p, r) in results {
         match r {
-            Ok(Some(l)) => {
-                if l.obj.get(tags::PIXEL_DATA).is_some() {
-                    loaded.push(l);
-                } else if text(&l.obj, tags::SERIES_INSTANCE_UID).is_none()
-                    || text(&l.obj, tags::SOP_CLASS_UID).is_none()
-                {
-                    // Not even identifiable: a file cut short at an element boundary, say.
-                    failed.push(Error::MissingTag {
-                        path: l.path,
-                        tag: "PixelData",
+            Ok(Some(l)) if l.obj.get(tags::PIXEL_DATA).is_some() => folder.loaded.push(l),
+            Ok(Some(l)) => match without_pixels(&l) {
+                Ok(reason) => {
+                    tracing::info!(path = %p.display(), %reason, "skipping a DICOM object that is not an image");
+                    folder.skipped.push(SkippedFile {
+                        path: p,
+                        reason,
+                        unreadable: false,
                     });
-                } else {
-                    tracing::info!(path = %p.display(), "skipping DICOM object without pixel data");
-                    skipped += 1;
                 }
-            }
+                Err(e) => folder.failed.push((p, e)),
+            },
             Ok(None) => {
-                tracing::info!(path = %p.display(), "skipping non-DICOM file");
-                skipped += 1;
+                tracing::info!(path = %p.display(), "skipping a non-DICOM file");
+                folder.skipped.push(SkippedFile {
+                    path: p,
+                    reason: "not a DICOM file (no DICM magic at byte 128)".into(),
+                    unreadable: false,
+                });
             }
-            Err(e) => failed.push(e),
+            Err(e) => folder.failed.push((p, e)),
         }
     }
-    Ok((loaded, failed, skipped))
+    Ok(folder)
 }
 
 fn summaries(loaded: &[Loaded]) -> Vec<SeriesSummary> {
@@ -344,36 +756,50 @@ fn summaries(loaded: &[Loaded]) -> Vec<SeriesSummary> {
 }
 
 pub(crate) fn list_series(dir: &Path, limits: &Limits) -> Result<Vec<SeriesSummary>> {
-    let (loaded, failed, _) = load_all(dir, limits)?;
-    for e in &failed {
+    let folder = load_all(dir, limits)?;
+    for (_, e) in &folder.failed {
         tracing::warn!(error = %e, "unreadable DICOM file");
     }
-    Ok(summaries(&loaded))
+    Ok(summaries(&folder.loaded))
 }
 
 pub(crate) fn read_series(dir: &Path, opts: &ReadOptions) -> Result<DicomSeries> {
-    let (mut loaded, failed, skipped) = load_all(dir, &opts.limits)?;
-    if let Some(first) = failed.first() {
+    let Folder {
+        mut loaded,
+        failed,
+        mut skipped,
+    } = load_all(dir, &opts.limits)?;
+    if !failed.is_empty() {
         if !opts.skip_unreadable {
             let count = failed.len();
-            let first = failed.into_iter().next().map(Box::new).unwrap_or_else(|| {
-                Box::new(Error::NoDicom {
+            let mut failed = failed.into_iter();
+            let first = match failed.next() {
+                Some((_, e)) => Box::new(e),
+                None => Box::new(Error::NoDicom {
                     dir: dir.to_path_buf(),
-                    skipped,
-                })
-            });
+                    skipped: skipped.len(),
+                }),
+            };
             return Err(Error::UnreadableFiles {
                 dir: dir.to_path_buf(),
                 count,
                 first,
             });
         }
-        tracing::warn!(count = failed.len(), first = %first, "skipping unreadable DICOM files");
+        tracing::warn!(dir = %dir.display(), count = failed.len(), "skipping unreadable files (ReadOptions::skip_unreadable)");
+        for (path, e) in failed {
+            tracing::warn!(error = %e, "skipping an unreadable file");
+            skipped.push(SkippedFile {
+                path,
+                reason: e.to_string(),
+                unreadable: true,
+            });
+        }
     }
     if loaded.is_empty() {
         return Err(Error::NoDicom {
             dir: dir.to_path_buf(),
-            skipped,
+            skipped: skipped.len(),
         });
     }
     let series = summaries(&loaded);
@@ -396,32 +822,28 @@ pub(crate) fn read_series(dir: &Path, opts: &ReadOptions) -> Result<DicomSeries>
         None => series.first().map(|s| s.uid.clone()).unwrap_or_default(),
     };
     loaded.retain(|l| text(&l.obj, tags::SERIES_INSTANCE_UID).unwrap_or_default() == uid);
-    build(uid, loaded, opts)
+    skipped.sort_by(|a, b| a.path.cmp(&b.path));
+    build(uid, loaded, skipped, opts)
 }
 
 /// Builds the volume from the files of one series.
-fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<DicomSeries> {
-    // Sizes must agree before anything is decoded.
-    let first = &loaded[0];
-    let dims = |l: &Loaded| -> Result<(u32, u32)> {
-        let r = int(&l.obj, tags::ROWS).filter(|v| *v > 0);
-        let c = int(&l.obj, tags::COLUMNS).filter(|v| *v > 0);
-        match (r, c) {
-            (Some(r), Some(c)) => Ok((r as u32, c as u32)),
-            (None, _) => Err(Error::MissingTag {
-                path: l.path.clone(),
-                tag: "Rows",
-            }),
-            (_, None) => Err(Error::MissingTag {
-                path: l.path.clone(),
-                tag: "Columns",
-            }),
-        }
-    };
-    let (rows, cols) = dims(first)?;
+fn build(
+    series_uid: String,
+    loaded: Vec<Loaded>,
+    skipped: Vec<SkippedFile>,
+    opts: &ReadOptions,
+) -> Result<DicomSeries> {
+    // Sizes, pixel formats and rescales must be valid and agree before
+    // anything is decoded.
+    let first = loaded.first().ok_or_else(|| Error::InvalidVolume {
+        reason: format!("series {series_uid} has no image"),
+    })?;
+    let (rows, cols) = dims(&first.path, &first.obj)?;
     let mut frames = Vec::new();
+    let mut formats = Vec::with_capacity(loaded.len());
+    let mut nframes = Vec::with_capacity(loaded.len());
     for (n, l) in loaded.iter().enumerate() {
-        let d = dims(l)?;
+        let d = dims(&l.path, &l.obj)?;
         if d != (rows, cols) {
             return Err(Error::MixedSize {
                 series_uid,
@@ -430,14 +852,17 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
                 found: format!("{}x{}", d.0, d.1),
             });
         }
-        let spp = int(&l.obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+        let spp = integer(&l.path, &l.obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
         if spp != 1 {
             return Err(Error::Unsupported {
                 path: l.path.clone(),
                 reason: format!("{spp} samples per pixel (colour images are not volumes)"),
             });
         }
-        frames.extend(frame_infos(n, &l.path, &l.obj)?);
+        let fmt = pixel_format(&l.path, &l.obj)?;
+        frames.extend(frame_infos(n, &l.path, &l.obj, &fmt)?);
+        formats.push(fmt);
+        nframes.push(number_of_frames(&l.path, &l.obj)?);
     }
     let nk = frames.len() as u64;
     opts.limits
@@ -525,22 +950,38 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
         let gap = (proj[order[order.len() - 1]] - proj[order[0]]) / n;
         normal.map(|v| v * gap)
     } else {
-        let o = &loaded[frames[0].file].obj;
-        let thick = floats(o, tags::SPACING_BETWEEN_SLICES)
-            .or_else(|| floats(o, tags::SLICE_THICKNESS))
-            .map(|v| v[0])
-            .filter(|v| *v > 0.0)
-            .unwrap_or(1.0);
+        let l = &loaded[frames[0].file];
+        let usable = |v: Option<f64>| v.filter(|v| *v > 0.0 && *v <= MAX_MM);
+        let thick = match usable(number(
+            &l.path,
+            &l.obj,
+            tags::SPACING_BETWEEN_SLICES,
+            "SpacingBetweenSlices",
+        )?) {
+            Some(t) => t,
+            None => usable(number(&l.path, &l.obj, tags::SLICE_THICKNESS, "SliceThickness")?).unwrap_or(1.0),
+        };
         [normal[0] * thick, normal[1] * thick, normal[2] * thick]
     };
     let ipp0 = frames[order[0]].ipp;
-    let lps = [
+    let lps: [[f64; 4]; 4] = [
         [row_dir[0] * sp0[1], col_dir[0] * sp0[0], step[0], ipp0[0]],
         [row_dir[1] * sp0[1], col_dir[1] * sp0[0], step[1], ipp0[1]],
         [row_dir[2] * sp0[1], col_dir[2] * sp0[0], step[2], ipp0[2]],
         [0.0, 0.0, 0.0, 1.0],
     ];
-    let affine = Affine::from_lps_matrix(lps)?;
+    // The inputs are bounded (MAX_MM), so this cannot fail on a header
+    // that passed the checks above; it is asserted all the same, naming
+    // the file, so that no volume ever carries a non-finite affine.
+    const GEOMETRY: &str = "ImagePositionPatient/ImageOrientationPatient/PixelSpacing";
+    if lps.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(invalid(
+            &path_of(order[0]),
+            GEOMETRY,
+            format!("the slice geometry gives a non-finite affine {lps:?}"),
+        ));
+    }
+    let affine = Affine::from_lps_matrix(lps).map_err(|e| invalid(&path_of(order[0]), GEOMETRY, e.to_string()))?;
 
     // Pixels: native samples are borrowed from the parsed objects and
     // converted straight into the volume; compressed ones are decoded per
@@ -548,17 +989,37 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
     let plane = rows as usize * cols as usize;
     let sources: Vec<Samples<'_>> = loaded
         .par_iter()
-        .map(|l| samples(&l.path, &l.obj, rows, cols, number_of_frames(&l.obj)))
+        .zip(formats.par_iter().zip(nframes.par_iter()))
+        .map(|(l, (fmt, &nf))| samples(&l.path, &l.obj, rows, cols, nf, fmt))
         .collect::<Result<_>>()?;
     let mut data = Array3::<f32>::zeros((order.len(), rows as usize, cols as usize));
     let out = data.as_slice_mut().ok_or_else(|| Error::InvalidVolume {
         reason: "volume not contiguous".into(),
     })?;
-    out.par_chunks_mut(plane).zip(order.par_iter()).for_each(|(dst, &n)| {
-        let f = &frames[n];
-        let fi = f.frame.unwrap_or(0) as usize;
-        sources[f.file].convert(fi * plane, dst, f.slope, f.intercept);
-    });
+    // Each slice reports its non-finite values (none, once the rescale has
+    // been checked against the stored range; this is the last line of
+    // defence).
+    let bad: Vec<(usize, usize, usize)> = out
+        .par_chunks_mut(plane)
+        .zip(order.par_iter())
+        .enumerate()
+        .filter_map(|(k, (dst, &n))| {
+            let f = &frames[n];
+            let fi = f.frame.unwrap_or(0) as usize;
+            sources[f.file].convert(fi * plane, dst, f.slope, f.intercept);
+            let at = dst.iter().position(|v| !v.is_finite())?;
+            let count = dst.iter().skip(at).filter(|v| !v.is_finite()).count();
+            Some((k, at, count))
+        })
+        .collect();
+    if let Some(&(k, at, _)) = bad.first() {
+        let count = bad.iter().map(|b| b.2 as u64).sum();
+        return Err(Error::NonFiniteVoxels {
+            path: path_of(order[k]),
+            count,
+            first: VoxelIndex::new(at % cols as usize, at / cols as usize, k),
+        });
+    }
     let entries: Vec<SliceEntry> = order
         .iter()
         .enumerate()
@@ -592,11 +1053,12 @@ fn build(series_uid: String, loaded: Vec<Loaded>, opts: &ReadOptions) -> Result<
         transfer_syntaxes: ts,
         rows,
         columns: cols,
-        bits_stored: int(o, tags::BITS_STORED).unwrap_or(16) as u16,
-        signed: int(o, tags::PIXEL_REPRESENTATION) == Some(1),
-        slice_thickness: floats(o, tags::SLICE_THICKNESS).map(|v| v[0]),
+        bits_stored: formats.first().map_or(16, |f| f.bits_stored),
+        signed: formats.first().is_some_and(|f| f.signed),
+        slice_thickness: number(&first.path, o, tags::SLICE_THICKNESS, "SliceThickness")?,
         files: loaded.len(),
         multiframe: frames.iter().any(|f| f.frame.is_some()),
+        skipped,
     };
     let volume = Volume::new(data, affine)?;
     tracing::debug!(series = %series_uid, size = ?volume.size(), spacing = ?volume.spacing(), "read series");
@@ -656,32 +1118,62 @@ impl Samples<'_> {
     }
 }
 
-/// The stored samples of an instance, checked to hold `nframes` frames.
-fn samples<'a>(path: &Path, obj: &'a DefaultDicomObject, rows: u32, cols: u32, nframes: u32) -> Result<Samples<'a>> {
+/// The stored samples of an instance, checked to hold exactly `nframes`
+/// frames of `rows` × `cols` (native 8-bit data may carry the one pad
+/// byte of an odd length).
+fn samples<'a>(
+    path: &Path,
+    obj: &'a DefaultDicomObject,
+    rows: u32,
+    cols: u32,
+    nframes: u32,
+    fmt: &PixelFormat,
+) -> Result<Samples<'a>> {
     use dicom::core::value::{PrimitiveValue, Value};
-    let need = rows as usize * cols as usize * nframes as usize;
-    let bits_alloc = int(obj, tags::BITS_ALLOCATED).unwrap_or(16);
-    let bits = int(obj, tags::BITS_STORED).unwrap_or(bits_alloc).clamp(1, 32) as u16;
-    let signed = int(obj, tags::PIXEL_REPRESENTATION) == Some(1);
+    let (bits, signed) = (fmt.bits_stored, fmt.signed);
     let mono = text(obj, tags::PHOTOMETRIC_INTERPRETATION).is_none_or(|p| p.starts_with("MONOCHROME"));
     let native = match obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
-        Some(Value::Primitive(PrimitiveValue::U16(v))) if bits_alloc == 16 && mono => {
+        Some(Value::Primitive(PrimitiveValue::U16(v))) if fmt.bits_allocated == 16 && mono => {
             Some((Samples::U16(v.as_slice(), bits, signed), v.len(), 2))
         }
-        Some(Value::Primitive(PrimitiveValue::U8(v))) if bits_alloc == 8 && mono => {
+        Some(Value::Primitive(PrimitiveValue::U8(v))) if fmt.bits_allocated == 8 && mono => {
             Some((Samples::U8(v.as_slice(), bits, signed), v.len(), 1))
         }
         _ => None,
     };
     match native {
-        Some((s, len, _)) if len >= need => Ok(s),
-        Some((_, len, bytes)) => Err(Error::TruncatedPixelData {
-            path: path.to_path_buf(),
-            expected: (need * bytes) as u64,
-            found: (len * bytes) as u64,
-        }),
+        Some((s, len, bytes)) => {
+            check_pixel_bytes(path, len * bytes, bytes, (rows, cols, nframes))?;
+            Ok(s)
+        }
         None => decode_stored(path, obj, rows, cols, nframes).map(Samples::Decoded),
     }
+}
+
+/// Requires `found` bytes of pixel data to be exactly rows × columns ×
+/// frames × `bytes` per sample, or one more when that is odd (the pad
+/// byte of an odd-length value). Fewer is [`Error::TruncatedPixelData`];
+/// more means that Rows, Columns or NumberOfFrames understate the image
+/// ([`Error::InvalidTag`] on PixelData).
+fn check_pixel_bytes(path: &Path, found: usize, bytes: usize, (rows, cols, nframes): (u32, u32, u32)) -> Result<()> {
+    let need = rows as usize * cols as usize * nframes as usize * bytes;
+    if found == need || (need % 2 == 1 && found == need + 1) {
+        return Ok(());
+    }
+    if found < need {
+        return Err(Error::TruncatedPixelData {
+            path: path.to_path_buf(),
+            expected: need as u64,
+            found: found as u64,
+        });
+    }
+    Err(invalid(
+        path,
+        "PixelData",
+        format!(
+            "it holds {found} bytes, but Rows × Columns × NumberOfFrames × bytes per sample = {rows} × {cols} × {nframes} × {bytes} = {need}"
+        ),
+    ))
 }
 
 /// Decodes all frames of an instance to stored values (no rescale).
@@ -692,13 +1184,23 @@ fn decode_stored(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u32, nf
         tag: "PixelData",
         reason,
     };
+    // Native data: its length must match the header before the decoder,
+    // which reads only the samples the header asks for, sees it.
+    if let Some(dicom::core::value::Value::Primitive(v)) = obj.get(tags::PIXEL_DATA).map(|e| e.value()) {
+        let alloc = integer(path, obj, tags::BITS_ALLOCATED, "BitsAllocated")?.unwrap_or(16);
+        let bytes = usize::try_from(alloc.max(8) / 8).unwrap_or(2);
+        check_pixel_bytes(path, v.calculate_byte_len(), bytes, (rows, cols, nframes))?;
+    }
     let frags = obj.get(tags::PIXEL_DATA).and_then(|e| e.fragments()).unwrap_or(&[]);
     super::codestream::check_fragments(frags, rows as usize, cols as usize).map_err(invalid)?;
     if obj.meta().transfer_syntax().trim_end_matches('\0') == super::rle::RLE_LOSSLESS {
         if frags.len() < nframes as usize {
             return Err(invalid(format!("{} RLE fragments for {nframes} frames", frags.len())));
         }
-        let bytes = int(obj, tags::BITS_ALLOCATED).unwrap_or(16).clamp(8, 64) as usize / 8;
+        let bytes = integer(path, obj, tags::BITS_ALLOCATED, "BitsAllocated")?
+            .unwrap_or(16)
+            .clamp(8, 64) as usize
+            / 8;
         for f in frags.iter().take(nframes as usize) {
             super::rle::check_fragment(f, bytes, rows as usize * cols as usize).map_err(invalid)?;
         }
@@ -713,19 +1215,18 @@ fn decode_stored(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u32, nf
             source: Box::new(e),
         })?;
     let opts = ConvertOptions::new().with_modality_lut(ModalityLutOption::None);
-    let v: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoded.to_vec_with_options(&opts)))
+    let mut v: Vec<f32> = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| decoded.to_vec_with_options(&opts)))
         .map_err(|_| invalid("the pixel data converter panicked on this stream".into()))?
         .map_err(|e| Error::PixelDecode {
             path: path.to_path_buf(),
             source: Box::new(e),
         })?;
-    if (v.len() as u64) < expected {
-        return Err(Error::TruncatedPixelData {
-            path: path.to_path_buf(),
-            expected: expected * u64::from(decoded.bits_allocated().div_ceil(8)),
-            found: v.len() as u64 * u64::from(decoded.bits_allocated().div_ceil(8)),
-        });
+    let bytes = usize::from(decoded.bits_allocated().div_ceil(8));
+    let need = expected as usize;
+    if v.len() != need {
+        check_pixel_bytes(path, v.len() * bytes, bytes, (rows, cols, nframes))?;
     }
+    v.truncate(need);
     Ok(v)
 }
 
@@ -734,32 +1235,24 @@ fn decode_stored(path: &Path, obj: &DefaultDicomObject, rows: u32, cols: u32, nf
 /// file with its uncompressed twin.
 ///
 /// # Errors
-/// [`Error::NotDicom`], parse and decode errors, [`Error::LimitExceeded`].
+/// [`Error::EmptyFile`], [`Error::NotDicom`], parse and decode errors,
+/// [`Error::MissingTag`] / [`Error::InvalidTag`] for the pixel attributes,
+/// [`Error::LimitExceeded`].
 pub fn read_stored_frames(path: impl AsRef<Path>, limits: &Limits) -> Result<Array3<f32>> {
     let path = path.as_ref();
     let l = load(path, limits)?.ok_or_else(|| Error::NotDicom {
         path: path.to_path_buf(),
     })?;
-    let rows = int(&l.obj, tags::ROWS)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| Error::MissingTag {
-            path: path.to_path_buf(),
-            tag: "Rows",
-        })? as u32;
-    let cols = int(&l.obj, tags::COLUMNS)
-        .filter(|v| *v > 0)
-        .ok_or_else(|| Error::MissingTag {
-            path: path.to_path_buf(),
-            tag: "Columns",
-        })? as u32;
-    let spp = int(&l.obj, tags::SAMPLES_PER_PIXEL).unwrap_or(1);
+    let (rows, cols) = dims(path, &l.obj)?;
+    let spp = integer(path, &l.obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
     if spp != 1 {
         return Err(Error::Unsupported {
             path: path.to_path_buf(),
             reason: format!("{spp} samples per pixel"),
         });
     }
-    let nf = number_of_frames(&l.obj);
+    pixel_format(path, &l.obj)?;
+    let nf = number_of_frames(path, &l.obj)?;
     let n = u64::from(rows) * u64::from(cols) * u64::from(nf);
     limits.check_volume(path, n, 4)?;
     let mut v = decode_stored(path, &l.obj, rows, cols, nf)?;
