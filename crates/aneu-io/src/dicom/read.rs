@@ -113,13 +113,25 @@ fn list_files(dir: &Path) -> Result<Vec<PathBuf>> {
     }
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
+    // symbolic links are followed, to files and folders alike; a folder
+    // reached twice (a link cycle) is listed once
+    let mut seen = std::collections::BTreeSet::new();
     while let Some(d) = stack.pop() {
+        if !seen.insert(d.canonicalize().map_err(|e| Error::io(&d, e))?) {
+            continue;
+        }
         let rd = std::fs::read_dir(&d).map_err(|e| Error::io(&d, e))?;
         for entry in rd {
             let entry = entry.map_err(|e| Error::io(&d, e))?;
             let p = entry.path();
             let ft = entry.file_type().map_err(|e| Error::io(&p, e))?;
-            if ft.is_dir() {
+            let is_dir = if ft.is_symlink() {
+                // a link to nothing is a file that cannot be read: an error
+                std::fs::metadata(&p).is_ok_and(|m| m.is_dir())
+            } else {
+                ft.is_dir()
+            };
+            if is_dir {
                 stack.push(p);
             } else if ft.is_file() || ft.is_symlink() {
                 out.push(p);
