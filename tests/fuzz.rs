@@ -174,7 +174,11 @@ fn mutated_files_never_panic_or_over_allocate() {
             let big = LARGEST.load(Ordering::Relaxed);
             if big as u64 > 2 * LIMIT {
                 over.push(format!("{s} #{n}: {big} bytes"));
-                std::fs::copy(&f, format!("/tmp/over_{n}_{name}")).ok();
+                std::fs::copy(
+                    &f,
+                    Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("over_{n}_{name}")),
+                )
+                .ok();
             }
             largest = largest.max(big);
             std::fs::remove_dir_all(&sub).unwrap();

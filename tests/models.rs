@@ -207,12 +207,11 @@ fn learn_eight_patches(
     out
 }
 
-/// Adam's step size in the learning test. Over the seeds 0–9 the
-/// TinyUNet3d learns from 8 at this rate (seed 9 loses every ReLU and sits
-/// at ln 2, seed 4 is slow); 3e-3 for 600 steps and a 30-step warm-up did
-/// no better (docs/training.md). The test's seed is fixed and its weights
-/// no longer depend on thread timing, so the outcome is the same on every
-/// run.
+/// Adam's step size in the learning test. From each of the seeds 0–9
+/// every model reaches the target within 106 of the 300 steps
+/// (docs/training.md). Before the unnormalised networks were He-initialised
+/// the TinyUNet3d failed from 2 of them at this rate (seed 9 lost every
+/// ReLU and sat at ln 2), and no other rate or warm-up did better.
 const LEARNING_RATE: f64 = 1e-2;
 
 /// Every model drives its training loss below 0.05 on the eight patches
@@ -220,7 +219,8 @@ const LEARNING_RATE: f64 = 1e-2;
 /// U-Nets are the small variants, to keep the test short on two cores.
 /// The weights are those of a seed (`init_seeded`), so the outcome does
 /// not depend on what the other tests of this binary do meanwhile.
-/// `ANEU_LEARN_SEEDS=0-9` runs it from ten initialisations instead of one.
+/// It runs from seeds 5 and 9 (9 left the TinyUNet3d at ln 2 under Burn's
+/// default initialisation); `ANEU_LEARN_SEEDS=0-9` runs it from ten.
 #[test]
 fn every_model_learns_eight_phantom_patches() {
     let patches = phantom_patches();
@@ -231,7 +231,7 @@ fn every_model_learns_eight_phantom_patches() {
             let (a, b) = r.split_once('-').unwrap_or((r.as_str(), r.as_str()));
             (a.parse().unwrap()..=b.parse().unwrap()).collect()
         }
-        Err(_) => vec![5],
+        Err(_) => vec![5, 9],
     };
     let mut failed = Vec::new();
     for seed in seeds {

@@ -67,9 +67,9 @@ impl Simple3dCnnConfig {
     pub fn init<B: Backend>(&self, device: &B::Device) -> Simple3dCnn<B> {
         let c = self.channels;
         let convs = vec![
-            conv3x3(self.in_channels, c[0], 1, device),
-            conv3x3(c[0], c[1], 1, device),
-            conv3x3(c[1], c[2], 1, device),
+            conv3x3(self.in_channels, c[0], 1, NormKind::None, device),
+            conv3x3(c[0], c[1], 1, NormKind::None, device),
+            conv3x3(c[1], c[2], 1, NormKind::None, device),
         ];
         Simple3dCnn {
             convs,

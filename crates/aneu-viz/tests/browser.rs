@@ -53,7 +53,22 @@ fn browser() -> Option<String> {
 }
 
 impl Driver {
+    /// Starts chromedriver on a port the system just handed out. Another
+    /// process may take that port between its release here and
+    /// chromedriver's bind; chromedriver then exits, and the start is
+    /// retried on a new port.
     fn start() -> Driver {
+        for _ in 0..5 {
+            if let Some(d) = Driver::try_start() {
+                return d;
+            }
+        }
+        panic!("chromedriver exited on five free ports in a row");
+    }
+
+    /// One start: the driver once it answers ready, `None` when it exits
+    /// first.
+    fn try_start() -> Option<Driver> {
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .unwrap()
             .local_addr()
@@ -65,19 +80,22 @@ impl Driver {
             .stderr(Stdio::null())
             .spawn()
             .unwrap();
-        let d = Driver {
+        let mut d = Driver {
             child,
             base: format!("http://127.0.0.1:{port}"),
         };
         let t0 = Instant::now();
         loop {
+            if d.child.try_wait().unwrap().is_some() {
+                return None;
+            }
             let ready = ureq::get(&format!("{}/status", d.base))
                 .call()
                 .ok()
                 .and_then(|r| r.into_json::<Value>().ok())
                 .is_some_and(|v| v["value"]["ready"] == true);
             if ready {
-                return d;
+                return Some(d);
             }
             assert!(t0.elapsed() < Duration::from_secs(30), "chromedriver did not start");
             std::thread::sleep(Duration::from_millis(100));
