@@ -23,7 +23,7 @@ use criterion::{Criterion, criterion_group, criterion_main};
 fn case() -> Case {
     let dir = tempfile::tempdir().unwrap();
     generate(
-        &PhantomConfig::new(1, 3, SizePreset::Small).with_modality_weights([0.0, 1.0, 0.0, 0.0]),
+        &PhantomConfig::new(1, 3, SizePreset::Small).with_modalities(&[aneu::io::Modality::Mra]),
         dir.path(),
     )
     .unwrap();

@@ -8,9 +8,9 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use aneu::bundle::ModelBundle;
 use aneu::infer::{InferConfig, Predictor, ThresholdMethod, calibrate_on_validation};
 use aneu::models::burn::backend::Flex;
-use aneu::train::ModelBundle;
 use clap::Parser;
 
 /// Calibrate a bundle's thresholds.

@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use aneu::bundle::ModelBundle;
 use aneu::infer::{
     EvaluateOptions, InferConfig, PredictOptions, Predictor, SlidingWindow, ThresholdMethod, Tta,
     calibrate_on_validation, evaluate, predict_dataset,
@@ -22,7 +23,7 @@ use aneu::models::burn::prelude::Backend;
 use aneu::models::burn::tensor::backend::AutodiffBackend;
 use aneu::phantom::{PhantomConfig, SizePreset, generate};
 use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset};
-use aneu::train::{ModelBundle, TrainConfig, TrainOptions, train};
+use aneu::train::{TrainConfig, TrainOptions, train};
 use aneu::viz::{ReportOptions, report_dataset};
 use clap::Parser;
 
@@ -125,7 +126,7 @@ fn run(a: &Args) -> Res<()> {
         generate(
             &PhantomConfig::new(a.n, a.seed, SizePreset::Small)
                 .with_positive_rate(0.5)
-                .with_modality_weights([0.0, 1.0, 0.0, 0.0]),
+                .with_modalities(&[aneu::io::Modality::Mra]),
             &raw,
         )?;
     }

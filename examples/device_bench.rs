@@ -21,6 +21,7 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
 
+use aneu::bundle::{BundleManifest, Metric, ModelBundle, Split, Thresholds};
 use aneu::infer::{InferConfig, Predictor};
 use aneu::io::{DicomSeries, Modality};
 use aneu::models::burn::optim::{AdamWConfig, GradientsParams, Optimizer};
@@ -31,7 +32,7 @@ use aneu::models::{ModelConfig, PatchModel, TinyUNet3dConfig, save_weights, with
 use aneu::patch::{Case, PatchGrid};
 use aneu::phantom::{PhantomConfig, SizePreset, generate};
 use aneu::preproc::{PreprocessConfig, preprocess_series};
-use aneu::train::{BUNDLE_FORMAT, BUNDLE_VERSION, BundleManifest, Metric, Split, Thresholds, TrainConfig};
+use aneu::train::TrainConfig;
 use clap::Parser;
 use serde_json::{Value, json};
 
@@ -115,7 +116,7 @@ fn phantom_series(a: &Args) -> BoxResult<(PathBuf, f64)> {
     if !root.join("series").is_dir() {
         let config = PhantomConfig::new(1, a.seed, a.size)
             .with_positive_rate(1.0)
-            .with_modality_weights([0.0, 1.0, 0.0, 0.0]);
+            .with_modalities(&[aneu::io::Modality::Mra]);
         seconds = timed(|| Ok(generate(&config, &root)?))?.1;
     }
     let dir = std::fs::read_dir(root.join("series"))?
@@ -133,27 +134,26 @@ fn write_json(path: &Path, v: &impl serde::Serialize) -> BoxResult<()> {
 fn fresh_bundle<B: Backend>(a: &Args, device: &B::Device) -> BoxResult<PathBuf> {
     let config = TrainConfig::from_json_file(&a.model_config)?;
     let dir = a.work.join("fresh-bundle");
-    std::fs::create_dir_all(&dir)?;
-    save_weights(config.model.init_seeded::<B>(config.seed, device)?, dir.join("weights"))?;
-    write_json(
-        &dir.join("bundle.json"),
-        &BundleManifest {
-            format: BUNDLE_FORMAT.into(),
-            version: BUNDLE_VERSION,
-            aneu_version: env!("CARGO_PKG_VERSION").into(),
-            architecture: config.model.architecture().into(),
-            patch_size: config.sampler.patch_size,
-            position_prior: config.position_prior,
-            best_epoch: 0,
-            metric: Metric::Auc,
-            metric_value: 0.0,
-        },
-    )?;
-    write_json(&dir.join("model.json"), &config.model)?;
-    write_json(&dir.join("preprocess.json"), &PreprocessConfig::default())?;
-    write_json(&dir.join("train.json"), &config)?;
-    write_json(&dir.join("split.json"), &Split::default())?;
-    write_json(&dir.join("thresholds.json"), &Thresholds::default())?;
+    let weights = a.work.join("fresh-weights");
+    std::fs::create_dir_all(&a.work)?;
+    save_weights(config.model.init_seeded::<B>(config.seed, device)?, &weights)?;
+    ModelBundle {
+        dir: dir.clone(),
+        manifest: BundleManifest::new(
+            &config.model,
+            config.sampler.patch_size,
+            config.position_prior,
+            0,
+            Metric::Auc,
+            0.0,
+        ),
+        model: config.model.clone(),
+        preprocess: PreprocessConfig::default(),
+        train: config.to_json_value()?,
+        split: Split::default(),
+        thresholds: Thresholds::default(),
+    }
+    .write(weights.with_extension("mpk"))?;
     Ok(dir)
 }
 
@@ -298,7 +298,7 @@ fn train_steps<B: AutodiffBackend>(
 /// Forward passes of the bundle's model on one batch of windows: with the
 /// dense output read back to the host, and with a device sync only.
 fn forward<B: Backend>(a: &Args, bundle: &Path, device: &B::Device) -> BoxResult<Value> {
-    let b = aneu::train::ModelBundle::read(bundle)?;
+    let b = ModelBundle::read(bundle)?;
     let m = b.load_model::<B>(device)?;
     let roi = a.roi.unwrap_or(b.manifest.patch_size);
     let c = b.model.in_channels();

@@ -40,17 +40,13 @@ fn main() -> ExitCode {
     let a = Args::parse();
     let mut config = PhantomConfig::new(a.n, a.seed, a.size).with_positive_rate(a.positive_rate);
     if let Some(m) = &a.modality {
-        let w = match m.as_str() {
-            "CTA" => [1.0, 0.0, 0.0, 0.0],
-            "MRA" => [0.0, 1.0, 0.0, 0.0],
-            "MRI T2" => [0.0, 0.0, 1.0, 0.0],
-            "MRI T1post" => [0.0, 0.0, 0.0, 1.0],
-            o => {
-                eprintln!("unknown modality {o:?}");
+        match m.parse::<aneu::io::Modality>() {
+            Ok(m) => config = config.with_modalities(&[m]),
+            Err(e) => {
+                eprintln!("{e}");
                 return ExitCode::from(2);
             }
-        };
-        config = config.with_modality_weights(w);
+        }
     }
     let bar = indicatif::ProgressBar::new(a.n as u64);
     let t = std::time::Instant::now();

@@ -59,7 +59,8 @@ fn main() -> ExitCode {
     }) {
         Ok(s) => {
             bar.finish_and_clear();
-            println!("{s} (config {}; see {})", config.hash(), a.out.display());
+            let hash = config.hash().unwrap_or_else(|e| e.to_string());
+            println!("{s} (config {hash}; see {})", a.out.display());
             if s.failed > 0 || s.missing > 0 {
                 ExitCode::from(3)
             } else {

@@ -34,6 +34,7 @@
 //! assert_eq!(a.voxel_to_world(Voxel::new(1.0, 2.0, 3.0)).z, 3.0);
 //! ```
 
+pub use aneu_bundle as bundle;
 pub use aneu_infer as infer;
 pub use aneu_io as io;
 pub use aneu_metrics as metrics;

@@ -7,13 +7,14 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use aneu::bundle::ModelBundle;
 use aneu::infer::*;
 use aneu::io::{Affine, DicomSeries, Volume, Voxel, WorldPoint};
 use aneu::models::burn::backend::{Autodiff, Flex};
 use aneu::patch::Case;
 use aneu::phantom::{PhantomConfig, SizePreset, generate};
 use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset};
-use aneu::train::{ModelBundle, TrainConfig, TrainOptions, train};
+use aneu::train::{TrainConfig, TrainOptions, train};
 use ndarray::Array3;
 use rand::{Rng, SeedableRng};
 
@@ -233,7 +234,7 @@ fn trained() -> &'static Trained {
         generate(
             &PhantomConfig::new(30, 2024, SizePreset::Small)
                 .with_positive_rate(0.5)
-                .with_modality_weights([0.0, 1.0, 0.0, 0.0]),
+                .with_modalities(&[aneu::io::Modality::Mra]),
             &raw,
         )
         .unwrap();

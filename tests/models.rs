@@ -63,6 +63,9 @@ fn output_shapes_at_three_patch_sizes() {
     )]) {
         let model = cfg.init::<B>(&device).unwrap();
         println!("{name}: {} parameters", model.num_params());
+        // the config and the built model agree on their heads
+        assert_eq!(cfg.has_dense_head(), model.has_dense_head(), "{name}");
+        assert_eq!(cfg.has_location_head(), model.has_location_head(), "{name}");
         for n in [16usize, 32, 48] {
             if cfg.validate_for_patch(n).is_err() {
                 assert_eq!(n % cfg.size_multiple(), 0, "{name} refused {n}");
@@ -99,7 +102,7 @@ fn phantom_patches() -> Vec<Patch> {
     generate(
         &PhantomConfig::new(3, 11, SizePreset::Tiny)
             .with_positive_rate(1.0)
-            .with_modality_weights([0.0, 1.0, 0.0, 0.0]),
+            .with_modalities(&[aneu::io::Modality::Mra]),
         dir.path(),
     )
     .unwrap();

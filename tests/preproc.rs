@@ -275,7 +275,7 @@ mod pipeline {
         let (meta_path, bytes) = first.iter().find(|(p, _)| p.ends_with("meta.json")).unwrap();
         let uid = meta_path.parent().unwrap().to_str().unwrap();
         let meta: aneu::preproc::PreprocessMeta = serde_json::from_slice(bytes).unwrap();
-        let stored = aneu::preproc::read_stored(&out, uid, &cfg.hash(), meta.modality)
+        let stored = aneu::preproc::read_stored(&out, uid, &cfg.hash().unwrap(), meta.modality)
             .unwrap()
             .unwrap();
         assert_eq!(*stored.image.affine(), meta.after.affine);
@@ -289,7 +289,7 @@ mod pipeline {
             aneu::io::Modality::Cta
         };
         assert!(
-            aneu::preproc::read_stored(&out, uid, &cfg.hash(), other)
+            aneu::preproc::read_stored(&out, uid, &cfg.hash().unwrap(), other)
                 .unwrap()
                 .is_none()
         );
@@ -299,7 +299,7 @@ mod pipeline {
                 .is_none()
         );
         assert!(
-            aneu::preproc::read_stored(&out, "no.such.series", &cfg.hash(), meta.modality)
+            aneu::preproc::read_stored(&out, "no.such.series", &cfg.hash().unwrap(), meta.modality)
                 .unwrap()
                 .is_none()
         );
@@ -393,7 +393,7 @@ mod pipeline {
         let dir = tempfile::tempdir().unwrap();
         let root = dir.path().join("rsna");
         generate(
-            &PhantomConfig::new(1, 51, SizePreset::Small).with_modality_weights([0.0, 0.0, 0.0, 1.0]),
+            &PhantomConfig::new(1, 51, SizePreset::Small).with_modalities(&[aneu::io::Modality::MriT1post]),
             &root,
         )
         .unwrap();
@@ -910,14 +910,12 @@ fn skull_stripping_on_clinical_grids() {
     use aneu::phantom::{PhantomConfig, SizePreset, generate};
     let dir = tempfile::tempdir().unwrap();
     let mut coarse_blocks = 0;
-    for m in 0..4 {
+    for (m, modality) in aneu::io::Modality::ALL.into_iter().enumerate() {
         let root = dir.path().join(format!("m{m}"));
-        let mut w = [0.0; 4];
-        w[m] = 1.0;
         generate(
             &PhantomConfig::new(1, 90 + m as u64, SizePreset::Full)
                 .with_positive_rate(1.0)
-                .with_modality_weights(w),
+                .with_modalities(&[modality]),
             &root,
         )
         .unwrap();

@@ -6,6 +6,8 @@
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
+use aneu::bundle::{BundleManifest, ModelBundle, Thresholds};
+use aneu::infer::Predictor;
 use aneu::models::burn::backend::{Autodiff, Flex};
 use aneu::phantom::{PhantomConfig, SizePreset, generate};
 use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset};
@@ -24,7 +26,7 @@ fn dataset() -> &'static Path {
         generate(
             &PhantomConfig::new(20, 2024, SizePreset::Small)
                 .with_positive_rate(0.6)
-                .with_modality_weights([0.5, 0.5, 0.0, 0.0]),
+                .with_modalities(&[aneu::io::Modality::Cta, aneu::io::Modality::Mra]),
             &raw,
         )
         .unwrap();
@@ -67,7 +69,7 @@ fn ci_tiny_learns_on_phantoms() {
     assert!(best.val_auc.unwrap() >= 0.90, "best val AUC {:?}", best.val_auc);
     let bundle = ModelBundle::read(r.bundle.as_ref().unwrap()).unwrap();
     assert_eq!(bundle.manifest.best_epoch, r.best_epoch);
-    assert_eq!(bundle.train, cfg);
+    assert_eq!(TrainConfig::from_bundle(&bundle).unwrap(), cfg);
     assert_eq!(bundle.preprocess, PreprocessConfig::default());
     assert!(!bundle.thresholds.calibrated);
     bundle.load_model::<Flex>(&Default::default()).unwrap();
@@ -144,9 +146,10 @@ fn deterministic_and_resumable() {
 }
 
 /// A hard-negative round adds false positives to the pool, each beyond
-/// the exclusion radius of every aneurysm, inside the brain mask and at
-/// least half a patch from the others, with a dense U-Net, the position
-/// prior and mining windows twice the patch's size.
+/// the exclusion radius of every aneurysm, within a voxel of the brain
+/// mask (a candidate's centre, rounded) and about the candidates' NMS
+/// distance from the others (less the rounding), with a dense U-Net, the position prior and
+/// mining windows twice the patch's size.
 #[test]
 fn hard_negative_rounds_fill_the_pool() {
     let mut cfg = short(&config("ci_tiny.json"));
@@ -199,18 +202,21 @@ fn hard_negative_rounds_fill_the_pool() {
         let mm = |a: &[f64], b: &[f64]| {
             (((a[0] - b[0]) * sp[2]).powi(2) + ((a[1] - b[1]) * sp[1]).powi(2) + ((a[2] - b[2]) * sp[0]).powi(2)).sqrt()
         };
-        let half_patch = cfg.sampler.patch_size as f64 / 2.0 * sp.iter().fold(f64::INFINITY, |a, b| a.min(*b));
+        // candidates are NMS-separated; rounding their centres to voxels
+        // moves each by at most half a voxel diagonal
+        let diagonal = sp.iter().map(|s| s * s).sum::<f64>().sqrt();
+        let nms = mining_config(&cfg).candidates.nms_mm - diagonal;
         for (n, p) in points.iter().enumerate() {
-            let v = aneu::io::VoxelIndex::new(p[2] as usize, p[1] as usize, p[0] as usize);
-            assert!(
-                case.mask.get(v).is_some_and(|&m| m > 0),
-                "hard negative {p:?} outside the mask"
-            );
+            let near_mask = (0..27).any(|d: usize| {
+                let o = [d / 9, d / 3 % 3, d % 3].map(|x| x as f64 - 1.0);
+                let [k, j, i] = std::array::from_fn(|a| (p[a] + o[a]).max(0.0) as usize);
+                case.mask
+                    .get(aneu::io::VoxelIndex::new(i, j, k))
+                    .is_some_and(|&m| m > 0)
+            });
+            assert!(near_mask, "hard negative {p:?} outside the mask");
             for q in &points[..n] {
-                assert!(
-                    mm(p, q) >= half_patch - 1e-9,
-                    "{p:?} and {q:?} closer than half a patch"
-                );
+                assert!(mm(p, q) >= nms, "{p:?} and {q:?} closer than the NMS distance");
             }
             for f in &case.findings {
                 let d = mm(p, &[f.voxel.k, f.voxel.j, f.voxel.i]);
@@ -225,6 +231,81 @@ fn hard_negative_rounds_fill_the_pool() {
     assert_eq!(checked, added);
     // later epochs drew from the pool
     assert!(r.history.last().unwrap().patches > 0);
+}
+
+/// Mining takes exactly what inference proposes: on a scan, the points a
+/// hard-negative round adds are the predictor's own candidates (the same
+/// predictor `train` builds, [`mining_config`]), rounded to voxels, less
+/// those within the exclusion radius of an aneurysm. An aneurysm placed on
+/// the top candidate removes it from the mined points and nothing else.
+#[test]
+fn mining_takes_the_predictors_candidates() {
+    let mut cfg = short(&config("ci_tiny.json"));
+    cfg.model = aneu::models::ModelConfig::UNet3d(aneu::models::UNet3dConfig::new().with_depth(3).with_base_filters(4));
+    cfg.position_prior = false;
+    cfg.hard_negatives = HardNegativeConfig {
+        rounds: 1,
+        per_case: 100,
+        min_score: 0.0,
+        overlap: 0.25,
+        window: Some(32),
+    };
+    let (cases, _) = load_cases(dataset()).unwrap();
+    let mut case = cases.into_iter().next().unwrap();
+    case.hard_negatives.clear();
+    let device = Default::default();
+    let model = cfg.model.init_seeded::<Flex>(11, &device).unwrap();
+    let bundle = ModelBundle {
+        dir: "in-memory".into(),
+        manifest: BundleManifest::new(&cfg.model, cfg.sampler.patch_size, false, 0, Metric::Auc, 0.0),
+        model: cfg.model.clone(),
+        preprocess: PreprocessConfig::default(),
+        train: serde_json::Value::Null,
+        split: Split::default(),
+        thresholds: Thresholds::default(),
+    };
+    let predictor = Predictor::from_models(vec![(bundle, model)], mining_config(&cfg), &device).unwrap();
+    let (_, candidates) = predictor.detect(&case, None).unwrap();
+    assert!(candidates.len() >= 3, "{} candidates", candidates.len());
+    let rounded = |v: aneu::io::Voxel| {
+        aneu::io::VoxelIndex::new(v.i.round() as usize, v.j.round() as usize, v.k.round() as usize)
+    };
+    let sp = case.image.spacing();
+    let beyond = |c: &aneu::infer::Detection, case: &aneu::patch::Case| {
+        let r = rounded(c.voxel);
+        case.findings.iter().all(|f| {
+            let d = ((r.i as f64 - f.voxel.i) * sp[0])
+                .hypot((r.j as f64 - f.voxel.j) * sp[1])
+                .hypot((r.k as f64 - f.voxel.k) * sp[2]);
+            d >= cfg.sampler.exclusion_radius_mm
+        })
+    };
+    let mine = |case: &aneu::patch::Case| {
+        let mut cs = vec![case.clone()];
+        let n = mine_hard_negatives(&predictor, &mut cs, &cfg).unwrap();
+        assert_eq!(n, cs[0].hard_negatives.len());
+        cs.remove(0).hard_negatives
+    };
+    let expected: Vec<_> = candidates
+        .iter()
+        .filter(|c| beyond(c, &case))
+        .map(|c| rounded(c.voxel))
+        .collect();
+    assert_eq!(mine(&case), expected);
+    // an aneurysm on the top candidate: that one goes, the others stay
+    let mut with = case.clone();
+    with.findings.push(aneu::patch::Finding {
+        voxel: candidates[0].voxel,
+        location: None,
+        radius_mm: None,
+    });
+    let expected: Vec<_> = candidates
+        .iter()
+        .filter(|c| beyond(c, &with))
+        .map(|c| rounded(c.voxel))
+        .collect();
+    assert!(!expected.contains(&rounded(candidates[0].voxel)));
+    assert_eq!(mine(&with), expected);
 }
 
 /// Malformed or inconsistent configs fail before any training.

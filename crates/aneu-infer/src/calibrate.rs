@@ -2,8 +2,8 @@
 
 use std::path::Path;
 
+use aneu_bundle::Thresholds;
 use aneu_metrics::{f_beta_threshold, threshold_for_sensitivity, youden_threshold};
-use aneu_train::Thresholds;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -95,7 +95,7 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
 /// Calibrates the predictor's thresholds on the validation series of its
 /// first bundle's split, read from `preprocessed` (the folder training
 /// read), and returns them; the predictor then uses them. Store them with
-/// [`aneu_train::ModelBundle::write_thresholds`].
+/// [`aneu_bundle::ModelBundle::write_thresholds`].
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] when the split has no validation series;

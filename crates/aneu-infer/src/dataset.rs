@@ -12,6 +12,7 @@
 //! A shard `I/N` of several writes `submission-I-of-N.csv` and
 //! `errors-I-of-N.csv`; [`evaluate`] reads every `<uid>.json`.
 
+use aneu_io::AtPath;
 use std::path::{Path, PathBuf};
 
 use aneu_io::{DicomSeries, Modality, RsnaDataset};
@@ -23,7 +24,7 @@ use aneu_preproc::{Preprocessed, Shard, read_stored};
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::error::{file_err, format_err};
+use crate::error::format_err;
 use crate::predict::{InferConfig, Predictor, ScanPrediction};
 use crate::{Error, Result};
 
@@ -84,7 +85,7 @@ pub struct RunInfo {
     /// The bundle folders.
     pub bundles: Vec<PathBuf>,
     /// The thresholds.
-    pub thresholds: aneu_train::Thresholds,
+    pub thresholds: aneu_bundle::Thresholds,
 }
 
 /// The per-series file: the prediction and the run that made it.
@@ -171,10 +172,9 @@ fn inputs(input: &Path) -> Result<Inputs> {
             Vec::new(),
         ))
     } else {
-        Err(file_err(
-            input,
-            std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"),
-        ))
+        Err(std::io::Error::new(std::io::ErrorKind::NotFound, "no such folder"))
+            .at(input)
+            .map_err(Error::from)
     }
 }
 
@@ -189,7 +189,7 @@ fn earlier_predict_output(out: &Path) -> bool {
 }
 
 fn read_series_file(p: &Path) -> Result<SeriesFile> {
-    let t = std::fs::read_to_string(p).map_err(|e| file_err(p, e))?;
+    let t = std::fs::read_to_string(p).at(p)?;
     serde_json::from_str(&t).map_err(|e| format_err(p, e))
 }
 
@@ -227,7 +227,7 @@ pub fn predict_dataset<B: Backend>(
     let (all, rejected) = inputs(input.as_ref())?;
     aneu_io::check_disjoint(input.as_ref(), out)?;
     aneu_io::claim_output_dir(out, "predict", earlier_predict_output)?;
-    let hash = predictor.run_hash();
+    let hash = predictor.run_hash()?;
     let run = RunInfo {
         run_hash: hash.clone(),
         config: predictor.config().clone(),
@@ -380,7 +380,11 @@ fn stored_series<B: Backend>(
     modality: Modality,
 ) -> Option<Preprocessed> {
     let dir = opts.preprocessed.as_ref()?;
-    match read_stored(dir, key, &predictor.preprocess_config().hash(), modality) {
+    let stored = predictor
+        .preprocess_config()
+        .hash()
+        .and_then(|hash| read_stored(dir, key, &hash, modality));
+    match stored {
         Ok(p) => p,
         Err(e) => {
             tracing::warn!(series = %key, error = %e, "unreadable preprocessed series: preprocessing again");
@@ -395,10 +399,10 @@ fn stored_series<B: Backend>(
 /// [`Error::File`] or [`Error::Format`] naming the file.
 pub fn read_predictions(dir: impl AsRef<Path>) -> Result<Vec<ScanPrediction>> {
     let dir = dir.as_ref();
-    let rd = std::fs::read_dir(dir).map_err(|e| file_err(dir, e))?;
+    let rd = std::fs::read_dir(dir).at(dir)?;
     let mut files: Vec<PathBuf> = Vec::new();
     for e in rd {
-        let p = e.map_err(|e| file_err(dir, e))?.path();
+        let p = e.at(dir)?.path();
         let name = p.file_name().map_or(String::new(), |n| n.to_string_lossy().to_string());
         if name.ends_with(".json") && name != "run.json" && !name.starts_with('.') {
             files.push(p);

@@ -56,9 +56,9 @@ pub enum Error {
     /// An error from aneu-models.
     #[error(transparent)]
     Model(#[from] aneu_models::Error),
-    /// An error from aneu-train (reading a model bundle).
+    /// An error from aneu-bundle (reading or writing a model bundle).
     #[error(transparent)]
-    Bundle(#[from] aneu_train::Error),
+    Bundle(#[from] aneu_bundle::Error),
     /// An error from aneu-metrics.
     #[error(transparent)]
     Metrics(#[from] aneu_metrics::Error),
@@ -67,10 +67,12 @@ pub enum Error {
 /// `Result` with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) fn file_err(path: &Path, source: std::io::Error) -> Error {
-    Error::File {
-        path: path.to_path_buf(),
-        source,
+impl From<aneu_io::FileError> for Error {
+    fn from(e: aneu_io::FileError) -> Self {
+        Error::File {
+            path: e.path,
+            source: e.source,
+        }
     }
 }
 

@@ -43,7 +43,7 @@
 //! # Ok::<(), Box<dyn std::error::Error>>(())
 //! ```
 //!
-//! With a trained bundle (see `aneu-train`):
+//! With a trained bundle (`aneu-bundle`; `aneu-train` writes them):
 //!
 //! ```no_run
 //! use aneu_infer::{InferConfig, Predictor, Tta};

@@ -2,14 +2,15 @@
 //! folds of a cross-validation) run over a scan with optional flip TTA,
 //! giving a probability map, candidates and the 14 RSNA outputs.
 
+use aneu_io::AtPath;
 use std::path::Path;
 use std::time::Instant;
 
+use aneu_bundle::{ModelBundle, Thresholds};
 use aneu_io::{DicomSeries, Location, Modality, Volume, Voxel, WorldPoint};
 use aneu_models::{AnyModel, PatchModel};
 use aneu_patch::{Case, patch_start};
 use aneu_preproc::{Grid, PreprocessConfig, Preprocessed, preprocess_series};
-use aneu_train::{ModelBundle, Thresholds};
 use burn::prelude::*;
 use burn::tensor::activation::sigmoid;
 use ndarray::Array3;
@@ -123,7 +124,7 @@ impl InferConfig {
     /// [`Error::File`] or [`Error::Format`], then [`InferConfig::validate`].
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let p = path.as_ref();
-        let text = std::fs::read_to_string(p).map_err(|e| crate::error::file_err(p, e))?;
+        let text = std::fs::read_to_string(p).at(p)?;
         let c: Self = serde_json::from_str(&text).map_err(|e| crate::error::format_err(p, e))?;
         c.validate()?;
         Ok(c)
@@ -270,15 +271,35 @@ impl<B: Backend> Predictor<B> {
     /// size a model cannot take, or bundles with different preprocessing;
     /// [`Error::Bundle`] when weights do not load.
     pub fn new(bundles: Vec<ModelBundle>, config: InferConfig, device: &B::Device) -> Result<Self> {
+        let mut loaded = Vec::with_capacity(bundles.len());
+        for b in bundles {
+            let model = b.load_model::<B>(device)?;
+            loaded.push((b, model));
+        }
+        Self::from_models(loaded, config, device)
+    }
+
+    /// [`Predictor::new`] with models already in memory, each with the
+    /// bundle that describes it (its manifest, model and preprocessing
+    /// configs, thresholds). Training uses it to run the model it is
+    /// training exactly as inference will (hard-negative mining).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] as [`Predictor::new`].
+    pub fn from_models(
+        models: Vec<(ModelBundle, AnyModel<B>)>,
+        config: InferConfig,
+        device: &B::Device,
+    ) -> Result<Self> {
         config.validate()?;
-        let Some(first) = bundles.first() else {
+        let Some((first, _)) = models.first() else {
             return Err(Error::InvalidConfig("an ensemble needs at least one bundle".into()));
         };
-        let hash = first.preprocess.hash();
+        let hash = first.preprocess.hash()?;
         let thresholds = first.thresholds.clone();
-        let mut members = Vec::with_capacity(bundles.len());
-        for b in bundles {
-            if b.preprocess.hash() != hash {
+        let mut members = Vec::with_capacity(models.len());
+        for (b, model) in models {
+            if b.preprocess.hash()? != hash {
                 return Err(Error::InvalidConfig(format!(
                     "bundle {} was trained on another preprocessing than {}",
                     b.dir.display(),
@@ -289,7 +310,7 @@ impl<B: Backend> Predictor<B> {
             }
             if let Some(r) = config.window.roi {
                 let m = b.model.size_multiple();
-                let dense = matches!(b.model, aneu_models::ModelConfig::UNet3d(_));
+                let dense = b.model.has_dense_head();
                 if !r.is_multiple_of(m) || (!dense && r != b.manifest.patch_size) {
                     return Err(Error::InvalidConfig(format!(
                         "window {r} does not suit bundle {} (a multiple of {m}{})",
@@ -302,7 +323,6 @@ impl<B: Backend> Predictor<B> {
                     )));
                 }
             }
-            let model = b.load_model::<B>(device)?;
             members.push(Member { bundle: b, model });
         }
         Ok(Self {
@@ -321,7 +341,7 @@ impl<B: Backend> Predictor<B> {
         let bundles = dirs
             .iter()
             .map(ModelBundle::read)
-            .collect::<aneu_train::Result<Vec<_>>>()?;
+            .collect::<aneu_bundle::Result<Vec<_>>>()?;
         Self::new(bundles, config, device)
     }
 
@@ -358,15 +378,22 @@ impl<B: Backend> Predictor<B> {
 
     /// A stable hash of everything that decides the outputs: the config,
     /// the bundles (manifest and weights size) and the thresholds.
-    pub fn run_hash(&self) -> String {
-        let mut parts = serde_json::to_string(&self.config).unwrap_or_default();
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when one of them has no JSON form: the hash
+    /// is never taken of an empty string.
+    pub fn run_hash(&self) -> Result<String> {
+        fn json(what: &str, v: &impl Serialize) -> Result<String> {
+            serde_json::to_string(v).map_err(|e| Error::InvalidConfig(format!("the {what} has no JSON form: {e}")))
+        }
+        let mut parts = json("inference config", &self.config)?;
         for m in &self.members {
-            parts.push_str(&serde_json::to_string(&m.bundle.manifest).unwrap_or_default());
+            parts.push_str(&json("bundle manifest", &m.bundle.manifest)?);
             let w = std::fs::metadata(m.bundle.dir.join("weights.mpk")).map_or(0, |m| m.len());
             parts.push_str(&w.to_string());
         }
-        parts.push_str(&serde_json::to_string(&self.thresholds).unwrap_or_default());
-        aneu_preproc::stable_hash(&parts)
+        parts.push_str(&json("thresholds", &self.thresholds)?);
+        Ok(aneu_preproc::stable_hash(&parts))
     }
 
     fn run_windows(&self, m: &Member<B>, b: &WindowBatch, series: &str) -> Result<Vec<WindowOutput>> {
@@ -502,14 +529,15 @@ impl<B: Backend> Predictor<B> {
         })
     }
 
-    /// Predicts a preprocessed case: map, candidates, locations and the
-    /// scan outputs. `series` (the DICOM series the case came from) adds
-    /// the DICOM coordinates of each candidate.
+    /// The probability map and the candidates on it, highest score first:
+    /// the sliding window, [`find_peaks`], each peak's patch outputs
+    /// (rescoring and locations), and its DICOM position when `series` is
+    /// given. This is stage 1 of [`Predictor::predict_case`], and what
+    /// training mines hard negatives from.
     ///
     /// # Errors
-    /// As [`Predictor::probability_map`].
-    pub fn predict_case(&self, case: &Case, modality: Modality, series: Option<&DicomSeries>) -> Result<Prediction> {
-        let t0 = Instant::now();
+    /// As [`Predictor::probability_map`] and [`Predictor::patch_outputs`].
+    pub fn detect(&self, case: &Case, series: Option<&DicomSeries>) -> Result<(Array3<f32>, Vec<Detection>)> {
         let map = self.probability_map(case)?;
         let affine = *case.image.affine();
         let peaks = find_peaks(map.view(), &affine, &self.config.candidates);
@@ -538,15 +566,31 @@ impl<B: Backend> Predictor<B> {
             })
             .collect();
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
+        Ok((map, candidates))
+    }
+
+    /// Predicts a preprocessed case: map, candidates, locations and the
+    /// scan outputs. `series` (the DICOM series the case came from) adds
+    /// the DICOM coordinates of each candidate.
+    ///
+    /// # Errors
+    /// As [`Predictor::probability_map`].
+    pub fn predict_case(&self, case: &Case, modality: Modality, series: Option<&DicomSeries>) -> Result<Prediction> {
+        let t0 = Instant::now();
+        let (map, candidates) = self.detect(case, series)?;
+        let affine = *case.image.affine();
         let present = aggregate(self.config.aggregator, &map, &case.mask, &candidates);
-        let locations: [f64; 13] = match locs {
-            Some(_) => std::array::from_fn(|l| {
+        // the location head's answer when it saw a candidate, else the
+        // scan's probability for every location
+        let locations: [f64; 13] = if candidates.iter().any(|c| c.locations.is_some()) {
+            std::array::from_fn(|l| {
                 candidates
                     .iter()
                     .filter_map(|c| c.locations.map(|q| c.score * q[l]))
                     .fold(0.0, f64::max)
-            }),
-            None => [present; 13],
+            })
+        } else {
+            [present; 13]
         };
         let scan = ScanPrediction {
             series_uid: case.id.clone(),
@@ -574,7 +618,7 @@ impl<B: Backend> Predictor<B> {
     /// [`Error::InvalidConfig`] when its config hash is not the bundle's;
     /// case and model errors.
     pub fn predict_preprocessed(&self, p: Preprocessed, series: Option<&DicomSeries>) -> Result<Prediction> {
-        let want = self.preprocess_config().hash();
+        let want = self.preprocess_config().hash()?;
         if p.meta.config_hash != want {
             return Err(Error::InvalidConfig(format!(
                 "series {} was preprocessed with config {}, the bundle needs {want}",

@@ -326,5 +326,50 @@ impl Error {
     }
 }
 
+/// An I/O error with the file it happened on: the one way aneu's crates
+/// name the file of an `std::io::Error` ([`AtPath::at`]). Every crate's
+/// error type converts it into its own file variant, with the same
+/// message, `<path>: <cause>`.
+#[derive(Debug, thiserror::Error)]
+#[error("{}: {source}", path.display())]
+pub struct FileError {
+    /// The file or folder.
+    pub path: PathBuf,
+    /// The cause.
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Names the file of an I/O result.
+///
+/// ```
+/// use aneu_io::AtPath;
+/// let e = std::fs::read("no/such/file").at("no/such/file").unwrap_err();
+/// assert!(e.to_string().starts_with("no/such/file: "));
+/// assert_eq!(e.path, std::path::Path::new("no/such/file"));
+/// ```
+pub trait AtPath<T> {
+    /// The result, with `path` attached to its error.
+    ///
+    /// # Errors
+    /// The I/O error, as a [`FileError`] naming `path`.
+    fn at(self, path: impl AsRef<std::path::Path>) -> std::result::Result<T, FileError>;
+}
+
+impl<T> AtPath<T> for std::io::Result<T> {
+    fn at(self, path: impl AsRef<std::path::Path>) -> std::result::Result<T, FileError> {
+        self.map_err(|source| FileError {
+            path: path.as_ref().to_path_buf(),
+            source,
+        })
+    }
+}
+
+impl From<FileError> for Error {
+    fn from(e: FileError) -> Self {
+        Error::io(e.path, e.source)
+    }
+}
+
 /// `Result` with [`enum@Error`] as the default error type.
 pub type Result<T, E = Error> = std::result::Result<T, E>;

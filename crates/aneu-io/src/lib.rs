@@ -57,7 +57,7 @@ pub use crate::dicom::{
     DicomSeries, DicomWriteOptions, ReadOptions, SeriesMeta, SeriesSummary, SliceEntry, SliceIndex, StoredType,
     TransferSyntaxChoice, read_stored_frames, write_enhanced, write_series,
 };
-pub use error::{Error, Result};
+pub use error::{AtPath, Error, FileError, Result};
 pub use geometry::{Affine, AxisCode, GridSize, Voxel, VoxelIndex, WorldPoint};
 pub use limits::Limits;
 pub use nifti_io::{NiftiElement, header_affine, read_nifti, read_nifti_with_limits, write_nifti};

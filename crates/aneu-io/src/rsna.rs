@@ -142,6 +142,10 @@ pub enum Modality {
 }
 
 impl Modality {
+    /// The four classes, in the order of their weights wherever aneu takes
+    /// one weight per modality (CTA, MRA, MRI T2, MRI T1post).
+    pub const ALL: [Modality; 4] = [Modality::Cta, Modality::Mra, Modality::MriT2, Modality::MriT1post];
+
     /// The exact `train.csv` value.
     pub fn name(self) -> &'static str {
         match self {

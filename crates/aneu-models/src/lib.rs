@@ -108,6 +108,26 @@ impl ModelConfig {
         }
     }
 
+    /// Whether the model has a dense head (a voxel-wise logit map, and so
+    /// takes windows of any multiple of [`ModelConfig::size_multiple`]).
+    /// The built model's [`PatchModel::has_dense_head`] gives the same
+    /// answer.
+    ///
+    /// ```
+    /// use aneu_models::{ModelConfig, TinyUNet3dConfig, UNet3dConfig};
+    /// assert!(ModelConfig::UNet3d(UNet3dConfig::new()).has_dense_head());
+    /// assert!(!ModelConfig::TinyUNet3d(TinyUNet3dConfig::new()).has_dense_head());
+    /// ```
+    pub fn has_dense_head(&self) -> bool {
+        matches!(self, ModelConfig::UNet3d(_))
+    }
+
+    /// Whether the model has the 13-location head; the built model's
+    /// [`PatchModel::has_location_head`] gives the same answer.
+    pub fn has_location_head(&self) -> bool {
+        matches!(self, ModelConfig::UNet3d(_))
+    }
+
     /// Input channels.
     pub fn in_channels(&self) -> usize {
         match self {

@@ -40,6 +40,7 @@ pub mod lesions;
 pub mod render;
 pub mod shapes;
 
+use aneu_io::AtPath;
 use std::hash::{DefaultHasher, Hash, Hasher};
 use std::path::{Path, PathBuf};
 
@@ -77,6 +78,15 @@ pub enum Error {
         #[source]
         source: std::io::Error,
     },
+}
+
+impl From<aneu_io::FileError> for Error {
+    fn from(e: aneu_io::FileError) -> Self {
+        Error::File {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// `Result` with [`enum@Error`].
@@ -166,6 +176,19 @@ impl PhantomConfig {
     pub fn with_modality_weights(mut self, w: [f64; 4]) -> Self {
         self.modality_weights = w;
         self
+    }
+    /// Draws the modalities in `list` only, equally often. The same weights
+    /// written out as [`PhantomConfig::with_modality_weights`] (1 for each
+    /// listed one) give the same phantoms.
+    ///
+    /// ```
+    /// use aneu_io::Modality;
+    /// use aneu_phantom::{PhantomConfig, SizePreset};
+    /// let c = PhantomConfig::new(4, 1, SizePreset::Tiny).with_modalities(&[Modality::Mra]);
+    /// assert_eq!(c.modality_weights, [0.0, 1.0, 0.0, 0.0]);
+    /// ```
+    pub fn with_modalities(self, list: &[Modality]) -> Self {
+        self.with_modality_weights(Modality::ALL.map(|m| if list.contains(&m) { 1.0 } else { 0.0 }))
     }
     /// Sets the Enhanced multi-frame share.
     pub fn with_multiframe_share(mut self, s: f64) -> Self {
@@ -366,10 +389,7 @@ fn axis_angle(a: V3, t: f64) -> [[f64; 3]; 3] {
 fn pick_modality(rng: &mut StdRng, w: &[f64; 4]) -> Modality {
     let total: f64 = w.iter().sum();
     let mut u = rng.random_range(0.0..total);
-    for (m, wi) in [Modality::Cta, Modality::Mra, Modality::MriT2, Modality::MriT1post]
-        .into_iter()
-        .zip(w)
-    {
+    for (m, wi) in Modality::ALL.into_iter().zip(w) {
         if u < *wi {
             return m;
         }
@@ -466,13 +486,6 @@ struct Written {
     truth: SeriesTruth,
 }
 
-fn io_err(path: &Path) -> impl Fn(std::io::Error) -> Error + '_ {
-    move |source| Error::File {
-        path: path.to_path_buf(),
-        source,
-    }
-}
-
 fn write_case(case: Case, config: &PhantomConfig, root: &Path) -> Result<Written> {
     let mut vessels = Vec::new();
     for s in &case.tree.segments {
@@ -493,7 +506,7 @@ fn write_case(case: Case, config: &PhantomConfig, root: &Path) -> Result<Written
     };
     let r = render(&scene)?;
     let dir = root.join("series").join(&case.uid);
-    std::fs::create_dir_all(&dir).map_err(io_err(&dir))?;
+    std::fs::create_dir_all(&dir).at(&dir)?;
     let nk = case.size.nk;
     let sops: Vec<String> = if case.multiframe {
         vec![format!("{}.1", case.uid)]
@@ -582,10 +595,9 @@ fn write_case(case: Case, config: &PhantomConfig, root: &Path) -> Result<Written
         instance_order: case.order,
     };
     let gt = root.join("ground_truth").join(&case.uid);
-    std::fs::create_dir_all(&gt).map_err(io_err(&gt))?;
+    std::fs::create_dir_all(&gt).at(&gt)?;
     let json = serde_json::to_string_pretty(&truth).map_err(|e| Error::Config(e.to_string()))?;
-    let tp = gt.join("truth.json");
-    std::fs::write(&tp, json).map_err(io_err(&tp))?;
+    aneu_io::write_atomic(&gt.join("truth.json"), json.as_bytes())?;
     if config.label_maps {
         write_nifti(&r.vessels, gt.join("vessels.nii.gz"))?;
         write_nifti(&r.aneurysms, gt.join("aneurysms.nii.gz"))?;
@@ -634,7 +646,7 @@ pub fn generate_with_progress(
 ) -> Result<DatasetSummary> {
     config.check()?;
     let root = root.as_ref();
-    std::fs::create_dir_all(root.join("series")).map_err(io_err(root))?;
+    std::fs::create_dir_all(root.join("series")).at(root)?;
     let done = std::sync::atomic::AtomicUsize::new(0);
     let written: Vec<Written> = (0..config.n)
         .into_par_iter()
@@ -677,7 +689,7 @@ pub fn generate(config: &PhantomConfig, root: impl AsRef<Path>) -> Result<Datase
 /// [`Error::File`] if it cannot be read or parsed.
 pub fn read_truth(root: impl AsRef<Path>, uid: &str) -> Result<SeriesTruth> {
     let p = root.as_ref().join("ground_truth").join(uid).join("truth.json");
-    let text = std::fs::read_to_string(&p).map_err(io_err(&p))?;
+    let text = std::fs::read_to_string(&p).at(&p)?;
     serde_json::from_str(&text).map_err(|e| Error::File {
         path: p,
         source: std::io::Error::new(std::io::ErrorKind::InvalidData, e),

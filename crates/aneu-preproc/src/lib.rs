@@ -69,5 +69,11 @@ pub enum Error {
     Degenerate(String),
 }
 
+impl From<aneu_io::FileError> for Error {
+    fn from(e: aneu_io::FileError) -> Self {
+        Error::Io(e.into())
+    }
+}
+
 /// `Result` with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;

@@ -14,6 +14,7 @@
 //! temporary name and renamed, and a series whose `meta.json` carries the
 //! same config hash is skipped, so a killed run resumes where it stopped.
 
+use aneu_io::AtPath;
 use std::path::{Path, PathBuf};
 
 use aneu_io::{
@@ -147,14 +148,20 @@ impl PreprocessConfig {
     /// ```
     /// use aneu_preproc::{PreprocessConfig, stable_hash};
     /// let c = PreprocessConfig::default();
-    /// assert_eq!(c.hash(), c.clone().hash());
+    /// assert_eq!(c.hash()?, c.clone().hash()?);
     /// // not the hash of the JSON alone, which releases before the
     /// // version salt wrote
-    /// assert_ne!(c.hash(), stable_hash(&serde_json::to_string(&c).unwrap()));
+    /// assert_ne!(c.hash()?, stable_hash(&serde_json::to_string(&c).unwrap()));
+    /// # Ok::<(), aneu_preproc::Error>(())
     /// ```
-    pub fn hash(&self) -> String {
-        let json = serde_json::to_string(self).unwrap_or_default();
-        stable_hash(&format!("aneu-preproc {PIPELINE_VERSION}\n{json}"))
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the config has no JSON form: the
+    /// hash is never taken of an empty string.
+    pub fn hash(&self) -> Result<String> {
+        let json = serde_json::to_string(self)
+            .map_err(|e| Error::InvalidArgument(format!("the preprocessing config has no JSON form: {e}")))?;
+        Ok(stable_hash(&format!("aneu-preproc {PIPELINE_VERSION}\n{json}")))
     }
 
     /// Reads a JSON config.
@@ -314,7 +321,7 @@ pub fn preprocess_series(
         patient_id: series.meta.patient_id.clone(),
         modality,
         labels: labels.cloned(),
-        config_hash: config.hash(),
+        config_hash: config.hash()?,
         steps: steps.clone(),
         before,
         after: Grid {
@@ -409,23 +416,13 @@ enum Outcome {
     Failed(String),
 }
 
-fn file_err(p: &Path, e: std::io::Error) -> Error {
-    Error::Io(aneu_io::Error::Io {
-        path: p.to_path_buf(),
-        source: e,
-    })
-}
-
 /// The names of the files aneu writes in a preprocessed series folder.
 const SERIES_FILES: [&str; 3] = ["image.nii.gz", "mask.nii.gz", "meta.json"];
 
 /// The sidecar of `<out>/<uid>/`, when that folder holds one for `uid`:
 /// the mark that aneu wrote the folder.
 fn own_meta(dest: &Path, uid: &str) -> Option<PreprocessMeta> {
-    let text = std::fs::read_to_string(dest.join("meta.json")).ok()?;
-    serde_json::from_str::<PreprocessMeta>(&text)
-        .ok()
-        .filter(|m| m.series_uid == uid)
+    read_meta(&dest.join("meta.json")).ok().filter(|m| m.series_uid == uid)
 }
 
 /// The temporary folder a series is written to before it is moved into
@@ -456,15 +453,15 @@ fn process_one(ds: &RsnaDataset, uid: &str, out: &Path, config: &PreprocessConfi
     let p = preprocess_series(&series, modality, ds.localizers(uid), labels, config)?;
     let tmp = tmp_dir(out, uid);
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
     write_nifti(&p.image, tmp.join(SERIES_FILES[0]))?;
     write_nifti(&p.mask, tmp.join(SERIES_FILES[1]))?;
     let json = serde_json::to_string_pretty(&p.meta).map_err(|e| Error::InvalidArgument(e.to_string()))?;
-    std::fs::write(tmp.join(SERIES_FILES[2]), json).map_err(|e| file_err(&tmp, e))?;
+    std::fs::write(tmp.join(SERIES_FILES[2]), json).at(&tmp)?;
     if prior.is_none() {
-        std::fs::rename(&tmp, &dest).map_err(|e| file_err(&dest, e))?;
+        std::fs::rename(&tmp, &dest).at(&dest)?;
         return Ok(Outcome::Done);
     }
     // Replace aneu's own files one by one, the sidecar last, and nothing
@@ -472,9 +469,9 @@ fn process_one(ds: &RsnaDataset, uid: &str, out: &Path, config: &PreprocessConfi
     // sidecar, so the next run does the series again.
     for name in SERIES_FILES {
         aneu_io::check_writable_target(&dest.join(name))?;
-        std::fs::rename(tmp.join(name), dest.join(name)).map_err(|e| file_err(&dest.join(name), e))?;
+        std::fs::rename(tmp.join(name), dest.join(name)).at(dest.join(name))?;
     }
-    std::fs::remove_dir(&tmp).map_err(|e| file_err(&tmp, e))?;
+    std::fs::remove_dir(&tmp).at(&tmp)?;
     Ok(Outcome::Done)
 }
 
@@ -557,13 +554,13 @@ pub fn preprocess_dataset(
     aneu_io::check_disjoint(root, out)?;
     aneu_io::claim_output_dir(out, "preprocess", earlier_preprocess_output)?;
     // the config itself, so that training can store it in its model bundle
-    let cp = out.join(format!("config-{}.json", config.hash()));
+    let hash = config.hash()?;
+    let cp = out.join(format!("config-{hash}.json"));
     if !cp.exists() {
         let json = serde_json::to_string_pretty(config).map_err(|e| Error::InvalidArgument(e.to_string()))?;
         aneu_io::write_atomic(&cp, json.as_bytes())?;
     }
     let work = shard_work(&ds, shard);
-    let hash = config.hash();
     let finished = std::sync::atomic::AtomicUsize::new(0);
     let outcomes: Vec<(String, Outcome)> = work
         .par_iter()
@@ -692,7 +689,7 @@ impl CsvTable {
 /// # Errors
 /// A missing or malformed file, named.
 pub fn read_meta(path: &Path) -> Result<PreprocessMeta> {
-    let text = std::fs::read_to_string(path).map_err(|e| file_err(path, e))?;
+    let text = std::fs::read_to_string(path).at(path)?;
     serde_json::from_str(&text).map_err(|e| Error::InvalidArgument(format!("{}: {e}", path.display())))
 }
 
@@ -768,8 +765,8 @@ pub fn read_stored(out: impl AsRef<Path>, uid: &str, hash: &str, modality: Modal
 pub fn list_preprocessed(out: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     let out = out.as_ref();
     let mut dirs = Vec::new();
-    for entry in std::fs::read_dir(out).map_err(|e| file_err(out, e))? {
-        let entry = entry.map_err(|e| file_err(out, e))?;
+    for entry in std::fs::read_dir(out).at(out)? {
+        let entry = entry.at(out)?;
         let p = entry.path();
         let name = entry.file_name();
         if p.is_dir() && !name.to_string_lossy().starts_with('.') && p.join("meta.json").is_file() {

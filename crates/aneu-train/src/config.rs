@@ -1,11 +1,14 @@
 //! The training configuration, one JSON file.
 
+use aneu_io::AtPath;
 use std::path::Path;
 
 use aneu_models::{ModelConfig, TinyUNet3dConfig};
 use aneu_patch::SamplerConfig;
 use aneu_patch::augment::Compose;
 use serde::{Deserialize, Serialize};
+
+use aneu_bundle::{Metric, ModelBundle};
 
 use crate::{Error, Result};
 
@@ -135,35 +138,6 @@ pub enum Schedule {
         /// The final rate.
         min_lr: f64,
     },
-}
-
-/// A validation metric to select checkpoints and stop on.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Metric {
-    /// F2 at threshold 0.5 (the seed's choice).
-    F2,
-    /// ROC AUC of the present head.
-    Auc,
-    /// ROC AUC of each validation patch's dense-map peak (its most
-    /// probable voxel): what sliding-window inference turns into
-    /// candidates and scan scores, so the choice for dense models, whose
-    /// present head can keep improving while the map degrades. Models
-    /// without a dense head fall back to [`Metric::Auc`].
-    DenseAuc,
-    /// Sensitivity at 0.5.
-    Sensitivity,
-    /// Accuracy at 0.5.
-    Accuracy,
-    /// The validation loss (lower is better).
-    Loss,
-}
-
-impl Metric {
-    /// Whether larger is better.
-    pub fn maximise(self) -> bool {
-        self != Metric::Loss
-    }
 }
 
 /// Early stopping and checkpoint selection.
@@ -342,7 +316,7 @@ impl TrainConfig {
     /// included) and [`Error::InvalidConfig`].
     pub fn from_json_file(path: impl AsRef<Path>) -> Result<Self> {
         let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
+        let text = std::fs::read_to_string(path).at(path)?;
         let c: TrainConfig = serde_json::from_str(&text).map_err(|e| Error::Format {
             path: path.to_path_buf(),
             reason: e.to_string(),
@@ -351,9 +325,25 @@ impl TrainConfig {
         Ok(c)
     }
 
-    /// The config as pretty JSON.
-    pub fn to_json(&self) -> String {
-        serde_json::to_string_pretty(self).unwrap_or_default()
+    /// The config as a JSON value (what a bundle's `train.json` holds).
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] when a value has no JSON form (a
+    /// non-finite number).
+    pub fn to_json_value(&self) -> Result<serde_json::Value> {
+        serde_json::to_value(self).map_err(|e| Error::InvalidConfig(format!("the config has no JSON form: {e}")))
+    }
+
+    /// The training config stored in a bundle (`train.json`).
+    ///
+    /// # Errors
+    /// [`Error::Format`] naming the bundle's `train.json` when it is not a
+    /// training config of this version.
+    pub fn from_bundle(bundle: &ModelBundle) -> Result<Self> {
+        serde_json::from_value(bundle.train.clone()).map_err(|e| Error::Format {
+            path: bundle.dir.join("train.json"),
+            reason: e.to_string(),
+        })
     }
 
     /// Checks every range and the consistency between parts.
@@ -361,7 +351,6 @@ impl TrainConfig {
     /// # Errors
     /// [`Error::InvalidConfig`] naming the field.
     pub fn validate(&self) -> Result<()> {
-        let bad = |s: String| Err(Error::InvalidConfig(s));
         self.sampler
             .validate()
             .map_err(|e| Error::InvalidConfig(format!("sampler: {e}")))?;
@@ -382,82 +371,146 @@ impl TrainConfig {
         if self.epochs == 0 || self.batch_size == 0 || self.optimizer.accumulation == 0 {
             return bad("epochs, batch_size and optimizer.accumulation must be at least 1".into());
         }
-        let o = &self.optimizer;
-        if !(o.lr.is_finite() && o.lr > 0.0 && o.weight_decay.is_finite() && o.weight_decay >= 0.0) {
+        self.optimizer.validate()?;
+        self.loss.validate(&self.model)?;
+        self.schedule.validate(self.optimizer.lr)?;
+        self.split.validate()?;
+        self.hard_negatives
+            .validate(self.epochs, self.sampler.patch_size, &self.model)?;
+        Ok(())
+    }
+}
+
+fn bad(reason: String) -> Result<()> {
+    Err(Error::InvalidConfig(reason))
+}
+
+impl OptimizerConfig {
+    /// Checks the learning rate, weight decay and clipping.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field.
+    pub fn validate(&self) -> Result<()> {
+        if !(self.lr.is_finite() && self.lr > 0.0 && self.weight_decay.is_finite() && self.weight_decay >= 0.0) {
             return bad(format!(
                 "optimizer lr {} must be > 0 and weight_decay {} ≥ 0",
-                o.lr, o.weight_decay
+                self.lr, self.weight_decay
             ));
         }
-        if o.grad_clip_norm.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
+        if self.grad_clip_norm.is_some_and(|c| !(c.is_finite() && c > 0.0)) {
             return bad("optimizer.grad_clip_norm must be > 0".into());
         }
-        let l = &self.loss;
-        if [l.present_weight, l.location_weight, l.dense_weight, l.dense_focal_gamma]
-            .iter()
-            .any(|w| !(w.is_finite() && *w >= 0.0))
+        Ok(())
+    }
+}
+
+impl LossConfig {
+    /// Checks the weights and parameters, and that `model` has the heads
+    /// the weights train.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field.
+    pub fn validate(&self, model: &ModelConfig) -> Result<()> {
+        if [
+            self.present_weight,
+            self.location_weight,
+            self.dense_weight,
+            self.dense_focal_gamma,
+        ]
+        .iter()
+        .any(|w| !(w.is_finite() && *w >= 0.0))
         {
             return bad("loss weights and γ must be finite and ≥ 0".into());
         }
-        if let ClassLoss::Focal { gamma, alpha } = l.classification
+        if let ClassLoss::Focal { gamma, alpha } = self.classification
             && !(gamma >= 0.0 && (0.0..=1.0).contains(&alpha))
         {
             return bad(format!(
                 "focal loss needs γ ≥ 0 and α in [0, 1], got γ = {gamma}, α = {alpha}"
             ));
         }
-        let dense_head = matches!(self.model, ModelConfig::UNet3d(_));
-        if !dense_head && (l.dense_weight > 0.0 || l.location_weight > 0.0) {
+        if (self.dense_weight > 0.0 && !model.has_dense_head())
+            || (self.location_weight > 0.0 && !model.has_location_head())
+        {
             return bad("dense_weight and location_weight need a model with those heads (UNet3d)".into());
         }
-        if l.present_weight + l.location_weight + l.dense_weight <= 0.0 {
+        if self.present_weight + self.location_weight + self.dense_weight <= 0.0 {
             return bad("every loss weight is 0".into());
         }
-        match self.schedule {
+        Ok(())
+    }
+}
+
+impl Schedule {
+    /// Checks the schedule's parameters against the base learning rate.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`].
+    pub fn validate(&self, lr: f64) -> Result<()> {
+        match *self {
             Schedule::ReduceOnPlateau { factor, min_lr, .. } if !(factor > 0.0 && factor < 1.0 && min_lr >= 0.0) => {
-                return bad(format!(
+                bad(format!(
                     "reduce_on_plateau needs 0 < factor < 1 and min_lr ≥ 0, got {factor}, {min_lr}"
-                ));
+                ))
             }
-            Schedule::CosineWarmup { min_lr, .. } if !(min_lr >= 0.0 && min_lr <= o.lr) => {
-                return bad(format!("cosine_warmup min_lr {min_lr} must be in [0, lr]"));
+            Schedule::CosineWarmup { min_lr, .. } if !(min_lr >= 0.0 && min_lr <= lr) => {
+                bad(format!("cosine_warmup min_lr {min_lr} must be in [0, lr]"))
             }
-            _ => {}
+            _ => Ok(()),
         }
-        let s = &self.split;
-        if let Some(k) = s.folds {
-            if k < 2 || s.fold >= k {
+    }
+}
+
+impl SplitConfig {
+    /// Checks the folds or the fractions.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`].
+    pub fn validate(&self) -> Result<()> {
+        if let Some(k) = self.folds {
+            if k < 2 || self.fold >= k {
                 return bad(format!(
                     "split: need folds ≥ 2 and fold < folds, got {k} and {}",
-                    s.fold
+                    self.fold
                 ));
             }
-            if !(0.0..1.0).contains(&s.test) {
-                return bad(format!("split.test {} must be in [0, 1)", s.test));
+            if !(0.0..1.0).contains(&self.test) {
+                return bad(format!("split.test {} must be in [0, 1)", self.test));
             }
-        } else if [s.train, s.val, s.test].iter().any(|f| !(0.0..=1.0).contains(f))
-            || (s.train + s.val + s.test - 1.0).abs() > 1e-6
-            || s.train <= 0.0
-            || s.val <= 0.0
+        } else if [self.train, self.val, self.test]
+            .iter()
+            .any(|f| !(0.0..=1.0).contains(f))
+            || (self.train + self.val + self.test - 1.0).abs() > 1e-6
+            || self.train <= 0.0
+            || self.val <= 0.0
         {
             return bad(format!(
                 "split fractions must be in [0, 1], sum to 1, with train and val > 0: {} + {} + {}",
-                s.train, s.val, s.test
+                self.train, self.val, self.test
             ));
         }
-        let h = &self.hard_negatives;
-        if h.rounds > 0 && (h.per_case == 0 || !(0.0..1.0).contains(&h.overlap) || h.rounds >= self.epochs) {
+        Ok(())
+    }
+}
+
+impl HardNegativeConfig {
+    /// Checks the rounds against `epochs`, and the mining window against
+    /// the training patch and the model.
+    ///
+    /// # Errors
+    /// [`Error::InvalidConfig`] naming the field.
+    pub fn validate(&self, epochs: usize, patch_size: usize, model: &ModelConfig) -> Result<()> {
+        if self.rounds > 0 && (self.per_case == 0 || !(0.0..1.0).contains(&self.overlap) || self.rounds >= epochs) {
             return bad("hard_negatives: need per_case ≥ 1, overlap in [0, 1) and rounds < epochs".into());
         }
-        if let Some(w) = h.window {
-            let m = self.model.size_multiple();
-            if w < self.sampler.patch_size || !w.is_multiple_of(m) {
+        if let Some(w) = self.window {
+            let m = model.size_multiple();
+            if w < patch_size || !w.is_multiple_of(m) {
                 return bad(format!(
-                    "hard_negatives.window {w} must be at least the patch size {} and a multiple of {m}",
-                    self.sampler.patch_size
+                    "hard_negatives.window {w} must be at least the patch size {patch_size} and a multiple of {m}"
                 ));
             }
-            if w != self.sampler.patch_size && !matches!(self.model, ModelConfig::UNet3d(_)) {
+            if w != patch_size && !model.has_dense_head() {
                 return bad(format!(
                     "hard_negatives.window {w}: only a model with a dense head takes windows larger than its patch"
                 ));

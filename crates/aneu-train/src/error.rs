@@ -40,6 +40,15 @@ pub enum Error {
     /// An error from aneu-preproc (reading preprocessed series).
     #[error(transparent)]
     Preproc(#[from] aneu_preproc::Error),
+    /// An error from aneu-bundle (writing or reading the model bundle).
+    #[error(transparent)]
+    Bundle(#[from] aneu_bundle::Error),
+    /// An error from aneu-infer (hard-negative mining runs the predictor).
+    #[error(transparent)]
+    Infer(#[from] aneu_infer::Error),
+    /// A file could not be written safely (aneu-io's atomic write).
+    #[error(transparent)]
+    Write(#[from] aneu_io::Error),
     /// An error from aneu-metrics.
     #[error(transparent)]
     Metrics(#[from] aneu_metrics::Error),
@@ -56,9 +65,11 @@ pub enum Error {
 /// `Result` with [`enum@Error`].
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-pub(crate) fn file_err(path: &std::path::Path, source: std::io::Error) -> Error {
-    Error::File {
-        path: path.to_path_buf(),
-        source,
+impl From<aneu_io::FileError> for Error {
+    fn from(e: aneu_io::FileError) -> Self {
+        Error::File {
+            path: e.path,
+            source: e.source,
+        }
     }
 }

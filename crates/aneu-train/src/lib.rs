@@ -16,7 +16,11 @@
 //! * [`train`]: the loop, with patch-level validation metrics from
 //!   `aneu-metrics` every epoch, the best checkpoint, resumable
 //!   checkpoints, `metrics.csv` and `metrics.png`, and the
-//!   [`ModelBundle`] at the end.
+//!   model bundle ([`aneu_bundle::ModelBundle`]) at the end;
+//! * [`mine_hard_negatives`]: the candidates that inference's own
+//!   [`aneu_infer::Predictor`] proposes on the training scans, away from
+//!   every aneurysm, become hard negatives. Training calls inference;
+//!   inference never calls training.
 //!
 //! ```no_run
 //! use aneu_train::{TrainConfig, TrainOptions, train};
@@ -35,7 +39,6 @@
 //! # Ok::<(), aneu_train::Error>(())
 //! ```
 
-mod bundle;
 mod config;
 mod data;
 mod error;
@@ -44,13 +47,13 @@ mod plot;
 mod split;
 mod trainer;
 
-pub use bundle::{BUNDLE_FORMAT, BUNDLE_VERSION, BundleManifest, ModelBundle, Thresholds};
+pub use aneu_bundle::Metric;
 pub use config::{
-    ClassLoss, DenseLoss, EarlyStopping, HardNegativeConfig, LossConfig, Metric, OptimizerConfig, OptimizerKind,
-    Precision, Schedule, SplitConfig, TrainConfig,
+    ClassLoss, DenseLoss, EarlyStopping, HardNegativeConfig, LossConfig, OptimizerConfig, OptimizerKind, Precision,
+    Schedule, SplitConfig, TrainConfig,
 };
 pub use data::{CaseInfo, PatchBatch, PatchBatcher, PatchDataset, load_cases};
 pub use error::{Error, Result};
 pub use plot::plot_history;
 pub use split::{Split, make_split};
-pub use trainer::{EpochRecord, TrainOptions, TrainReport, mine_hard_negatives, train};
+pub use trainer::{EpochRecord, TrainOptions, TrainReport, mine_hard_negatives, mining_config, train};

@@ -2,52 +2,16 @@
 //! cross-validation, written to disk so that a run can be reproduced.
 
 use std::collections::BTreeMap;
-use std::path::Path;
 
 use rand::SeedableRng;
 use rand::rngs::StdRng;
 use rand::seq::SliceRandom;
-use serde::{Deserialize, Serialize};
+
+pub use aneu_bundle::Split;
 
 use crate::config::SplitConfig;
 use crate::data::CaseInfo;
 use crate::{Error, Result};
-
-/// SeriesInstanceUIDs per part.
-#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Split {
-    /// Training series.
-    pub train: Vec<String>,
-    /// Validation series.
-    pub val: Vec<String>,
-    /// Held-out test series.
-    pub test: Vec<String>,
-}
-
-impl Split {
-    /// Writes the split as JSON.
-    ///
-    /// # Errors
-    /// [`Error::File`].
-    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let json = serde_json::to_string_pretty(self).unwrap_or_default();
-        std::fs::write(path, json).map_err(|e| crate::error::file_err(path, e))
-    }
-
-    /// Reads a split written by [`Split::write`].
-    ///
-    /// # Errors
-    /// [`Error::File`] or [`Error::Format`].
-    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
-        let path = path.as_ref();
-        let text = std::fs::read_to_string(path).map_err(|e| crate::error::file_err(path, e))?;
-        serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: path.to_path_buf(),
-            reason: e.to_string(),
-        })
-    }
-}
 
 /// Splits by patient: every series of a patient lands in the same part.
 /// Patients are stratified by (any series positive, modality of their

@@ -1,12 +1,13 @@
 //! The training loop.
 
+use aneu_io::AtPath;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
 use aneu_metrics::ClassificationReport;
 use aneu_models::{AnyModel, PatchModel, WeightsRecorder, load_model, save_weights};
-use aneu_patch::{Case, PatchGrid, PatchSampler, PatchSource, PatchSpec, extract_patch};
+use aneu_patch::{Case, PatchSampler};
 use burn::data::dataloader::batcher::Batcher;
 use burn::module::AutodiffModule;
 use burn::optim::decay::WeightDecayConfig;
@@ -19,12 +20,14 @@ use rand::SeedableRng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
 
-use crate::bundle::{ModelBundle, write_bundle};
-use crate::config::{Metric, OptimizerKind, Schedule, TrainConfig};
+use aneu_bundle::{BundleManifest, Metric, ModelBundle, Split, Thresholds};
+use aneu_infer::{Blend, InferConfig, Predictor};
+use aneu_preproc::PreprocessConfig;
+
+use crate::config::{OptimizerKind, Schedule, TrainConfig};
 use crate::data::{CaseInfo, PatchBatcher, PatchDataset, load_cases};
-use crate::error::file_err;
 use crate::loss::total_loss;
-use crate::split::{Split, make_split};
+use crate::split::make_split;
 use crate::{Error, Result};
 
 /// One epoch, as a row of `metrics.csv`.
@@ -145,6 +148,7 @@ pub fn train<B: AutodiffBackend>(
     config.validate()?;
     let (data, out) = (data.as_ref(), out.as_ref());
     let (cases, infos) = load_cases(data)?;
+    let preprocess = dataset_preprocess_config(data)?;
     let p = config.sampler.patch_size;
     for c in &cases {
         let dims = c.image.size().to_kji();
@@ -156,7 +160,7 @@ pub fn train<B: AutodiffBackend>(
             )));
         }
     }
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    std::fs::create_dir_all(out).at(out)?;
     let split_path = out.join("split.json");
     let split = if opts.resume && split_path.exists() {
         Split::read(&split_path)?
@@ -172,7 +176,7 @@ pub fn train<B: AutodiffBackend>(
     if val_cases.is_empty() {
         return Err(Error::Data("the validation split is empty".into()));
     }
-    std::fs::write(out.join("train.json"), config.to_json()).map_err(|e| file_err(&out.join("train.json"), e))?;
+    aneu_bundle::write_json(&out.join("train.json"), config)?;
 
     let sampler = PatchSampler::new(config.sampler.clone())?;
     let mut train_cases = train_cases;
@@ -210,7 +214,7 @@ pub fn train<B: AutodiffBackend>(
         progress,
         sampler: &sampler,
         val_patches: &val_patches,
-        data,
+        preprocess: &preprocess,
     };
     match o.kind {
         OptimizerKind::Adam => {
@@ -251,7 +255,7 @@ struct Ctx<'a, B: AutodiffBackend> {
     progress: &'a dyn Fn(&EpochRecord),
     sampler: &'a PatchSampler,
     val_patches: &'a [aneu_patch::Patch],
-    data: &'a Path,
+    preprocess: &'a PreprocessConfig,
 }
 
 fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
@@ -261,74 +265,176 @@ fn scalar<B: Backend>(t: Tensor<B, 1>) -> f64 {
         .map_or(f64::NAN, |v| v.first().copied().unwrap_or(f32::NAN) as f64)
 }
 
+/// A training run in progress: the model, its optimiser, the training
+/// cases with their hard-negative pools, and the state a checkpoint keeps.
+/// [`train`] builds one, resumes it, runs epochs and finishes it.
+struct Trainer<'a, B: AutodiffBackend, O> {
+    ctx: &'a Ctx<'a, B>,
+    split: &'a Split,
+    model: AnyModel<B>,
+    optim: O,
+    cases: Arc<Vec<Case>>,
+    st: TrainState,
+    batcher: PatchBatcher,
+}
+
+/// What one epoch's training pass gives.
+struct EpochTraining {
+    mean_loss: f64,
+    lr: f64,
+    patches: usize,
+}
+
+/// What one validation pass gives.
+struct Validation {
+    loss: f64,
+    report: ClassificationReport,
+    dense_auc: Option<f64>,
+}
+
 fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
     ctx: &Ctx<'_, B>,
-    mut model: AnyModel<B>,
-    mut optim: O,
+    model: AnyModel<B>,
+    optim: O,
     train_cases: Vec<Case>,
     split: &Split,
 ) -> Result<TrainReport> {
-    let cfg = ctx.config;
-    let ck = ctx.out.join("checkpoint");
-    let mut cases = Arc::new(train_cases);
-    let maximise = cfg.early_stopping.metric.maximise();
-    // finite sentinels: the state goes through JSON, which has no infinities
-    let worst = if maximise { f64::MIN } else { f64::MAX };
-    let mut st = TrainState {
-        epochs_done: 0,
-        history: Vec::new(),
-        best_epoch: 0,
-        best_value: worst,
-        stale: 0,
-        plateau_factor: 1.0,
-        plateau_stale: 0,
-        plateau_best: worst,
-        hard_negatives: Vec::new(),
-        stopped_early: false,
-    };
-    if ctx.opts.resume && ck.join("state.json").exists() {
+    let mut t = Trainer::new(ctx, model, optim, train_cases, split);
+    if ctx.opts.resume && t.checkpoint_dir().join("state.json").exists() {
+        t.resume()?;
+    }
+    let mut ran = 0usize;
+    while t.st.epochs_done < ctx.config.epochs && !t.st.stopped_early {
+        if ctx.opts.max_epochs_this_call.is_some_and(|m| ran >= m) {
+            break;
+        }
+        t.epoch()?;
+        ran += 1;
+    }
+    t.finish()
+}
+
+impl<'a, B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>> Trainer<'a, B, O> {
+    fn new(ctx: &'a Ctx<'a, B>, model: AnyModel<B>, optim: O, cases: Vec<Case>, split: &'a Split) -> Self {
+        // finite sentinels: the state goes through JSON, which has no infinities
+        let worst = if ctx.config.early_stopping.metric.maximise() {
+            f64::MIN
+        } else {
+            f64::MAX
+        };
+        Trainer {
+            ctx,
+            split,
+            model,
+            optim,
+            cases: Arc::new(cases),
+            st: TrainState {
+                epochs_done: 0,
+                history: Vec::new(),
+                best_epoch: 0,
+                best_value: worst,
+                stale: 0,
+                plateau_factor: 1.0,
+                plateau_stale: 0,
+                plateau_best: worst,
+                hard_negatives: Vec::new(),
+                stopped_early: false,
+            },
+            batcher: PatchBatcher {
+                position_prior: ctx.config.position_prior,
+            },
+        }
+    }
+
+    fn checkpoint_dir(&self) -> PathBuf {
+        self.ctx.out.join("checkpoint")
+    }
+
+    /// Restores the state, the weights, the optimiser's moments and the
+    /// hard-negative pools from `<out>/checkpoint`.
+    fn resume(&mut self) -> Result<()> {
+        let ck = self.checkpoint_dir();
         let sp = ck.join("state.json");
-        let text = std::fs::read_to_string(&sp).map_err(|e| file_err(&sp, e))?;
-        st = serde_json::from_str(&text).map_err(|e| Error::Format {
+        let text = std::fs::read_to_string(&sp).at(&sp)?;
+        self.st = serde_json::from_str(&text).map_err(|e| Error::Format {
             path: sp.clone(),
             reason: e.to_string(),
         })?;
-        model = load_model::<B>(&cfg.model, ck.join("model"), ctx.device)?;
+        self.model = load_model::<B>(&self.ctx.config.model, ck.join("model"), self.ctx.device)?;
         let rec = WeightsRecorder::new()
-            .load(ck.join("optim"), ctx.device)
+            .load(ck.join("optim"), self.ctx.device)
             .map_err(|e| Error::Checkpoint {
                 path: ck.join("optim.mpk"),
                 reason: e.to_string(),
             })?;
-        optim = optim.load_record(rec);
-        if let Some(cs) = Arc::get_mut(&mut cases) {
+        self.optim = self.optim.clone().load_record(rec);
+        if let Some(cs) = Arc::get_mut(&mut self.cases) {
             for c in cs.iter_mut() {
-                if let Some((_, hn)) = st.hard_negatives.iter().find(|(id, _)| *id == c.id) {
+                if let Some((_, hn)) = self.st.hard_negatives.iter().find(|(id, _)| *id == c.id) {
                     c.hard_negatives = hn.iter().map(|p| aneu_io::VoxelIndex::new(p[2], p[1], p[0])).collect();
                 }
             }
         }
-        tracing::info!(epochs_done = st.epochs_done, "resumed from {}", ck.display());
+        tracing::info!(epochs_done = self.st.epochs_done, "resumed from {}", ck.display());
+        Ok(())
     }
-    let batcher = PatchBatcher {
-        position_prior: cfg.position_prior,
-    };
-    let mine_at: Vec<usize> = (1..=cfg.hard_negatives.rounds)
-        .map(|r| r * cfg.epochs / (cfg.hard_negatives.rounds + 1))
-        .collect();
-    let mut ran = 0usize;
-    while st.epochs_done < cfg.epochs && !st.stopped_early {
-        if ctx.opts.max_epochs_this_call.is_some_and(|m| ran >= m) {
-            break;
-        }
+
+    /// One epoch: train, validate, mine when a round is due, record, move
+    /// the schedule, checkpoint.
+    fn epoch(&mut self) -> Result<()> {
         let t0 = Instant::now();
-        let epoch = st.epochs_done + 1;
+        let epoch = self.st.epochs_done + 1;
+        let trained = self.train_epoch(epoch)?;
+        let valid = self.model.valid();
+        let val = self.validate(&valid)?;
+        if self.mining_due(epoch) {
+            self.mine(epoch, &valid)?;
+        }
+        let rec = EpochRecord {
+            epoch,
+            lr: trained.lr,
+            train_loss: trained.mean_loss,
+            val_loss: val.loss,
+            val_auc: val.report.auc,
+            val_dense_auc: val.dense_auc,
+            val_accuracy: val.report.accuracy,
+            val_sensitivity: val.report.sensitivity,
+            val_specificity: val.report.specificity,
+            val_f2: val.report.f2,
+            patches: trained.patches,
+            hard_negatives: self.cases.iter().map(|c| c.hard_negatives.len()).sum(),
+            seconds: t0.elapsed().as_secs_f64(),
+        };
+        self.schedule_step(&rec)?;
+        tracing::info!(
+            epoch,
+            train_loss = rec.train_loss,
+            val_loss = rec.val_loss,
+            val_auc = ?rec.val_auc,
+            val_dense_auc = ?rec.val_dense_auc,
+            val_f2 = rec.val_f2,
+            seconds = rec.seconds,
+            "epoch"
+        );
+        (self.ctx.progress)(&rec);
+        self.st.history.push(rec);
+        self.st.epochs_done = epoch;
+        self.checkpoint()
+    }
+
+    /// The training pass of 1-based `epoch`: its patches, batched, with
+    /// gradient accumulation and the scheduled learning rate.
+    fn train_epoch(&mut self, epoch: usize) -> Result<EpochTraining> {
+        let cfg = self.ctx.config;
         let seed = cfg.seed.wrapping_add((epoch as u64).wrapping_mul(0x9E37_79B9));
-        let specs = ctx.sampler.plan_epoch(&cases, &mut StdRng::seed_from_u64(seed));
+        let specs = self
+            .ctx
+            .sampler
+            .plan_epoch(&self.cases, &mut StdRng::seed_from_u64(seed));
         let ds = PatchDataset::new(
-            Arc::clone(&cases),
+            Arc::clone(&self.cases),
             specs,
-            ctx.sampler.clone(),
+            self.ctx.sampler.clone(),
             cfg.augment.clone(),
             seed,
         );
@@ -337,14 +443,16 @@ fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
         let mut accum = GradientsAccumulator::<AnyModel<B>>::new();
         let mut pending = 0usize;
         let (mut loss_sum, mut loss_n) = (0.0, 0usize);
-        let mut lr = current_lr(cfg, st.plateau_factor, epoch - 1, 0, nb);
+        let mut lr = current_lr(cfg, self.st.plateau_factor, epoch - 1, 0, nb);
+        // the optimiser updates the weights in place when it owns them alone
+        let mut model = self.model.clone();
         for b in 0..nb {
             let lo = b * cfg.batch_size;
             let hi = (lo + cfg.batch_size).min(n);
             if lo >= hi {
                 break;
             }
-            let batch = batcher.batch(ds.get_range(lo..hi), ctx.device);
+            let batch = self.batcher.batch(ds.get_range(lo..hi), self.ctx.device);
             let outp = model.forward_patches(batch.images);
             let loss = total_loss(&cfg.loss, outp, &batch.targets);
             let lv = scalar(loss.clone());
@@ -359,44 +467,66 @@ fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
             accum.accumulate(&model, grads);
             pending += 1;
             if pending == cfg.optimizer.accumulation || b + 1 == nb {
-                lr = current_lr(cfg, st.plateau_factor, epoch - 1, b, nb);
-                model = optim.step(lr, model, accum.grads());
+                lr = current_lr(cfg, self.st.plateau_factor, epoch - 1, b, nb);
+                model = self.optim.step(lr, model, accum.grads());
                 pending = 0;
             }
         }
-        drop(ds);
-        let valid = model.valid();
-        let (val_loss, labels, scores, peaks) = evaluate(&valid, ctx.val_patches, cfg, batcher, ctx.device);
-        let rep = ClassificationReport::compute(&labels, &scores, 0.5, None)?;
-        let val_dense_auc = match peaks {
+        self.model = model;
+        Ok(EpochTraining {
+            mean_loss: loss_sum / loss_n.max(1) as f64,
+            lr,
+            patches: n,
+        })
+    }
+
+    /// Loss and patch-level metrics on the fixed validation patches.
+    fn validate(&self, valid: &AnyModel<B::InnerBackend>) -> Result<Validation> {
+        let cfg = self.ctx.config;
+        let (loss, labels, scores, peaks) = evaluate(valid, self.ctx.val_patches, cfg, self.batcher, self.ctx.device);
+        let report = ClassificationReport::compute(&labels, &scores, 0.5, None)?;
+        let dense_auc = match peaks {
             Some(p) => ClassificationReport::compute(&labels, &p, 0.5, None)?.auc,
             None => None,
         };
-        // hard-negative round
-        if mine_at.contains(&epoch) {
-            match Arc::get_mut(&mut cases) {
-                Some(cs) => {
-                    let added = mine_hard_negatives(&valid, cs, cfg, ctx.device);
-                    tracing::info!(epoch, added, "hard-negative round");
-                }
-                None => tracing::warn!("hard-negative round skipped: the cases are shared"),
-            }
-        }
-        let rec = EpochRecord {
-            epoch,
-            lr,
-            train_loss: loss_sum / loss_n.max(1) as f64,
-            val_loss,
-            val_auc: rep.auc,
-            val_dense_auc,
-            val_accuracy: rep.accuracy,
-            val_sensitivity: rep.sensitivity,
-            val_specificity: rep.specificity,
-            val_f2: rep.f2,
-            patches: n,
-            hard_negatives: cases.iter().map(|c| c.hard_negatives.len()).sum(),
-            seconds: t0.elapsed().as_secs_f64(),
+        Ok(Validation {
+            loss,
+            report,
+            dense_auc,
+        })
+    }
+
+    /// Whether a hard-negative round follows 1-based `epoch`: round `r`
+    /// after epoch `⌊r · epochs / (rounds + 1)⌋`.
+    fn mining_due(&self, epoch: usize) -> bool {
+        let cfg = self.ctx.config;
+        let rounds = cfg.hard_negatives.rounds;
+        (1..=rounds).any(|r| r * cfg.epochs / (rounds + 1) == epoch)
+    }
+
+    /// A hard-negative round: the predictor runs the current weights over
+    /// the training scans ([`mine_hard_negatives`]).
+    fn mine(&mut self, epoch: usize, valid: &AnyModel<B::InnerBackend>) -> Result<()> {
+        let Some(cs) = Arc::get_mut(&mut self.cases) else {
+            tracing::warn!("hard-negative round skipped: the cases are shared");
+            return Ok(());
         };
+        let bundle = in_training_bundle(self.ctx, self.split, &self.st);
+        let predictor = Predictor::from_models(
+            vec![(bundle, valid.clone())],
+            mining_config(self.ctx.config),
+            self.ctx.device,
+        )?;
+        let added = mine_hard_negatives(&predictor, cs, self.ctx.config)?;
+        tracing::info!(epoch, added, "hard-negative round");
+        Ok(())
+    }
+
+    /// Keeps the best weights, and moves reduce-on-plateau and early
+    /// stopping by the epoch's monitored metric.
+    fn schedule_step(&mut self, rec: &EpochRecord) -> Result<()> {
+        let cfg = self.ctx.config;
+        let maximise = cfg.early_stopping.metric.maximise();
         let value = rec.metric(cfg.early_stopping.metric);
         let better = |v: f64, best: f64| {
             if maximise {
@@ -405,11 +535,12 @@ fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
                 v < best - cfg.early_stopping.min_delta
             }
         };
+        let st = &mut self.st;
         if better(value, st.best_value) {
             st.best_value = value;
-            st.best_epoch = epoch;
+            st.best_epoch = rec.epoch;
             st.stale = 0;
-            save_weights(model.clone(), ctx.out.join("best"))?;
+            save_weights(self.model.clone(), self.ctx.out.join("best"))?;
         } else {
             st.stale += 1;
         }
@@ -433,69 +564,112 @@ fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
         if cfg.early_stopping.patience > 0 && st.stale >= cfg.early_stopping.patience {
             st.stopped_early = true;
         }
-        tracing::info!(
-            epoch,
-            train_loss = rec.train_loss,
-            val_loss = rec.val_loss,
-            val_auc = ?rec.val_auc,
-            val_dense_auc = ?rec.val_dense_auc,
-            val_f2 = rec.val_f2,
-            seconds = rec.seconds,
-            "epoch"
-        );
-        (ctx.progress)(&rec);
-        st.history.push(rec);
-        st.epochs_done = epoch;
-        st.hard_negatives = cases
+        Ok(())
+    }
+
+    /// Writes `metrics.csv`, `metrics.png` and the checkpoint (weights,
+    /// optimiser, state with the hard-negative pools).
+    fn checkpoint(&mut self) -> Result<()> {
+        self.st.hard_negatives = self
+            .cases
             .iter()
             .map(|c| (c.id.clone(), c.hard_negatives.iter().map(|v| v.to_kji()).collect()))
             .collect();
-        write_metrics(ctx.out, &st.history)?;
-        save_checkpoint(&ck, &model, &optim, &st)?;
-        ran += 1;
+        write_metrics(self.ctx.out, &self.st.history)?;
+        save_checkpoint(&self.checkpoint_dir(), &self.model, &self.optim, &self.st)
     }
-    let finished = st.epochs_done >= cfg.epochs || st.stopped_early;
-    let bundle = if finished {
-        let hashes: std::collections::BTreeSet<String> = load_hashes(ctx.data)?;
-        let dir = ctx.out.join("bundle");
-        write_bundle(
-            &dir,
-            ctx.out,
-            ctx.data,
-            cfg,
-            split,
-            &hashes,
-            st.best_epoch,
-            st.best_value,
-        )?;
-        // the bundle must load
-        ModelBundle::read(&dir)?.load_model::<B::InnerBackend>(&ctx.device.clone())?;
-        Some(dir)
-    } else {
-        None
-    };
-    Ok(TrainReport {
-        history: st.history,
-        best_epoch: st.best_epoch,
-        best_value: st.best_value,
-        finished,
-        stopped_early: st.stopped_early,
-        bundle,
-    })
+
+    /// The report; when training is complete, the bundle of the best
+    /// epoch, checked to load.
+    fn finish(self) -> Result<TrainReport> {
+        let (ctx, cfg, st) = (self.ctx, self.ctx.config, self.st);
+        let finished = st.epochs_done >= cfg.epochs || st.stopped_early;
+        let bundle = if finished {
+            let dir = ctx.out.join("bundle");
+            ModelBundle {
+                dir: dir.clone(),
+                manifest: manifest(cfg, &st),
+                model: cfg.model.clone(),
+                preprocess: ctx.preprocess.clone(),
+                train: cfg.to_json_value()?,
+                split: self.split.clone(),
+                thresholds: Thresholds::default(),
+            }
+            .write(ctx.out.join("best.mpk"))?;
+            // the bundle must load
+            ModelBundle::read(&dir)?.load_model::<B::InnerBackend>(&ctx.device.clone())?;
+            Some(dir)
+        } else {
+            None
+        };
+        Ok(TrainReport {
+            history: st.history,
+            best_epoch: st.best_epoch,
+            best_value: st.best_value,
+            finished,
+            stopped_early: st.stopped_early,
+            bundle,
+        })
+    }
 }
 
-fn load_hashes(data: &Path) -> Result<std::collections::BTreeSet<String>> {
-    let mut out = std::collections::BTreeSet::new();
+/// The one preprocessing config of the series under `data`: a bundle
+/// records it, so inference can preprocess new scans the same way.
+fn dataset_preprocess_config(data: &Path) -> Result<PreprocessConfig> {
+    let mut hashes = std::collections::BTreeSet::new();
     for d in aneu_preproc::list_preprocessed(data)? {
-        let mp = d.join("meta.json");
-        let text = std::fs::read_to_string(&mp).map_err(|e| file_err(&mp, e))?;
-        let meta: aneu_preproc::PreprocessMeta = serde_json::from_str(&text).map_err(|e| Error::Format {
-            path: mp.clone(),
-            reason: e.to_string(),
-        })?;
-        out.insert(meta.config_hash);
+        hashes.insert(aneu_preproc::read_meta(&d.join("meta.json"))?.config_hash);
     }
-    Ok(out)
+    let [hash] = hashes.iter().collect::<Vec<_>>()[..] else {
+        return Err(Error::Data(format!(
+            "the training data mixes {} preprocessing configs ({hashes:?}); a bundle needs one",
+            hashes.len()
+        )));
+    };
+    Ok(aneu_preproc::read_dataset_config(data, hash)?)
+}
+
+/// The bundle manifest of the best epoch so far.
+fn manifest(cfg: &TrainConfig, st: &TrainState) -> BundleManifest {
+    BundleManifest::new(
+        &cfg.model,
+        cfg.sampler.patch_size,
+        cfg.position_prior,
+        st.best_epoch,
+        cfg.early_stopping.metric,
+        st.best_value,
+    )
+}
+
+/// The model being trained, described as a bundle (in memory; its folder
+/// is the run's), so that the predictor can run it.
+fn in_training_bundle<B: AutodiffBackend>(ctx: &Ctx<'_, B>, split: &Split, st: &TrainState) -> ModelBundle {
+    ModelBundle {
+        dir: ctx.out.to_path_buf(),
+        manifest: manifest(ctx.config, st),
+        model: ctx.config.model.clone(),
+        preprocess: ctx.preprocess.clone(),
+        train: serde_json::Value::Null,
+        split: split.clone(),
+        thresholds: Thresholds::default(),
+    }
+}
+
+/// The inference settings of a hard-negative round: the sliding window of
+/// `hard_negatives` (its window edge, overlap and the training batch
+/// size), merged by maximum, and candidates from the inference defaults
+/// with the floor at `hard_negatives.min_score`.
+pub fn mining_config(cfg: &TrainConfig) -> InferConfig {
+    let h = &cfg.hard_negatives;
+    let mut c = InferConfig::default();
+    c.window = c
+        .window
+        .with_roi(h.window.unwrap_or(cfg.sampler.patch_size))
+        .with_overlap(h.overlap)
+        .with_batch_size(cfg.batch_size.max(1))
+        .with_blend(Blend::Max);
+    c.candidates = c.candidates.with_floor(h.min_score as f32);
+    c
 }
 
 /// The learning rate at batch `b` of `nb` in 0-based epoch `e`.
@@ -559,145 +733,61 @@ fn evaluate<B: Backend>(
     (ls / ln.max(1) as f64, labels, scores, peaks)
 }
 
-/// Runs the model over every training scan (windows touching the mask)
-/// and adds each scan's strongest responses that hold no aneurysm (beyond
-/// the exclusion radius of every finding) to its hard-negative pool.
+/// Adds to each case's hard-negative pool the candidates that
+/// `predictor` proposes on it, exactly as inference does (the sliding
+/// window, then [`aneu_infer::find_peaks`], then the scan's candidate
+/// list), keeping those that score at least `hard_negatives.min_score`,
+/// lie beyond the exclusion radius of every aneurysm
+/// (`sampler.exclusion_radius_mm`) and beyond the candidates' NMS distance
+/// of the points earlier rounds put in the pool, highest first, at most
+/// `hard_negatives.per_case` per scan. Each point is the candidate's
+/// centre rounded to the nearest voxel. Returns the number added.
 ///
-/// With a dense head the windows' dense probabilities are max-merged into
-/// one map and the false positives are its strongest voxels inside the
-/// brain mask, at least half a patch apart: the responses that become
-/// candidates at inference. The windows may then be larger than the
-/// training patch (`hard_negatives.window`). Without a dense head each
-/// window scores its centre with the present head. Only responses of at
-/// least `hard_negatives.min_score` count. Returns the number added.
+/// Build the predictor with [`mining_config`] for the trainer's
+/// behaviour.
+///
+/// # Errors
+/// The predictor's errors (a non-finite probability, say).
 pub fn mine_hard_negatives<B: Backend>(
-    model: &AnyModel<B>,
+    predictor: &Predictor<B>,
     cases: &mut [Case],
     cfg: &TrainConfig,
-    device: &B::Device,
-) -> usize {
-    let p = cfg.sampler.patch_size;
+) -> Result<usize> {
     let h = &cfg.hard_negatives;
-    let w = h.window.unwrap_or(p);
-    let batcher = PatchBatcher {
-        position_prior: cfg.position_prior,
-    };
+    let nms = predictor.config().candidates.nms_mm;
     let mut added = 0;
     for case in cases.iter_mut() {
-        let Ok(grid) = PatchGrid::new(case.image.size(), [w; 3], h.overlap) else {
-            continue;
-        };
-        let Ok(tiles) = grid.tiles_in_mask(&case.mask) else {
-            continue;
-        };
+        let (_, detections) = predictor.detect(case, None)?;
         let dims = case.image.size().to_kji();
-        let mask = case.mask.as_slice();
         let sp = case.image.spacing();
-        let sp_kji = [sp[2], sp[1], sp[0]];
-        // the dense map, max-merged over windows (dense models only)
-        let mut map: Vec<f32> = if model.has_dense_head() {
-            vec![0.0; dims.iter().product()]
-        } else {
-            Vec::new()
-        };
-        let mut cands: Vec<(f64, [usize; 3])> = Vec::new();
-        for chunk in tiles.chunks(cfg.batch_size.max(1)) {
-            let centres: Vec<[usize; 3]> = chunk.iter().map(|t| t.start.map(|x| x + w / 2)).collect();
-            let patches: Vec<aneu_patch::Patch> = centres
-                .iter()
-                .map(|c| {
-                    let spec = PatchSpec {
-                        case: 0,
-                        centre: aneu_io::VoxelIndex::new(c[2], c[1], c[0]),
-                        source: PatchSource::Grid,
-                    };
-                    extract_patch(case, spec, w, cfg.sampler.dense, cfg.sampler.default_radius_mm)
-                })
-                .collect();
-            let batch: crate::data::PatchBatch<B> = batcher.batch(patches, device);
-            let out = model.forward_patches(batch.images);
-            match out.dense {
-                Some(d) => {
-                    let probs = sigmoid(d)
-                        .into_data()
-                        .convert::<f32>()
-                        .to_vec::<f32>()
-                        .unwrap_or_default();
-                    for (n, t) in chunk.iter().enumerate() {
-                        let Some(win) = probs.get(n * w * w * w..(n + 1) * w * w * w) else {
-                            continue;
-                        };
-                        // the part of the window inside the volume
-                        let [nz, ny, nx]: [usize; 3] =
-                            std::array::from_fn(|a| w.min(dims[a].saturating_sub(t.start[a])));
-                        for z in 0..nz {
-                            for y in 0..ny {
-                                let row = ((t.start[0] + z) * dims[1] + t.start[1] + y) * dims[2] + t.start[2];
-                                let src = (z * w + y) * w;
-                                for (m, v) in map[row..row + nx].iter_mut().zip(&win[src..src + nx]) {
-                                    *m = m.max(*v);
-                                }
-                            }
-                        }
-                    }
-                }
-                None => {
-                    let probs = sigmoid(out.logit)
-                        .into_data()
-                        .convert::<f32>()
-                        .to_vec::<f32>()
-                        .unwrap_or_default();
-                    for (prob, c) in probs.iter().zip(&centres) {
-                        let c: [usize; 3] = std::array::from_fn(|a| c[a].min(dims[a] - 1));
-                        if f64::from(*prob) >= h.min_score {
-                            cands.push((f64::from(*prob), c));
-                        }
-                    }
-                }
-            }
-        }
-        let min_score = h.min_score as f32;
-        cands.extend(
-            map.iter()
-                .enumerate()
-                .filter(|&(idx, &v)| v >= min_score && mask.get(idx).is_some_and(|&m| m > 0))
-                .map(|(idx, &v)| {
-                    let c = [idx / (dims[1] * dims[2]), (idx / dims[2]) % dims[1], idx % dims[2]];
-                    (f64::from(v), c)
-                }),
-        );
-        cands.sort_by(|a, b| b.0.total_cmp(&a.0));
-        let excl = cfg.sampler.exclusion_radius_mm;
-        let dist = |a: [usize; 3], b: [f64; 3]| -> f64 {
-            (0..3)
-                .map(|x| ((a[x] as f64 - b[x]) * sp_kji[x]).powi(2))
-                .sum::<f64>()
-                .sqrt()
-        };
-        let min_sep = p as f64 / 2.0 * sp_kji.iter().fold(f64::INFINITY, |a, b| a.min(*b));
-        let existing: Vec<[usize; 3]> = case.hard_negatives.iter().map(|v| v.to_kji()).collect();
-        let mut chosen: Vec<[usize; 3]> = Vec::new();
-        for (_, c) in cands {
+        let mm = |a: [f64; 3], b: [f64; 3]| (0..3).map(|x| ((a[x] - b[x]) * sp[2 - x]).powi(2)).sum::<f64>().sqrt();
+        let kji = |v: aneu_io::VoxelIndex| v.to_kji().map(|x| x as f64);
+        // the candidates are NMS-separated already; the pool's earlier
+        // points (from earlier rounds) are not
+        let earlier: Vec<[f64; 3]> = case.hard_negatives.iter().map(|v| kji(*v)).collect();
+        let mut chosen = Vec::new();
+        for d in detections.iter().filter(|d| d.score >= h.min_score) {
             if chosen.len() >= h.per_case {
                 break;
             }
+            let c: [usize; 3] = std::array::from_fn(|a| {
+                let x = [d.voxel.k, d.voxel.j, d.voxel.i][a].round().max(0.0) as usize;
+                x.min(dims[a] - 1)
+            });
+            let cf = c.map(|x| x as f64);
             let near_finding = case
                 .findings
                 .iter()
-                .any(|f| dist(c, [f.voxel.k, f.voxel.j, f.voxel.i]) < excl);
-            let near_chosen = chosen
-                .iter()
-                .chain(&existing)
-                .any(|o| dist(c, o.map(|x| x as f64)) < min_sep);
-            if !near_finding && !near_chosen {
-                chosen.push(c);
+                .any(|f| mm(cf, [f.voxel.k, f.voxel.j, f.voxel.i]) < cfg.sampler.exclusion_radius_mm);
+            if near_finding || earlier.iter().any(|o| mm(cf, *o) < nms) {
+                continue;
             }
+            chosen.push(aneu_io::VoxelIndex::new(c[2], c[1], c[0]));
         }
         added += chosen.len();
-        case.hard_negatives
-            .extend(chosen.into_iter().map(|c| aneu_io::VoxelIndex::new(c[2], c[1], c[0])));
+        case.hard_negatives.extend(chosen);
     }
-    added
+    Ok(added)
 }
 
 fn save_checkpoint<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
@@ -708,9 +798,9 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
 ) -> Result<()> {
     let tmp = ck.with_extension("tmp");
     if tmp.exists() {
-        std::fs::remove_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+        std::fs::remove_dir_all(&tmp).at(&tmp)?;
     }
-    std::fs::create_dir_all(&tmp).map_err(|e| file_err(&tmp, e))?;
+    std::fs::create_dir_all(&tmp).at(&tmp)?;
     save_weights(model.clone(), tmp.join("model"))?;
     WeightsRecorder::new()
         .record(optim.to_record(), tmp.join("optim"))
@@ -719,29 +809,24 @@ fn save_checkpoint<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
             reason: e.to_string(),
         })?;
     let json = serde_json::to_string(st).unwrap_or_default();
-    std::fs::write(tmp.join("state.json"), json).map_err(|e| file_err(&tmp.join("state.json"), e))?;
+    std::fs::write(tmp.join("state.json"), json).at(tmp.join("state.json"))?;
     if ck.exists() {
-        std::fs::remove_dir_all(ck).map_err(|e| file_err(ck, e))?;
+        std::fs::remove_dir_all(ck).at(ck)?;
     }
-    std::fs::rename(&tmp, ck).map_err(|e| file_err(ck, e))
+    Ok(std::fs::rename(&tmp, ck).at(ck)?)
 }
 
 fn write_metrics(out: &Path, history: &[EpochRecord]) -> Result<()> {
     let p = out.join("metrics.csv");
-    let tmp = out.join(".metrics.csv.tmp");
-    {
-        let mut w = csv::Writer::from_path(&tmp).map_err(|e| Error::Format {
-            path: tmp.clone(),
-            reason: e.to_string(),
-        })?;
-        for r in history {
-            w.serialize(r).map_err(|e| Error::Format {
-                path: tmp.clone(),
-                reason: e.to_string(),
-            })?;
-        }
-        w.flush().map_err(|e| file_err(&tmp, e))?;
+    let format = |e: csv::Error| Error::Format {
+        path: p.clone(),
+        reason: e.to_string(),
+    };
+    let mut w = csv::Writer::from_writer(Vec::new());
+    for r in history {
+        w.serialize(r).map_err(format)?;
     }
-    std::fs::rename(&tmp, &p).map_err(|e| file_err(&p, e))?;
+    let bytes = w.into_inner().map_err(|e| format(e.into_error().into()))?;
+    aneu_io::write_atomic(&p, &bytes)?;
     crate::plot::plot_history(history, &out.join("metrics.png"))
 }

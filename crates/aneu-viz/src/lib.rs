@@ -71,9 +71,21 @@ pub enum Error {
     /// An error from aneu-preproc (re-preprocessing a series for display).
     #[error(transparent)]
     Preproc(#[from] aneu_preproc::Error),
+    /// An error from aneu-bundle (reading the prediction's model bundle).
+    #[error(transparent)]
+    Bundle(#[from] aneu_bundle::Error),
     /// An error from aneu-infer (reading predictions).
     #[error(transparent)]
     Infer(#[from] aneu_infer::Error),
+}
+
+impl From<aneu_io::FileError> for Error {
+    fn from(e: aneu_io::FileError) -> Self {
+        Error::File {
+            path: e.path,
+            source: e.source,
+        }
+    }
 }
 
 /// `Result` with [`enum@Error`].

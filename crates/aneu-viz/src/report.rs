@@ -3,6 +3,7 @@
 //! per dataset (metrics, ROC and FROC plots, confusion matrix, links).
 //! Images are embedded as data URIs; the pages load nothing from anywhere.
 
+use aneu_io::AtPath;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
@@ -46,13 +47,6 @@ fn esc(s: &str) -> String {
         .replace('"', "&quot;")
 }
 
-fn file_err(p: &Path, e: std::io::Error) -> Error {
-    Error::File {
-        path: p.to_path_buf(),
-        source: e,
-    }
-}
-
 const STYLE: &str = "body{font-family:sans-serif;margin:1.5em;background:#fafafa;color:#222}\
 table{border-collapse:collapse;margin:.5em 0}td,th{border:1px solid #ccc;padding:2px 8px;text-align:right}\
 th{background:#eee}td.l,th.l{text-align:left}tr.cand{cursor:pointer}tr.cand:hover{background:#def}\
@@ -93,7 +87,7 @@ fn scale_for(scene: &Scene, max_px: u32) -> f64 {
 /// rendering errors, [`Error::File`].
 pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Result<PathBuf> {
     let dir = dir.as_ref();
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    std::fs::create_dir_all(dir).at(dir)?;
     let p = r.prediction;
     let scene = Scene::new(r.image, r.probability)?;
     let ppm = scale_for(&scene, r.viewer_px);
@@ -308,7 +302,7 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
     }
     h.push_str("</body></html>");
     let path = dir.join(format!("{}.html", p.series_uid));
-    std::fs::write(&path, h).map_err(|e| file_err(&path, e))?;
+    std::fs::write(&path, h).at(&path)?;
     Ok(path)
 }
 
@@ -377,7 +371,7 @@ fn write_dataset_report_with_failures(
     failed: &[(String, String)],
     dir: &Path,
 ) -> Result<PathBuf> {
-    std::fs::create_dir_all(dir).map_err(|e| file_err(dir, e))?;
+    std::fs::create_dir_all(dir).at(dir)?;
     let mut h = format!(
         "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>aneu report</title><style>{STYLE}</style></head><body><h1>aneu report: {} series</h1>",
         rows.len()
@@ -464,7 +458,7 @@ fn write_dataset_report_with_failures(
     }
     h.push_str("</body></html>");
     let path = dir.join("index.html");
-    std::fs::write(&path, h).map_err(|e| file_err(&path, e))?;
+    std::fs::write(&path, h).at(&path)?;
     Ok(path)
 }
 
@@ -550,22 +544,22 @@ pub fn report_dataset(
     let (pred_dir, input, out) = (predictions.as_ref(), input.as_ref(), out.as_ref());
     let preds = aneu_infer::read_predictions(pred_dir)?;
     let run_path = pred_dir.join("run.json");
-    let run_text = std::fs::read_to_string(&run_path).map_err(|e| file_err(&run_path, e))?;
+    let run_text = std::fs::read_to_string(&run_path).at(&run_path)?;
     let run: aneu_infer::RunInfo =
         serde_json::from_str(&run_text).map_err(|e| Error::Render(format!("{}: {e}", run_path.display())))?;
     let bundle = run
         .bundles
         .first()
         .ok_or_else(|| Error::Render(format!("{}: no bundle", run_path.display())))?;
-    let config = aneu_preproc::PreprocessConfig::from_json_file(bundle.join("preprocess.json"))?;
-    let hash = config.hash();
+    let config = aneu_bundle::ModelBundle::read(bundle)?.preprocess;
+    let hash = config.hash()?;
     let rsna = input.join("series").is_dir();
     let ds = if rsna && input.join("train.csv").exists() {
         Some(aneu_io::RsnaDataset::open(input)?)
     } else {
         None
     };
-    std::fs::create_dir_all(out).map_err(|e| file_err(out, e))?;
+    std::fs::create_dir_all(out).at(out)?;
     let mut summary = ReportSummary::default();
     let mut links = Vec::with_capacity(preds.len());
     for (n, p) in preds.iter().enumerate() {

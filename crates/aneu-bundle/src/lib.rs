@@ -1,0 +1,468 @@
+//! # aneu-bundle
+//!
+//! The model bundle: the folder a training run leaves behind and
+//! inference reads, with everything needed to reproduce the training-time
+//! preprocessing and the model's outputs.
+//!
+//! ```text
+//! bundle/
+//!   bundle.json       manifest: format name and version, architecture,
+//!                     patch size, position prior, best epoch and metric
+//!   weights.mpk       the best checkpoint's weights (Burn named MessagePack)
+//!   model.json        the ModelConfig
+//!   preprocess.json   the PreprocessConfig of the training data
+//!   train.json        the training config (aneu-train's TrainConfig)
+//!   split.json        the patient-grouped split
+//!   thresholds.json   decision thresholds (filled by calibration)
+//! ```
+//!
+//! The format lives below both training and inference, so that training
+//! can call inference (hard-negative mining and second-stage candidates
+//! run the real predictor) and inference never depends on training.
+//!
+//! ```
+//! use aneu_bundle::{BundleManifest, Metric, ModelBundle, Split, Thresholds};
+//! use aneu_models::{ModelConfig, TinyUNet3dConfig, save_weights};
+//! use burn::backend::Flex;
+//!
+//! let dir = tempfile::tempdir()?;
+//! let model = ModelConfig::TinyUNet3d(TinyUNet3dConfig::new());
+//! save_weights(model.init_seeded::<Flex>(1, &Default::default())?, dir.path().join("w"))?;
+//! ModelBundle {
+//!     dir: dir.path().join("bundle"),
+//!     manifest: BundleManifest::new(&model, 32, false, 3, Metric::Auc, 0.91),
+//!     model,
+//!     preprocess: Default::default(),
+//!     train: serde_json::json!({"epochs": 3}),
+//!     split: Split::default(),
+//!     thresholds: Thresholds::default(),
+//! }
+//! .write(dir.path().join("w.mpk"))?;
+//! let bundle = ModelBundle::read(dir.path().join("bundle"))?;
+//! assert_eq!(bundle.manifest.patch_size, 32);
+//! let _net = bundle.load_model::<Flex>(&Default::default())?;
+//! # Ok::<(), Box<dyn std::error::Error>>(())
+//! ```
+
+use aneu_io::AtPath;
+use std::path::{Path, PathBuf};
+
+use aneu_models::{AnyModel, ModelConfig};
+use aneu_preproc::PreprocessConfig;
+use burn::prelude::Backend;
+use serde::{Deserialize, Serialize};
+
+/// The bundle format's name in `bundle.json`.
+pub const BUNDLE_FORMAT: &str = "aneu-model-bundle";
+/// The bundle format's version; readers refuse newer versions.
+pub const BUNDLE_VERSION: u32 = 1;
+
+/// Everything that can go wrong reading or writing a bundle.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// A file could not be read or written.
+    #[error("{path}: {source}")]
+    File {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A file is malformed, or of another format or a newer version.
+    #[error("{path}: {reason}")]
+    Format {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: String,
+    },
+    /// The target folder exists and is not a bundle: aneu did not write
+    /// it, so it is left alone.
+    #[error("{path}: {reason}")]
+    Refused {
+        /// The folder.
+        path: PathBuf,
+        /// Why nothing was written.
+        reason: String,
+    },
+    /// A file could not be written safely (aneu-io's atomic write: never
+    /// through a link or onto a device).
+    #[error(transparent)]
+    Write(#[from] aneu_io::Error),
+    /// The weights are missing or do not fit the model config.
+    #[error(transparent)]
+    Model(#[from] aneu_models::Error),
+}
+
+/// `Result` with [`enum@Error`].
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+impl From<aneu_io::FileError> for Error {
+    fn from(e: aneu_io::FileError) -> Self {
+        Error::File {
+            path: e.path,
+            source: e.source,
+        }
+    }
+}
+
+/// A validation metric that selects checkpoints and stops training.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Metric {
+    /// F2 at threshold 0.5 (the seed's choice).
+    F2,
+    /// ROC AUC of the present head.
+    Auc,
+    /// ROC AUC of each validation patch's dense-map peak (its most
+    /// probable voxel): what sliding-window inference turns into
+    /// candidates and scan scores, so the choice for dense models, whose
+    /// present head can keep improving while the map degrades. Models
+    /// without a dense head fall back to [`Metric::Auc`].
+    DenseAuc,
+    /// Sensitivity at 0.5.
+    Sensitivity,
+    /// Accuracy at 0.5.
+    Accuracy,
+    /// The validation loss (lower is better).
+    Loss,
+}
+
+impl Metric {
+    /// Whether larger is better.
+    pub fn maximise(self) -> bool {
+        self != Metric::Loss
+    }
+}
+
+/// `bundle.json`.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BundleManifest {
+    /// Always [`BUNDLE_FORMAT`].
+    pub format: String,
+    /// [`BUNDLE_VERSION`] at writing.
+    pub version: u32,
+    /// The aneu version that wrote it.
+    pub aneu_version: String,
+    /// `Simple3dCnn`, `TinyUNet3d` or `UNet3d`.
+    pub architecture: String,
+    /// The patch edge in voxels.
+    pub patch_size: usize,
+    /// Whether the input has the three position channels.
+    pub position_prior: bool,
+    /// The epoch whose weights these are.
+    pub best_epoch: usize,
+    /// The metric that chose it.
+    pub metric: Metric,
+    /// Its validation value.
+    pub metric_value: f64,
+}
+
+impl BundleManifest {
+    /// The manifest of a model written now, in this format and version.
+    pub fn new(
+        model: &ModelConfig,
+        patch_size: usize,
+        position_prior: bool,
+        best_epoch: usize,
+        metric: Metric,
+        metric_value: f64,
+    ) -> Self {
+        BundleManifest {
+            format: BUNDLE_FORMAT.into(),
+            version: BUNDLE_VERSION,
+            aneu_version: env!("CARGO_PKG_VERSION").into(),
+            architecture: model.architecture().into(),
+            patch_size,
+            position_prior,
+            best_epoch,
+            metric,
+            metric_value,
+        }
+    }
+}
+
+/// `thresholds.json`: decision thresholds on the probabilities. Training
+/// writes an uncalibrated placeholder (0.5); calibration on validation
+/// scans replaces it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct Thresholds {
+    /// Whether the values come from a calibration.
+    pub calibrated: bool,
+    /// How they were chosen (`"youden"`, `"f2"`, …), when calibrated.
+    pub method: Option<String>,
+    /// The Aneurysm Present threshold.
+    pub present: f64,
+    /// Per-location thresholds, when calibrated.
+    pub locations: Option<Vec<f64>>,
+}
+
+impl Default for Thresholds {
+    fn default() -> Self {
+        Thresholds {
+            calibrated: false,
+            method: None,
+            present: 0.5,
+            locations: None,
+        }
+    }
+}
+
+/// SeriesInstanceUIDs per part of a patient-grouped split (`split.json`).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Split {
+    /// Training series.
+    pub train: Vec<String>,
+    /// Validation series.
+    pub val: Vec<String>,
+    /// Held-out test series.
+    pub test: Vec<String>,
+}
+
+impl Split {
+    /// Writes the split as JSON ([`write_json`]).
+    ///
+    /// # Errors
+    /// [`Error::Format`] or [`Error::Write`].
+    pub fn write(&self, path: impl AsRef<Path>) -> Result<()> {
+        write_json(path.as_ref(), self)
+    }
+
+    /// Reads a split written by [`Split::write`].
+    ///
+    /// # Errors
+    /// [`Error::File`] or [`Error::Format`].
+    pub fn read(path: impl AsRef<Path>) -> Result<Self> {
+        read_json(path.as_ref())
+    }
+}
+
+/// Reads one JSON file of a bundle (or any aneu JSON record).
+///
+/// # Errors
+/// [`Error::File`] or [`Error::Format`], naming the file.
+pub fn read_json<T: serde::de::DeserializeOwned>(path: &Path) -> Result<T> {
+    let text = std::fs::read_to_string(path).at(path)?;
+    serde_json::from_str(&text).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })
+}
+
+/// Writes pretty JSON with [`aneu_io::write_atomic`]: a reader sees the
+/// old file or the new one, never half, and a link, folder or device at
+/// `path` is refused.
+///
+/// # Errors
+/// [`Error::Format`] when the value does not serialise; [`Error::Write`].
+pub fn write_json<T: Serialize>(path: &Path, value: &T) -> Result<()> {
+    let json = serde_json::to_string_pretty(value).map_err(|e| Error::Format {
+        path: path.to_path_buf(),
+        reason: e.to_string(),
+    })?;
+    Ok(aneu_io::write_atomic(path, json.as_bytes())?)
+}
+
+/// A bundle read from disk.
+#[derive(Clone, Debug)]
+pub struct ModelBundle {
+    /// The folder.
+    pub dir: PathBuf,
+    /// The manifest.
+    pub manifest: BundleManifest,
+    /// The model config.
+    pub model: ModelConfig,
+    /// The preprocessing config.
+    pub preprocess: PreprocessConfig,
+    /// The training config as written (`aneu_train::TrainConfig::from_bundle`
+    /// reads it typed); kept as JSON here so that the format does not
+    /// depend on training.
+    pub train: serde_json::Value,
+    /// The split.
+    pub split: Split,
+    /// The thresholds.
+    pub thresholds: Thresholds,
+}
+
+impl ModelBundle {
+    /// Reads and checks a bundle.
+    ///
+    /// # Errors
+    /// A missing or malformed file, named; [`Error::Format`] for another
+    /// format or a newer version.
+    pub fn read(dir: impl AsRef<Path>) -> Result<Self> {
+        let dir = dir.as_ref().to_path_buf();
+        let mp = dir.join("bundle.json");
+        let manifest: BundleManifest = read_json(&mp)?;
+        if manifest.format != BUNDLE_FORMAT || manifest.version > BUNDLE_VERSION {
+            return Err(Error::Format {
+                path: mp,
+                reason: format!(
+                    "format {:?} version {} (this aneu reads {BUNDLE_FORMAT:?} up to version {BUNDLE_VERSION})",
+                    manifest.format, manifest.version
+                ),
+            });
+        }
+        Ok(ModelBundle {
+            model: read_json(&dir.join("model.json"))?,
+            preprocess: read_json(&dir.join("preprocess.json"))?,
+            train: read_json(&dir.join("train.json"))?,
+            split: read_json(&dir.join("split.json"))?,
+            thresholds: read_json(&dir.join("thresholds.json"))?,
+            manifest,
+            dir,
+        })
+    }
+
+    /// Builds the model and loads its weights.
+    ///
+    /// # Errors
+    /// [`Error::Model`] when the weights are missing or do not fit.
+    pub fn load_model<B: Backend>(&self, device: &B::Device) -> Result<AnyModel<B>> {
+        Ok(aneu_models::load_model(&self.model, self.dir.join("weights"), device)?)
+    }
+
+    /// Replaces `thresholds.json` ([`write_json`]).
+    ///
+    /// # Errors
+    /// [`Error::Format`] or [`Error::Write`].
+    pub fn write_thresholds(&mut self, t: Thresholds) -> Result<()> {
+        write_json(&self.dir.join("thresholds.json"), &t)?;
+        self.thresholds = t;
+        Ok(())
+    }
+}
+
+impl ModelBundle {
+    /// Writes the bundle into its folder, `self.dir`: the one writer of the
+    /// format, used by training and by anything else that makes a bundle.
+    /// The weights are copied from
+    /// `weights` (a `.mpk` file from `aneu_models::save_weights`). The
+    /// bundle is assembled in `<dir>.tmp` and renamed into place, so the
+    /// folder holds a whole bundle or none. An existing folder is replaced
+    /// only when it is a bundle (it holds `bundle.json`); anything else
+    /// there is left alone.
+    ///
+    /// # Errors
+    /// [`Error::Refused`] when the folder exists and is not a bundle;
+    /// [`Error::File`] or [`Error::Write`] naming the file that could not
+    /// be written.
+    pub fn write(&self, weights: impl AsRef<Path>) -> Result<()> {
+        let (dir, weights) = (self.dir.as_path(), weights.as_ref());
+        if dir.exists() && !dir.join("bundle.json").is_file() {
+            return Err(Error::Refused {
+                path: dir.to_path_buf(),
+                reason: "it exists and holds no bundle.json: aneu did not write it".into(),
+            });
+        }
+        let tmp = dir.with_extension("tmp");
+        if tmp.exists() {
+            std::fs::remove_dir_all(&tmp).at(&tmp)?;
+        }
+        let assembled = self.write_files(&tmp, weights);
+        if assembled.is_err() {
+            let _ = std::fs::remove_dir_all(&tmp);
+            return assembled;
+        }
+        if dir.exists() {
+            std::fs::remove_dir_all(dir).at(dir)?;
+        }
+        Ok(std::fs::rename(&tmp, dir).at(dir)?)
+    }
+
+    fn write_files(&self, tmp: &Path, weights: &Path) -> Result<()> {
+        std::fs::create_dir_all(tmp).at(tmp)?;
+        std::fs::copy(weights, tmp.join("weights.mpk")).at(weights)?;
+        write_json(&tmp.join("model.json"), &self.model)?;
+        write_json(&tmp.join("preprocess.json"), &self.preprocess)?;
+        write_json(&tmp.join("train.json"), &self.train)?;
+        write_json(&tmp.join("split.json"), &self.split)?;
+        write_json(&tmp.join("thresholds.json"), &self.thresholds)?;
+        // the manifest last: a folder with bundle.json is a whole bundle
+        write_json(&tmp.join("bundle.json"), &self.manifest)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn new_bundle(dir: &Path) -> ModelBundle {
+        let model = ModelConfig::TinyUNet3d(aneu_models::TinyUNet3dConfig::new());
+        ModelBundle {
+            dir: dir.to_path_buf(),
+            manifest: BundleManifest::new(&model, 16, true, 2, Metric::DenseAuc, 0.75),
+            model,
+            preprocess: PreprocessConfig::default(),
+            train: serde_json::json!({"epochs": 2}),
+            split: Split {
+                train: vec!["a".into()],
+                val: vec!["b".into()],
+                test: vec!["c".into()],
+            },
+            thresholds: Thresholds::default(),
+        }
+    }
+
+    #[test]
+    fn written_bundle_reads_back_field_for_field() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("w.mpk");
+        std::fs::write(&w, b"weights").unwrap();
+        let nb = new_bundle(&d.path().join("b"));
+        nb.write(&w).unwrap();
+        let b = ModelBundle::read(d.path().join("b")).unwrap();
+        assert_eq!(b.manifest, nb.manifest);
+        assert_eq!(b.model, nb.model);
+        assert_eq!(b.preprocess, nb.preprocess);
+        assert_eq!(b.train, nb.train);
+        assert_eq!(b.split, nb.split);
+        assert_eq!(b.thresholds, nb.thresholds);
+        assert_eq!(std::fs::read(d.path().join("b/weights.mpk")).unwrap(), b"weights");
+        assert!(!d.path().join("b.tmp").exists());
+        // a second write replaces the bundle
+        let mut nb2 = nb.clone();
+        nb2.manifest.best_epoch = 9;
+        nb2.write(&w).unwrap();
+        assert_eq!(ModelBundle::read(d.path().join("b")).unwrap().manifest.best_epoch, 9);
+    }
+
+    #[test]
+    fn a_folder_that_is_not_a_bundle_is_left_alone() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("w.mpk");
+        std::fs::write(&w, b"weights").unwrap();
+        let target = d.path().join("mine");
+        std::fs::create_dir(&target).unwrap();
+        std::fs::write(target.join("notes.txt"), b"user data").unwrap();
+        let e = new_bundle(&target).write(&w).unwrap_err();
+        assert!(matches!(e, Error::Refused { .. }), "{e}");
+        assert_eq!(std::fs::read(target.join("notes.txt")).unwrap(), b"user data");
+        // missing weights: an error naming them, and no half bundle
+        let e = new_bundle(&d.path().join("b"))
+            .write(d.path().join("nope.mpk"))
+            .unwrap_err();
+        assert!(e.to_string().contains("nope.mpk"), "{e}");
+        assert!(!d.path().join("b").exists() && !d.path().join("b.tmp").exists());
+    }
+
+    #[test]
+    fn newer_versions_and_other_formats_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("w.mpk");
+        std::fs::write(&w, b"weights").unwrap();
+        for (format, version) in [(BUNDLE_FORMAT, BUNDLE_VERSION + 1), ("other", 1)] {
+            let mut nb = new_bundle(&d.path().join("b"));
+            nb.manifest.format = format.into();
+            nb.manifest.version = version;
+            nb.write(&w).unwrap();
+            let e = ModelBundle::read(d.path().join("b")).unwrap_err();
+            assert!(
+                matches!(e, Error::Format { .. }) && e.to_string().contains("bundle.json"),
+                "{e}"
+            );
+        }
+    }
+}
