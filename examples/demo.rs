@@ -158,7 +158,7 @@ fn run(a: &Args) -> Res<()> {
     }
     println!("5/6 evaluation");
     let r = evaluate(&pred, &raw, &EvaluateOptions::default())?;
-    std::fs::write(a.out.join("evaluation.json"), r.to_json()?)?;
+    aneu::io::write_atomic(&a.out.join("evaluation.json"), r.to_json()?.as_bytes())?;
     println!("6/6 report → {}", report.display());
     let t = Instant::now();
     // the test series were preprocessed with the bundle's config in step 2

@@ -127,7 +127,10 @@ fn phantom_series(a: &Args) -> BoxResult<(PathBuf, f64)> {
 }
 
 fn write_json(path: &Path, v: &impl serde::Serialize) -> BoxResult<()> {
-    std::fs::write(path, serde_json::to_string_pretty(v)?).map_err(|e| format!("{}: {e}", path.display()).into())
+    Ok(aneu::io::write_atomic(
+        path,
+        serde_json::to_string_pretty(v)?.as_bytes(),
+    )?)
 }
 
 /// A bundle of `config` with freshly initialised weights.

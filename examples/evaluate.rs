@@ -36,9 +36,9 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
         ..Default::default()
     };
     let r = evaluate(&a.predictions, &a.truth, &opts)?;
-    std::fs::write(&a.out, r.to_json()?)?;
+    aneu::io::write_atomic(&a.out, r.to_json()?.as_bytes())?;
     let md = r.to_markdown();
-    std::fs::write(a.out.with_extension("md"), &md)?;
+    aneu::io::write_atomic(&a.out.with_extension("md"), md.as_bytes())?;
     println!("{md}");
     Ok(())
 }

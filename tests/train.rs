@@ -219,7 +219,7 @@ fn hard_negative_rounds_fill_the_pool() {
                 assert!(mm(p, q) >= nms, "{p:?} and {q:?} closer than the NMS distance");
             }
             for f in &case.findings {
-                let d = mm(p, &[f.voxel.k, f.voxel.j, f.voxel.i]);
+                let d = mm(p, &f.voxel.to_kji());
                 assert!(
                     d >= cfg.sampler.exclusion_radius_mm,
                     "hard negative {d:.1} mm from an aneurysm"

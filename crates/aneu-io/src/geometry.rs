@@ -41,6 +41,11 @@ impl Voxel {
         })
     }
 
+    /// The coordinate in `[k, j, i]` order, the order of the data's axes.
+    pub fn to_kji(self) -> [f64; 3] {
+        [self.k, self.j, self.i]
+    }
+
     /// Euclidean distance in voxel units.
     pub fn distance(&self, other: &Voxel) -> f64 {
         ((self.i - other.i).powi(2) + (self.j - other.j).powi(2) + (self.k - other.k).powi(2)).sqrt()
@@ -67,6 +72,19 @@ impl VoxelIndex {
     /// The index as an `ndarray` index into `[k, j, i]` data.
     pub fn to_kji(self) -> [usize; 3] {
         [self.k, self.j, self.i]
+    }
+
+    /// The index of an `ndarray` index `[k, j, i]` into `[k, j, i]` data;
+    /// the inverse of [`to_kji`](Self::to_kji).
+    ///
+    /// ```
+    /// use aneu_io::VoxelIndex;
+    /// let v = VoxelIndex::from_kji([3, 2, 1]);
+    /// assert_eq!(v, VoxelIndex::new(1, 2, 3));
+    /// assert_eq!(v.to_kji(), [3, 2, 1]);
+    /// ```
+    pub fn from_kji([k, j, i]: [usize; 3]) -> Self {
+        Self { i, j, k }
     }
 }
 

@@ -11,7 +11,7 @@
 //! quaternion cannot represent), so that nibabel and 3D Slicer see the same
 //! geometry.
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use std::io::Read;
 
@@ -440,43 +440,33 @@ pub fn write_nifti<T: NiftiElement>(vol: &Volume<T>, path: impl AsRef<Path>) -> 
     // and streams it in memory order.
     let ijk = vol.data().reversed_axes();
     let expected_len = 352 + (vol.data().len() * std::mem::size_of::<T>()) as u64;
-    write_via_temp(path, gz, |tmp| {
-        WriterOptions::new(tmp)
-            .reference_header(&h)
-            .compress(gz)
-            .write_nifti_with_type(&ijk, T::TYPE)
-            .map_err(|e| nifti_err(path, e))?;
-        // nifti-rs drops its buffered writer of a `.nii` without flushing
-        // it explicitly, which hides a failed last write (a full disk):
-        // the size tells.
-        if !gz {
-            let len = std::fs::metadata(tmp).map_err(|e| Error::io(tmp, e))?.len();
-            if len != expected_len {
-                return Err(Error::io(
-                    path,
-                    std::io::Error::other(format!("wrote {len} bytes of {expected_len}")),
-                ));
-            }
-        }
-        Ok(())
-    })
-}
-
-/// Runs `write` on a fresh temporary path beside `path`, then renames the
-/// result onto `path`; removes the temporary file if either step fails.
-/// nifti-rs rewrites the extension of the name it is given, so the
-/// temporary name (`aneu-tmp-<pid>-<n>.nii[.gz]`) has no other dot.
-fn write_via_temp(path: &Path, gz: bool, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    static COUNTER: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-    let n = COUNTER.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    // `.aneu-tmp-<pid>-<n>.nii[.gz]` whatever `path` is called: the one
+    // name nifti-rs writes to unchanged.
     let ext = if gz { "nii.gz" } else { "nii" };
-    let tmp: PathBuf = path.with_file_name(format!("aneu-tmp-{}-{n}.{ext}", std::process::id()));
-    let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
-    if result.is_err() {
-        // Nothing to remove when the write failed before creating it.
-        let _ = std::fs::remove_file(&tmp);
-    }
-    result
+    crate::output::write_atomic_named(
+        path,
+        |unique| format!("{unique}.{ext}"),
+        |tmp| {
+            WriterOptions::new(tmp)
+                .reference_header(&h)
+                .compress(gz)
+                .write_nifti_with_type(&ijk, T::TYPE)
+                .map_err(|e| nifti_err(path, e))?;
+            // nifti-rs drops its buffered writer of a `.nii` without flushing
+            // it explicitly, which hides a failed last write (a full disk):
+            // the size tells.
+            if !gz {
+                let len = std::fs::metadata(tmp).map_err(|e| Error::io(tmp, e))?.len();
+                if len != expected_len {
+                    return Err(Error::io(
+                        path,
+                        std::io::Error::other(format!("wrote {len} bytes of {expected_len}")),
+                    ));
+                }
+            }
+            Ok(())
+        },
+    )
 }
 
 #[cfg(test)]
@@ -484,17 +474,20 @@ mod tests {
     use super::*;
 
     #[test]
-    fn a_failed_write_leaves_no_temporary_file() {
+    fn any_name_is_written_exactly_there() {
         let dir = tempfile::tempdir().unwrap();
-        let target = dir.path().join("v.nii.gz");
-        let e = write_via_temp(&target, true, |tmp| {
-            std::fs::write(tmp, b"partial").unwrap();
-            Err(Error::io(tmp, std::io::Error::other("disk full")))
-        })
-        .unwrap_err();
-        assert!(e.to_string().contains("disk full"), "{e}");
-        assert_eq!(std::fs::read_dir(dir.path()).unwrap().count(), 0);
-        assert!(!target.exists());
+        let v = Volume::new(ndarray::Array3::<f32>::ones((2, 3, 4)), Affine::identity()).unwrap();
+        for name in ["v.nii.gz", "v.nii", "noext", "x.gz", "a.b.nii", "V.NII"] {
+            let target = dir.path().join(name);
+            write_nifti(&v, &target).unwrap();
+            assert_eq!(read_nifti(&target).unwrap(), v, "{name}");
+        }
+        let mut names: Vec<String> = std::fs::read_dir(dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        names.sort();
+        assert_eq!(names, ["V.NII", "a.b.nii", "noext", "v.nii", "v.nii.gz", "x.gz"]);
     }
 
     #[test]

@@ -147,17 +147,35 @@ pub fn check_writable_target(path: &Path) -> Result<()> {
 /// # Errors
 /// [`Error::UnsafeOutput`], [`Error::Io`], and `write`'s own errors.
 pub fn write_atomic_with(path: &Path, write: impl FnOnce(&Path) -> Result<()>) -> Result<()> {
-    use std::sync::atomic::{AtomicU64, Ordering};
-    static COUNTER: AtomicU64 = AtomicU64::new(0);
-    check_writable_target(path)?;
     let name = path
         .file_name()
         .ok_or_else(|| unsafe_output(path, "it has no file name"))?
-        .to_string_lossy();
+        .to_string_lossy()
+        .into_owned();
+    write_atomic_named(path, |unique| format!("{unique}-{name}"), write)
+}
+
+/// [`write_atomic_with`] under a temporary name of the caller's choosing:
+/// `tmp_name` receives the unique prefix `.aneu-tmp-<pid>-<n>` and returns
+/// the file name. For writers that pick the extension themselves: nifti-rs
+/// strips a name's last extension and replaces the one before it, so a
+/// NIfTI file must be written as `.aneu-tmp-<pid>-<n>.nii[.gz]`.
+pub(crate) fn write_atomic_named(
+    path: &Path,
+    tmp_name: impl FnOnce(&str) -> String,
+    write: impl FnOnce(&Path) -> Result<()>,
+) -> Result<()> {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static COUNTER: AtomicU64 = AtomicU64::new(0);
+    check_writable_target(path)?;
+    if path.file_name().is_none() {
+        return Err(unsafe_output(path, "it has no file name"));
+    }
     let n = COUNTER.fetch_add(1, Ordering::Relaxed);
-    let tmp = path.with_file_name(format!(".aneu-tmp-{}-{n}-{name}", std::process::id()));
+    let tmp = path.with_file_name(tmp_name(&format!(".aneu-tmp-{}-{n}", std::process::id())));
     let result = write(&tmp).and_then(|()| std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e)));
     if result.is_err() {
+        // Nothing to remove when the write failed before creating it.
         let _ = std::fs::remove_file(&tmp);
     }
     result

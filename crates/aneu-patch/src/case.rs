@@ -137,13 +137,7 @@ impl Case {
     pub(crate) fn finding_spheres(&self, default_radius_mm: f64) -> Vec<([f64; 3], f64, Option<Location>)> {
         self.findings
             .iter()
-            .map(|f| {
-                (
-                    [f.voxel.k, f.voxel.j, f.voxel.i],
-                    f.radius_mm.unwrap_or(default_radius_mm),
-                    f.location,
-                )
-            })
+            .map(|f| (f.voxel.to_kji(), f.radius_mm.unwrap_or(default_radius_mm), f.location))
             .collect()
     }
 

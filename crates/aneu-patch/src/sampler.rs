@@ -279,7 +279,7 @@ impl PatchSampler {
         let dims = [nk, nj, ni];
         let mut out = Vec::new();
         for f in &case.findings {
-            let centre = [f.voxel.k, f.voxel.j, f.voxel.i].map(|x| x.round() as i64);
+            let centre = f.voxel.to_kji().map(|x| x.round() as i64);
             for _ in 0..c.positives_per_finding {
                 let j = c.jitter as i64;
                 let p: [usize; 3] = std::array::from_fn(|a| {
@@ -287,7 +287,7 @@ impl PatchSampler {
                 });
                 out.push(PatchSpec {
                     case: case_index,
-                    centre: kji_to_index(p),
+                    centre: VoxelIndex::from_kji(p),
                     source: PatchSource::Positive,
                 });
                 summary.positives += 1;
@@ -299,7 +299,7 @@ impl PatchSampler {
         let size = [c.patch_size; 3];
         let excluded = |p: [usize; 3]| {
             case.findings.iter().any(|f| {
-                let d = [f.voxel.k, f.voxel.j, f.voxel.i];
+                let d = f.voxel.to_kji();
                 let d2: f64 = (0..3).map(|a| ((p[a] as f64 - d[a]) * spacing[a]).powi(2)).sum();
                 d2 < c.exclusion_radius_mm * c.exclusion_radius_mm
             })
@@ -332,7 +332,7 @@ impl PatchSampler {
                         let source = [PatchSource::Uniform, PatchSource::Vessel, PatchSource::Hard][pool];
                         out.push(PatchSpec {
                             case: case_index,
-                            centre: kji_to_index(p),
+                            centre: VoxelIndex::from_kji(p),
                             source,
                         });
                         summary.negatives[pool] += 1;
@@ -439,8 +439,4 @@ pub fn extract_patch(case: &Case, spec: PatchSpec, size: usize, dense: DenseTarg
         position: std::array::from_fn(|a| [first[a] as f32, last[a] as f32]),
         spec,
     }
-}
-
-fn kji_to_index(p: [usize; 3]) -> VoxelIndex {
-    VoxelIndex::new(p[2], p[1], p[0])
 }

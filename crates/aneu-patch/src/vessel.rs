@@ -134,7 +134,7 @@ pub fn vessel_candidates(image: &Volume<f32>, mask: &Volume<u8>, opts: &VesselOp
                         && ev[1].abs() >= opts.min_cross_ratio * ev[2].abs()
                         && grad2.sqrt() <= opts.max_gradient * sigma_mm * ev[1].abs()
                     {
-                        out.push(VoxelIndex::new(g[2], g[1], g[0]));
+                        out.push(VoxelIndex::from_kji(g));
                     }
                 }
             }

@@ -2,8 +2,6 @@
 //! RAS axes (+x patient right, +y anterior, +z superior), origin at the
 //! centre of the Circle of Willis (just above the sella).
 
-use std::collections::HashMap;
-
 use rand::Rng;
 use rand::rngs::StdRng;
 use serde::{Deserialize, Serialize};
@@ -117,87 +115,180 @@ fn jitter(rng: &mut StdRng, p: V3, amount: f64) -> V3 {
     )
 }
 
-/// Builds a Circle of Willis with the common variants, radii from the
-/// literature (ICA 2.0–2.5 mm, M1 ≈ 1.5, A1 ≈ 1.0, basilar ≈ 1.6,
-/// PComm ≈ 0.7), smooth curved centrelines and random distal branches.
-pub fn circle_of_willis(rng: &mut StdRng) -> VesselTree {
-    // Junction landmarks, jittered once so that segments meeting there stay
-    // connected.
-    let mut lm: HashMap<(&str, Side), V3> = HashMap::new();
-    let sides = [Side::Left, Side::Right];
-    let mut put = |rng: &mut StdRng, name: &'static str, side: Side, p: V3| {
-        let j = jitter(rng, p, 1.2);
-        lm.insert((name, side), j);
-    };
-    put(rng, "vb", Side::Midline, [0.0, -23.0, -33.0]);
-    put(rng, "tip", Side::Midline, [0.0, -12.0, -2.0]);
-    put(rng, "sca", Side::Midline, [0.0, -13.5, -6.0]);
-    for s in sides {
-        let x = s.sign();
-        put(rng, "p1p2", s, [10.0 * x, -14.0, 0.0]);
-        put(rng, "clinoid", s, [14.0 * x, 0.0, -4.0]);
-        put(rng, "pcom", s, [13.0 * x, -2.0, -1.0]);
-        put(rng, "term", s, [12.0 * x, 2.0, 3.0]);
-        put(rng, "mbif", s, [38.0 * x, 3.0, 6.0]);
-        put(rng, "a1a2", s, [1.6 * x, 15.0, 6.5]);
-        put(rng, "vert0", s, [14.0 * x, -38.0, -70.0]);
-        put(rng, "ica0", s, [22.0 * x, -12.0, -44.0]);
+/// The landmarks of one side of the circle (head frame, mm).
+#[derive(Clone, Copy, Debug)]
+struct SideLandmarks {
+    /// P1–P2 junction, where the PComm joins the PCA.
+    p1p2: V3,
+    /// The anterior clinoid: infraclinoid to supraclinoid ICA.
+    clinoid: V3,
+    /// Origin of the PComm on the ICA.
+    pcom: V3,
+    /// ICA terminus: the ICA splits into M1 and A1.
+    term: V3,
+    /// MCA bifurcation: M1 into the M2 branches.
+    mbif: V3,
+    /// A1–A2 junction, where the AComm joins.
+    a1a2: V3,
+    /// Where the vertebral artery enters the model.
+    vert0: V3,
+    /// Where the ICA enters the model.
+    ica0: V3,
+}
+
+/// The junction landmarks of one case, each jittered once so that the
+/// segments meeting there stay connected. Each is a named field: a
+/// misspelt landmark does not compile (a string key once fell back to the
+/// origin silently).
+#[derive(Clone, Copy, Debug)]
+struct Landmarks {
+    /// Vertebrobasilar junction.
+    vb: V3,
+    /// Basilar tip.
+    tip: V3,
+    /// Origin of the superior cerebellar arteries on the basilar.
+    sca: V3,
+    /// The patient's left side.
+    left: SideLandmarks,
+    /// The patient's right side.
+    right: SideLandmarks,
+}
+
+impl Landmarks {
+    /// Draws the landmarks: the midline ones, then each side's, left first.
+    fn draw(rng: &mut StdRng) -> Self {
+        let mut put = |p: V3| jitter(rng, p, 1.2);
+        let vb = put([0.0, -23.0, -33.0]);
+        let tip = put([0.0, -12.0, -2.0]);
+        let sca = put([0.0, -13.5, -6.0]);
+        let mut side = |s: Side| {
+            let x = s.sign();
+            SideLandmarks {
+                p1p2: put([10.0 * x, -14.0, 0.0]),
+                clinoid: put([14.0 * x, 0.0, -4.0]),
+                pcom: put([13.0 * x, -2.0, -1.0]),
+                term: put([12.0 * x, 2.0, 3.0]),
+                mbif: put([38.0 * x, 3.0, 6.0]),
+                a1a2: put([1.6 * x, 15.0, 6.5]),
+                vert0: put([14.0 * x, -38.0, -70.0]),
+                ica0: put([22.0 * x, -12.0, -44.0]),
+            }
+        };
+        let left = side(Side::Left);
+        let right = side(Side::Right);
+        Self {
+            vb,
+            tip,
+            sca,
+            left,
+            right,
+        }
     }
-    let l = |name: &str, side: Side| lm.get(&(name, side)).copied().unwrap_or([0.0; 3]);
-    let mut segments = Vec::new();
-    let mut variants = Vec::new();
-    let mut seg = |rng: &mut StdRng, artery, side, ctrl: Vec<V3>, r0: f64, r1: f64| {
-        // free control points get their own jitter; the ends are landmarks
+
+    /// Each side with its landmarks, left first.
+    fn sides(&self) -> [(Side, SideLandmarks); 2] {
+        [(Side::Left, self.left), (Side::Right, self.right)]
+    }
+}
+
+/// The segments and variants of a tree under construction.
+#[derive(Default)]
+struct TreeBuilder {
+    segments: Vec<Segment>,
+    variants: Vec<String>,
+}
+
+impl TreeBuilder {
+    /// Adds a segment through the control points `ctrl`: the ends are
+    /// landmarks, the free points between them get their own jitter.
+    fn seg(&mut self, rng: &mut StdRng, artery: Artery, side: Side, ctrl: Vec<V3>, r0: f64, r1: f64) {
         let n = ctrl.len();
         let ctrl: Vec<V3> = ctrl
             .into_iter()
             .enumerate()
             .map(|(i, p)| if i == 0 || i + 1 == n { p } else { jitter(rng, p, 1.5) })
             .collect();
-        segments.push(Segment {
+        self.segments.push(Segment {
             artery,
             side,
             centreline: catmull_rom(&ctrl, 0.5),
             r0,
             r1,
         });
-    };
-    let m = Side::Midline;
-    let rr = |rng: &mut StdRng, lo: f64, hi: f64| rng.random_range(lo..=hi);
+    }
+}
 
-    // posterior circulation
+/// A uniform draw in `lo..=hi`.
+fn rr(rng: &mut StdRng, lo: f64, hi: f64) -> f64 {
+    rng.random_range(lo..=hi)
+}
+
+/// Builds a Circle of Willis with the common variants, radii from the
+/// literature (ICA 2.0–2.5 mm, M1 ≈ 1.5, A1 ≈ 1.0, basilar ≈ 1.6,
+/// PComm ≈ 0.7), smooth curved centrelines and random distal branches.
+pub fn circle_of_willis(rng: &mut StdRng) -> VesselTree {
+    let lm = Landmarks::draw(rng);
+    let mut b = TreeBuilder::default();
+    posterior_circulation(rng, &lm, &mut b);
+    for (s, side) in lm.sides() {
+        anterior_circulation(rng, s, &side, &mut b);
+    }
+    let rc = rr(rng, 0.6, 0.8);
+    b.seg(
+        rng,
+        Artery::AComm,
+        Side::Midline,
+        vec![lm.left.a1a2, [0.0, 15.5, 6.6], lm.right.a1a2],
+        rc,
+        rc,
+    );
+    distal_branches(rng, &mut b.segments);
+    let mut bifurcations = Vec::new();
+    for (_, side) in lm.sides() {
+        bifurcations.push((side.term, 2.0));
+        bifurcations.push((side.mbif, 1.4));
+        bifurcations.push((side.p1p2, 1.1));
+        bifurcations.push((side.a1a2, 0.9));
+    }
+    bifurcations.push((lm.tip, 1.5));
+    VesselTree {
+        segments: b.segments,
+        bifurcations,
+        variants: b.variants,
+    }
+}
+
+/// The basilar, then on each side the vertebral, superior cerebellar, P1
+/// and P2 segments.
+fn posterior_circulation(rng: &mut StdRng, lm: &Landmarks, b: &mut TreeBuilder) {
+    let m = Side::Midline;
     let rb = rr(rng, 1.45, 1.75);
-    seg(
+    b.seg(
         rng,
         Artery::Basilar,
         m,
-        vec![l("vb", m), [0.0, -19.0, -22.0], [0.0, -15.5, -11.0], l("tip", m)],
+        vec![lm.vb, [0.0, -19.0, -22.0], [0.0, -15.5, -11.0], lm.tip],
         rb,
         rb * 0.92,
     );
-    for s in sides {
+    for (s, side) in lm.sides() {
         let x = s.sign();
         let rv = rr(rng, 1.3, 1.7);
-        seg(
+        b.seg(
             rng,
             Artery::Vertebral,
             s,
-            vec![
-                l("vert0", s),
-                [12.0 * x, -36.0, -55.0],
-                [7.0 * x, -30.0, -42.0],
-                l("vb", m),
-            ],
+            vec![side.vert0, [12.0 * x, -36.0, -55.0], [7.0 * x, -30.0, -42.0], lm.vb],
             rv,
             rv * 0.9,
         );
         let rs = rr(rng, 0.7, 0.9);
-        seg(
+        b.seg(
             rng,
             Artery::SuperiorCerebellar,
             s,
             vec![
-                l("sca", m),
+                lm.sca,
                 [8.0 * x, -16.0, -7.0],
                 [16.0 * x, -24.0, -8.0],
                 [22.0 * x, -34.0, -6.0],
@@ -206,20 +297,20 @@ pub fn circle_of_willis(rng: &mut StdRng) -> VesselTree {
             rs * 0.8,
         );
         let rp = rr(rng, 1.0, 1.25);
-        seg(
+        b.seg(
             rng,
             Artery::PcaP1,
             s,
-            vec![l("tip", m), [5.0 * x, -12.5, -1.0], l("p1p2", s)],
+            vec![lm.tip, [5.0 * x, -12.5, -1.0], side.p1p2],
             rp,
             rp,
         );
-        seg(
+        b.seg(
             rng,
             Artery::PcaP2,
             s,
             vec![
-                l("p1p2", s),
+                side.p1p2,
                 [19.0 * x, -21.0, 2.0],
                 [27.0 * x, -33.0, 4.0],
                 [30.0 * x, -48.0, 7.0],
@@ -229,141 +320,137 @@ pub fn circle_of_willis(rng: &mut StdRng) -> VesselTree {
             rp * 0.75,
         );
     }
-    // anterior circulation
-    for s in sides {
-        let x = s.sign();
-        let ri = rr(rng, 2.2, 2.55);
-        seg(
-            rng,
-            Artery::IcaInfraclinoid,
-            s,
-            vec![
-                l("ica0", s),
-                [20.0 * x, -8.0, -32.0],
-                [17.0 * x, -4.0, -22.0],
-                [15.0 * x, 2.0, -15.0],
-                [16.0 * x, 6.0, -10.0],
-                [14.5 * x, 3.0, -6.0],
-                l("clinoid", s),
-            ],
-            ri,
-            ri * 0.95,
-        );
-        let rs = rr(rng, 2.0, 2.3);
-        seg(
-            rng,
-            Artery::IcaSupraclinoid,
-            s,
-            vec![l("clinoid", s), l("pcom", s), [12.5 * x, 0.0, 1.5], l("term", s)],
-            rs,
-            rs * 0.95,
-        );
-        let rm = rr(rng, 1.35, 1.65);
-        seg(
-            rng,
-            Artery::MiddleCerebralM1,
-            s,
-            vec![l("term", s), [20.0 * x, 3.0, 4.0], [30.0 * x, 4.0, 5.0], l("mbif", s)],
-            rm,
-            rm * 0.92,
-        );
-        let r2 = rr(rng, 0.95, 1.15);
-        seg(
-            rng,
-            Artery::MiddleCerebralM2,
-            s,
-            vec![
-                l("mbif", s),
-                [45.0 * x, 5.0, 14.0],
-                [50.0 * x, 2.0, 26.0],
-                [52.0 * x, -10.0, 38.0],
-            ],
-            r2,
-            r2 * 0.8,
-        );
-        seg(
-            rng,
-            Artery::MiddleCerebralM2,
-            s,
-            vec![
-                l("mbif", s),
-                [46.0 * x, 0.0, 2.0],
-                [52.0 * x, -10.0, -2.0],
-                [55.0 * x, -25.0, 0.0],
-            ],
-            r2,
-            r2 * 0.8,
-        );
-        // A1: hypoplastic or absent in some cases
-        let u: f64 = rng.random();
-        let ra = rr(rng, 0.9, 1.1);
-        if u < 0.04 {
-            variants.push(format!("absent {s:?} A1"));
-        } else {
-            let r = if u < 0.14 {
-                variants.push(format!("hypoplastic {s:?} A1"));
-                ra * 0.45
-            } else {
-                ra
-            };
-            seg(
-                rng,
-                Artery::AnteriorCerebralA1,
-                s,
-                vec![l("term", s), [8.0 * x, 8.0, 5.0], [4.0 * x, 13.0, 6.0], l("a1a2", s)],
-                r,
-                r,
-            );
-        }
-        let r2 = rr(rng, 0.85, 1.0);
-        seg(
-            rng,
-            Artery::AnteriorCerebralA2,
-            s,
-            vec![
-                l("a1a2", s),
-                [2.5 * x, 20.0, 14.0],
-                [3.0 * x, 26.0, 25.0],
-                [3.0 * x, 28.0, 38.0],
-                [3.0 * x, 20.0, 50.0],
-                [3.0 * x, 5.0, 56.0],
-            ],
-            r2,
-            r2 * 0.8,
-        );
-        // PComm: often hypoplastic or absent
-        let u: f64 = rng.random();
-        let rc = rr(rng, 0.6, 0.8);
-        if u < 0.15 {
-            variants.push(format!("absent {s:?} PComm"));
-        } else {
-            let r = if u < 0.40 {
-                variants.push(format!("hypoplastic {s:?} PComm"));
-                rc * 0.5
-            } else {
-                rc
-            };
-            seg(
-                rng,
-                Artery::PComm,
-                s,
-                vec![l("pcom", s), [12.0 * x, -7.0, -0.5], l("p1p2", s)],
-                r,
-                r,
-            );
-        }
-    }
-    let rc = rr(rng, 0.6, 0.8);
-    seg(
-        rng,
-        Artery::AComm,
-        m,
-        vec![l("a1a2", Side::Left), [0.0, 15.5, 6.6], l("a1a2", Side::Right)],
-        rc,
-        rc,
-    );
+}
 
-    // random distal branches from the ends of M2, A2 and P2
+/// One side's ICA (infra- and supraclinoid), M1, two M2 branches, A1
+/// (hypoplastic or absent in some cases), A2 and PComm (often hypoplastic
+/// or absent).
+fn anterior_circulation(rng: &mut StdRng, s: Side, side: &SideLandmarks, b: &mut TreeBuilder) {
+    let x = s.sign();
+    let ri = rr(rng, 2.2, 2.55);
+    b.seg(
+        rng,
+        Artery::IcaInfraclinoid,
+        s,
+        vec![
+            side.ica0,
+            [20.0 * x, -8.0, -32.0],
+            [17.0 * x, -4.0, -22.0],
+            [15.0 * x, 2.0, -15.0],
+            [16.0 * x, 6.0, -10.0],
+            [14.5 * x, 3.0, -6.0],
+            side.clinoid,
+        ],
+        ri,
+        ri * 0.95,
+    );
+    let rs = rr(rng, 2.0, 2.3);
+    b.seg(
+        rng,
+        Artery::IcaSupraclinoid,
+        s,
+        vec![side.clinoid, side.pcom, [12.5 * x, 0.0, 1.5], side.term],
+        rs,
+        rs * 0.95,
+    );
+    let rm = rr(rng, 1.35, 1.65);
+    b.seg(
+        rng,
+        Artery::MiddleCerebralM1,
+        s,
+        vec![side.term, [20.0 * x, 3.0, 4.0], [30.0 * x, 4.0, 5.0], side.mbif],
+        rm,
+        rm * 0.92,
+    );
+    let r2 = rr(rng, 0.95, 1.15);
+    b.seg(
+        rng,
+        Artery::MiddleCerebralM2,
+        s,
+        vec![
+            side.mbif,
+            [45.0 * x, 5.0, 14.0],
+            [50.0 * x, 2.0, 26.0],
+            [52.0 * x, -10.0, 38.0],
+        ],
+        r2,
+        r2 * 0.8,
+    );
+    b.seg(
+        rng,
+        Artery::MiddleCerebralM2,
+        s,
+        vec![
+            side.mbif,
+            [46.0 * x, 0.0, 2.0],
+            [52.0 * x, -10.0, -2.0],
+            [55.0 * x, -25.0, 0.0],
+        ],
+        r2,
+        r2 * 0.8,
+    );
+    // A1: hypoplastic or absent in some cases
+    let u: f64 = rng.random();
+    let ra = rr(rng, 0.9, 1.1);
+    if u < 0.04 {
+        b.variants.push(format!("absent {s:?} A1"));
+    } else {
+        let r = if u < 0.14 {
+            b.variants.push(format!("hypoplastic {s:?} A1"));
+            ra * 0.45
+        } else {
+            ra
+        };
+        b.seg(
+            rng,
+            Artery::AnteriorCerebralA1,
+            s,
+            vec![side.term, [8.0 * x, 8.0, 5.0], [4.0 * x, 13.0, 6.0], side.a1a2],
+            r,
+            r,
+        );
+    }
+    let r2 = rr(rng, 0.85, 1.0);
+    b.seg(
+        rng,
+        Artery::AnteriorCerebralA2,
+        s,
+        vec![
+            side.a1a2,
+            [2.5 * x, 20.0, 14.0],
+            [3.0 * x, 26.0, 25.0],
+            [3.0 * x, 28.0, 38.0],
+            [3.0 * x, 20.0, 50.0],
+            [3.0 * x, 5.0, 56.0],
+        ],
+        r2,
+        r2 * 0.8,
+    );
+    // PComm: often hypoplastic or absent
+    let u: f64 = rng.random();
+    let rc = rr(rng, 0.6, 0.8);
+    if u < 0.15 {
+        b.variants.push(format!("absent {s:?} PComm"));
+    } else {
+        let r = if u < 0.40 {
+            b.variants.push(format!("hypoplastic {s:?} PComm"));
+            rc * 0.5
+        } else {
+            rc
+        };
+        b.seg(
+            rng,
+            Artery::PComm,
+            s,
+            vec![side.pcom, [12.0 * x, -7.0, -0.5], side.p1p2],
+            r,
+            r,
+        );
+    }
+}
+
+/// One to three random distal branches from the end of each M2, A2 and P2.
+fn distal_branches(rng: &mut StdRng, segments: &mut Vec<Segment>) {
     let ends: Vec<(V3, V3, Side)> = segments
         .iter()
         .filter(|s| {
@@ -407,19 +494,6 @@ pub fn circle_of_willis(rng: &mut StdRng) -> VesselTree {
                 r1: r0 * 0.6,
             });
         }
-    }
-    let mut bifurcations = Vec::new();
-    for s in sides {
-        bifurcations.push((l("term", s), 2.0));
-        bifurcations.push((l("mbif", s), 1.4));
-        bifurcations.push((l("p1p2", s), 1.1));
-        bifurcations.push((l("a1a2", s), 0.9));
-    }
-    bifurcations.push((l("tip", m), 1.5));
-    VesselTree {
-        segments,
-        bifurcations,
-        variants,
     }
 }
 

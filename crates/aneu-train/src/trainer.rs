@@ -371,7 +371,7 @@ impl<'a, B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>> Trainer<'a, B, O> {
         if let Some(cs) = Arc::get_mut(&mut self.cases) {
             for c in cs.iter_mut() {
                 if let Some((_, hn)) = self.st.hard_negatives.iter().find(|(id, _)| *id == c.id) {
-                    c.hard_negatives = hn.iter().map(|p| aneu_io::VoxelIndex::new(p[2], p[1], p[0])).collect();
+                    c.hard_negatives = hn.iter().map(|p| aneu_io::VoxelIndex::from_kji(*p)).collect();
                 }
             }
         }
@@ -771,18 +771,18 @@ pub fn mine_hard_negatives<B: Backend>(
                 break;
             }
             let c: [usize; 3] = std::array::from_fn(|a| {
-                let x = [d.voxel.k, d.voxel.j, d.voxel.i][a].round().max(0.0) as usize;
+                let x = d.voxel.to_kji()[a].round().max(0.0) as usize;
                 x.min(dims[a] - 1)
             });
             let cf = c.map(|x| x as f64);
             let near_finding = case
                 .findings
                 .iter()
-                .any(|f| mm(cf, [f.voxel.k, f.voxel.j, f.voxel.i]) < cfg.sampler.exclusion_radius_mm);
+                .any(|f| mm(cf, f.voxel.to_kji()) < cfg.sampler.exclusion_radius_mm);
             if near_finding || earlier.iter().any(|o| mm(cf, *o) < nms) {
                 continue;
             }
-            chosen.push(aneu_io::VoxelIndex::new(c[2], c[1], c[0]));
+            chosen.push(aneu_io::VoxelIndex::from_kji(c));
         }
         added += chosen.len();
         case.hard_negatives.extend(chosen);

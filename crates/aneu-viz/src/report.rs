@@ -7,14 +7,14 @@ use aneu_io::AtPath;
 use std::fmt::Write as _;
 use std::path::{Path, PathBuf};
 
-use aneu_infer::ScanPrediction;
+use aneu_infer::{Detection, ScanPrediction};
 use aneu_io::{Location, Volume, WorldPoint};
 use aneu_metrics::{EvaluationReport, RSNA_COLUMNS, roc_curve};
 use image::imageops;
 use rayon::prelude::*;
 
 use crate::render::{Marker, RenderOptions, Window, colours, data_uri, render, to_pixel};
-use crate::view::{Convention, Plane, Scene};
+use crate::view::{Convention, Plane, Scene, View};
 use crate::{Error, Result};
 
 /// What a series page shows.
@@ -88,106 +88,151 @@ fn scale_for(scene: &Scene, max_px: u32) -> f64 {
 pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Result<PathBuf> {
     let dir = dir.as_ref();
     std::fs::create_dir_all(dir).at(dir)?;
-    let p = r.prediction;
-    let scene = Scene::new(r.image, r.probability)?;
-    let ppm = scale_for(&scene, r.viewer_px);
-    let mut h = String::new();
-    let _ = write!(
-        h,
-        "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{uid}</title><style>{STYLE}</style></head><body>\
-         <p><a href=\"index.html\">← dataset</a></p><h1>Series {uid}</h1>",
-        uid = esc(&p.series_uid)
-    );
-    let sp = r.image.spacing();
-    let sz = r.image.size();
-    let _ = write!(
-        h,
-        "<table><tr><th class=l>SeriesInstanceUID</th><td class=l>{}</td></tr>\
-         <tr><th class=l>modality</th><td class=l>{}</td></tr>\
-         <tr><th class=l>grid</th><td class=l>{} × {} × {} voxels, {:.2} × {:.2} × {:.2} mm, {}</td></tr>\
-         <tr><th class=l>Aneurysm Present</th><td class=l><span class=\"{}\">{:.3}</span> (threshold {:.3}{}) → {}</td></tr>\
-         <tr><th class=l>time</th><td class=l>{:.1} s</td></tr></table>",
-        esc(&p.series_uid),
-        p.modality,
-        sz.ni,
-        sz.nj,
-        sz.nk,
-        sp[0],
-        sp[1],
-        sp[2],
-        r.image.affine().axis_codes_string(),
-        if p.positive { "pos" } else { "" },
-        p.aneurysm_present,
-        p.threshold,
-        if p.calibrated {
-            ", calibrated"
-        } else {
-            ", not calibrated"
-        },
-        if p.positive { "positive" } else { "negative" },
-        p.seconds
-    );
-    // the 14 outputs
-    h.push_str(
-        "<h2>Outputs</h2><table id=\"outputs\"><tr><th class=l>output</th><th>probability</th><th class=l></th></tr>",
-    );
-    for (n, name) in RSNA_COLUMNS.iter().enumerate() {
-        let v = p.rsna_row()[n];
+    let mut page = SeriesPage::new(r)?;
+    page.summary();
+    page.outputs();
+    page.candidates();
+    page.viewer()?;
+    page.mips()?;
+    for (n, c) in r.prediction.candidates.iter().enumerate().take(r.detailed) {
+        page.candidate_detail(n, c)?;
+    }
+    page.h.push_str("</body></html>");
+    let path = dir.join(format!("{}.html", r.prediction.series_uid));
+    aneu_io::write_atomic(&path, page.h.as_bytes())?;
+    Ok(path)
+}
+
+/// A series page being written, one section after the other.
+struct SeriesPage<'r, 'a> {
+    r: &'r SeriesReport<'a>,
+    scene: Scene,
+    /// Pixels per millimetre of the views.
+    ppm: f64,
+    /// The HTML so far.
+    h: String,
+}
+
+impl<'r, 'a> SeriesPage<'r, 'a> {
+    fn new(r: &'r SeriesReport<'a>) -> Result<Self> {
+        let scene = Scene::new(r.image, r.probability)?;
+        let ppm = scale_for(&scene, r.viewer_px);
+        Ok(Self {
+            r,
+            scene,
+            ppm,
+            h: String::new(),
+        })
+    }
+
+    /// The document head, the title and the series' summary table.
+    fn summary(&mut self) {
+        let (r, h) = (self.r, &mut self.h);
+        let p = r.prediction;
         let _ = write!(
             h,
-            "<tr><td class=l>{}</td><td>{:.3}</td><td class=l><div style=\"background:{};width:{}px;height:10px\"></div></td></tr>",
-            esc(name),
-            v,
-            if v >= p.threshold { "#c33" } else { "#69c" },
-            (v.clamp(0.0, 1.0) * 200.0).round()
+            "<!DOCTYPE html><html><head><meta charset=\"utf-8\"><title>{uid}</title><style>{STYLE}</style></head><body>\
+             <p><a href=\"index.html\">← dataset</a></p><h1>Series {uid}</h1>",
+            uid = esc(&p.series_uid)
         );
-    }
-    h.push_str("</table>");
-    // candidates
-    h.push_str(
-        "<h2>Candidates</h2><table id=\"candidates\"><tr><th>#</th><th>score</th><th class=l>location</th>\
-         <th>x, y, z (mm, RAS)</th><th class=l>DICOM SOP / x / y</th></tr>",
-    );
-    for (n, c) in p.candidates.iter().enumerate() {
-        let idx: Vec<usize> = Plane::ALL.iter().map(|pl| scene.index_at(*pl, c.world)).collect();
-        let dicom = c.dicom.as_ref().map_or("–".to_string(), |d| {
-            format!(
-                "{} {}/ {:.1} / {:.1}",
-                esc(&d.sop_uid),
-                d.frame.map_or(String::new(), |f| format!("frame {f} ")),
-                d.x,
-                d.y
-            )
-        });
+        let sp = r.image.spacing();
+        let sz = r.image.size();
         let _ = write!(
             h,
-            "<tr class=\"cand\" data-axial=\"{}\" data-coronal=\"{}\" data-sagittal=\"{}\" onclick=\"jump(this)\">\
-             <td>{}</td><td>{:.3}</td><td class=l>{}</td><td>{:.1}, {:.1}, {:.1}</td><td class=l>{}</td></tr>",
-            idx[0],
-            idx[1],
-            idx[2],
-            n + 1,
-            c.score,
-            c.location.map_or("–", Location::name),
-            c.world.x,
-            c.world.y,
-            c.world.z,
-            dicom
+            "<table><tr><th class=l>SeriesInstanceUID</th><td class=l>{}</td></tr>\
+             <tr><th class=l>modality</th><td class=l>{}</td></tr>\
+             <tr><th class=l>grid</th><td class=l>{} × {} × {} voxels, {:.2} × {:.2} × {:.2} mm, {}</td></tr>\
+             <tr><th class=l>Aneurysm Present</th><td class=l><span class=\"{}\">{:.3}</span> (threshold {:.3}{}) → {}</td></tr>\
+             <tr><th class=l>time</th><td class=l>{:.1} s</td></tr></table>",
+            esc(&p.series_uid),
+            p.modality,
+            sz.ni,
+            sz.nj,
+            sz.nk,
+            sp[0],
+            sp[1],
+            sp[2],
+            r.image.affine().axis_codes_string(),
+            if p.positive { "pos" } else { "" },
+            p.aneurysm_present,
+            p.threshold,
+            if p.calibrated {
+                ", calibrated"
+            } else {
+                ", not calibrated"
+            },
+            if p.positive { "positive" } else { "negative" },
+            p.seconds
         );
     }
-    h.push_str("</table>");
-    // the viewer: every slice of each plane, plain and with the overlay
-    let mut plain = Vec::new();
-    let mut over = Vec::new();
-    let m = markers(r, 3.0);
-    for pl in Plane::ALL {
-        // slices are independent: encode them on every core
-        let pairs = (0..scene.slices(pl))
+
+    /// The 14 outputs with their bars.
+    fn outputs(&mut self) {
+        let (p, h) = (self.r.prediction, &mut self.h);
+        h.push_str(
+            "<h2>Outputs</h2><table id=\"outputs\"><tr><th class=l>output</th><th>probability</th><th class=l></th></tr>",
+        );
+        for (n, name) in RSNA_COLUMNS.iter().enumerate() {
+            let v = p.rsna_row()[n];
+            let _ = write!(
+                h,
+                "<tr><td class=l>{}</td><td>{:.3}</td><td class=l><div style=\"background:{};width:{}px;height:10px\"></div></td></tr>",
+                esc(name),
+                v,
+                if v >= p.threshold { "#c33" } else { "#69c" },
+                (v.clamp(0.0, 1.0) * 200.0).round()
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    /// The candidates' table; a click on a row moves the viewer there.
+    fn candidates(&mut self) {
+        let (p, h) = (self.r.prediction, &mut self.h);
+        h.push_str(
+            "<h2>Candidates</h2><table id=\"candidates\"><tr><th>#</th><th>score</th><th class=l>location</th>\
+             <th>x, y, z (mm, RAS)</th><th class=l>DICOM SOP / x / y</th></tr>",
+        );
+        for (n, c) in p.candidates.iter().enumerate() {
+            let idx: Vec<usize> = Plane::ALL.iter().map(|pl| self.scene.index_at(*pl, c.world)).collect();
+            let dicom = c.dicom.as_ref().map_or("–".to_string(), |d| {
+                format!(
+                    "{} {}/ {:.1} / {:.1}",
+                    esc(&d.sop_uid),
+                    d.frame.map_or(String::new(), |f| format!("frame {f} ")),
+                    d.x,
+                    d.y
+                )
+            });
+            let _ = write!(
+                h,
+                "<tr class=\"cand\" data-axial=\"{}\" data-coronal=\"{}\" data-sagittal=\"{}\" onclick=\"jump(this)\">\
+                 <td>{}</td><td>{:.3}</td><td class=l>{}</td><td>{:.1}, {:.1}, {:.1}</td><td class=l>{}</td></tr>",
+                idx[0],
+                idx[1],
+                idx[2],
+                n + 1,
+                c.score,
+                c.location.map_or("–", Location::name),
+                c.world.x,
+                c.world.y,
+                c.world.z,
+                dicom
+            );
+        }
+        h.push_str("</table>");
+    }
+
+    /// Every slice of one plane, plain and (where there is something to
+    /// overlay) with the overlay, as data URIs; encoded on every core.
+    fn plane_slices(&self, pl: Plane, m: &[Marker]) -> Result<(Vec<String>, Vec<String>)> {
+        let r = self.r;
+        let pairs = (0..self.scene.slices(pl))
             .into_par_iter()
             .map(|s| -> Result<(String, String)> {
-                let v = scene.slice(pl, s, r.convention);
+                let v = self.scene.slice(pl, s, r.convention);
                 let mut o = RenderOptions::new(r.window);
-                o.pixels_per_mm = ppm;
+                o.pixels_per_mm = self.ppm;
                 o.overlay_floor = None;
                 o.colour_bar = false;
                 let a = data_uri(&image::DynamicImage::ImageRgb8(render(&v, &o)?).to_luma8())?;
@@ -197,7 +242,7 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
                 let b = if has_marker || has_heat {
                     o.overlay_floor = Some(0.1);
                     o.colour_bar = true;
-                    o.markers = m.clone();
+                    o.markers = m.to_vec();
                     data_uri(&render(&v, &o)?)?
                 } else {
                     String::new()
@@ -205,105 +250,127 @@ pub fn write_series_report(r: &SeriesReport<'_>, dir: impl AsRef<Path>) -> Resul
                 Ok((a, b))
             })
             .collect::<Result<Vec<_>>>()?;
-        let (a, b): (Vec<String>, Vec<String>) = pairs.into_iter().unzip();
-        plain.push(a);
-        over.push(b);
+        Ok(pairs.into_iter().unzip())
     }
-    h.push_str("<h2>Viewer</h2><p><label><input type=\"checkbox\" id=\"overlay\" checked onchange=\"draw()\"> overlay (probability ≥ 0.1, truth green, candidates cyan)</label></p><div class=\"viewer\">");
-    for (n, pl) in Plane::ALL.iter().enumerate() {
-        let mid = scene.slices(*pl) / 2;
+
+    /// The offline viewer: every slice of each plane, plain and with the
+    /// overlay, a slider per plane and the script that drives them.
+    fn viewer(&mut self) -> Result<()> {
+        let mut plain = Vec::new();
+        let mut over = Vec::new();
+        let m = markers(self.r, 3.0);
+        for pl in Plane::ALL {
+            let (a, b) = self.plane_slices(pl, &m)?;
+            plain.push(a);
+            over.push(b);
+        }
+        let h = &mut self.h;
+        h.push_str("<h2>Viewer</h2><p><label><input type=\"checkbox\" id=\"overlay\" checked onchange=\"draw()\"> overlay (probability ≥ 0.1, truth green, candidates cyan)</label></p><div class=\"viewer\">");
+        for (n, pl) in Plane::ALL.iter().enumerate() {
+            let mid = self.scene.slices(*pl) / 2;
+            let _ = write!(
+                h,
+                "<div><img id=\"img-{name}\" alt=\"{name}\"><br><input type=\"range\" id=\"slider-{name}\" min=\"0\" max=\"{max}\" value=\"{mid}\" oninput=\"draw()\"> <span id=\"idx-{name}\"></span><br>{name}</div>",
+                name = pl.name(),
+                max = plain[n].len() - 1
+            );
+        }
+        h.push_str("</div>");
+        let js_arr = |v: &Vec<Vec<String>>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
         let _ = write!(
             h,
-            "<div><img id=\"img-{name}\" alt=\"{name}\"><br><input type=\"range\" id=\"slider-{name}\" min=\"0\" max=\"{max}\" value=\"{mid}\" oninput=\"draw()\"> <span id=\"idx-{name}\"></span><br>{name}</div>",
-            name = pl.name(),
-            max = plain[n].len() - 1
+            "<script>\nconst PLAIN={};\nconst OVER={};\nconst PLANES=['axial','coronal','sagittal'];\n\
+             function draw(){{const o=document.getElementById('overlay').checked;PLANES.forEach((p,n)=>{{\
+             const s=+document.getElementById('slider-'+p).value;const img=document.getElementById('img-'+p);\
+             img.src=(o&&OVER[n][s])?OVER[n][s]:PLAIN[n][s];img.dataset.slice=s;document.getElementById('idx-'+p).textContent=s;}});}}\n\
+             function jump(row){{PLANES.forEach(p=>{{document.getElementById('slider-'+p).value=row.dataset[p];}});draw();}}\n\
+             function applyHash(){{const h=new URLSearchParams(location.hash.slice(1));\
+             PLANES.forEach(p=>{{if(h.has(p))document.getElementById('slider-'+p).value=h.get(p);}});\
+             if(h.has('overlay'))document.getElementById('overlay').checked=h.get('overlay')==='1';draw();\
+             if(h.has('click')){{const rows=document.querySelectorAll('tr.cand');const r=rows[+h.get('click')];if(r)r.click();}}}}\n\
+             window.addEventListener('load',applyHash);\n</script>",
+            js_arr(&plain),
+            js_arr(&over)
         );
+        Ok(())
     }
-    h.push_str("</div>");
-    let js_arr = |v: &Vec<Vec<String>>| serde_json::to_string(v).unwrap_or_else(|_| "[]".into());
-    let _ = write!(
-        h,
-        "<script>\nconst PLAIN={};\nconst OVER={};\nconst PLANES=['axial','coronal','sagittal'];\n\
-         function draw(){{const o=document.getElementById('overlay').checked;PLANES.forEach((p,n)=>{{\
-         const s=+document.getElementById('slider-'+p).value;const img=document.getElementById('img-'+p);\
-         img.src=(o&&OVER[n][s])?OVER[n][s]:PLAIN[n][s];img.dataset.slice=s;document.getElementById('idx-'+p).textContent=s;}});}}\n\
-         function jump(row){{PLANES.forEach(p=>{{document.getElementById('slider-'+p).value=row.dataset[p];}});draw();}}\n\
-         function applyHash(){{const h=new URLSearchParams(location.hash.slice(1));\
-         PLANES.forEach(p=>{{if(h.has(p))document.getElementById('slider-'+p).value=h.get(p);}});\
-         if(h.has('overlay'))document.getElementById('overlay').checked=h.get('overlay')==='1';draw();\
-         if(h.has('click')){{const rows=document.querySelectorAll('tr.cand');const r=rows[+h.get('click')];if(r)r.click();}}}}\n\
-         window.addEventListener('load',applyHash);\n</script>",
-        js_arr(&plain),
-        js_arr(&over)
-    );
-    // MIPs with every marker
-    h.push_str("<h2>Maximum intensity projections</h2><div class=\"views\">");
-    for pl in Plane::ALL {
-        let v = scene.mip(pl, None, r.convention);
-        // a projection is brighter than any slice: window it on itself
+
+    /// Render options windowed on the view itself (a projection is
+    /// brighter than any slice).
+    fn self_windowed(&self, v: &View) -> RenderOptions {
         let mut o = RenderOptions::new(Window::auto(&v.pixels.iter().copied().collect::<Vec<_>>()));
-        o.pixels_per_mm = ppm;
-        o.markers = markers(r, f64::INFINITY);
-        let _ = write!(
-            h,
-            "<img alt=\"{} MIP\" src=\"{}\">",
-            pl.name(),
-            data_uri(&render(&v, &o)?)?
-        );
+        o.pixels_per_mm = self.ppm;
+        o
     }
-    h.push_str("</div>");
-    // per candidate: orthogonal slices with the focal cube, a slab MIP, and the 32 mm crop
-    for (n, c) in p.candidates.iter().enumerate().take(r.detailed) {
+
+    /// The three maximum intensity projections with every marker.
+    fn mips(&mut self) -> Result<()> {
+        self.h
+            .push_str("<h2>Maximum intensity projections</h2><div class=\"views\">");
+        for pl in Plane::ALL {
+            let v = self.scene.mip(pl, None, self.r.convention);
+            let mut o = self.self_windowed(&v);
+            o.markers = markers(self.r, f64::INFINITY);
+            let uri = data_uri(&render(&v, &o)?)?;
+            let _ = write!(self.h, "<img alt=\"{} MIP\" src=\"{}\">", pl.name(), uri);
+        }
+        self.h.push_str("</div>");
+        Ok(())
+    }
+
+    /// One candidate in detail: orthogonal slices with the focal cube, an
+    /// axial slab MIP, and the 32 mm crop of each plane.
+    fn candidate_detail(&mut self, n: usize, c: &Detection) -> Result<()> {
+        let r = self.r;
         let _ = write!(
-            h,
+            self.h,
             "<h3 id=\"cand-{k}\">Candidate {k}: {:.3}, {}</h3><div class=\"views\">",
             c.score,
             c.location.map_or("–", Location::name),
             k = n + 1
         );
         for pl in Plane::ALL {
-            let v = scene.slice_at(pl, c.world, r.convention);
+            let v = self.scene.slice_at(pl, c.world, r.convention);
             let mut o = RenderOptions::new(r.window);
-            o.pixels_per_mm = ppm;
+            o.pixels_per_mm = self.ppm;
             o.markers = markers(r, 3.0);
             o.focus = Some((c.world, 32.0));
             let img = render(&v, &o)?;
-            let _ = write!(h, "<img alt=\"{} slice\" src=\"{}\">", pl.name(), data_uri(&img)?);
+            let _ = write!(self.h, "<img alt=\"{} slice\" src=\"{}\">", pl.name(), data_uri(&img)?);
         }
-        let v = scene.mip(Plane::Axial, Some((c.world, 10.0)), r.convention);
-        let mut o = RenderOptions::new(Window::auto(&v.pixels.iter().copied().collect::<Vec<_>>()));
-        o.pixels_per_mm = ppm;
+        let v = self.scene.mip(Plane::Axial, Some((c.world, 10.0)), r.convention);
+        let mut o = self.self_windowed(&v);
         o.markers = markers(r, 0.0);
-        let _ = write!(
-            h,
-            "<img alt=\"axial slab MIP\" src=\"{}\">",
-            data_uri(&render(&v, &o)?)?
-        );
-        h.push_str("<br>");
+        let uri = data_uri(&render(&v, &o)?)?;
+        let _ = write!(self.h, "<img alt=\"axial slab MIP\" src=\"{uri}\">");
+        self.h.push_str("<br>");
         for pl in Plane::ALL {
-            let v = scene.slice_at(pl, c.world, r.convention);
-            let mut o = RenderOptions::new(r.window);
-            o.pixels_per_mm = 6.0;
-            o.labels = false;
-            o.colour_bar = false;
-            o.markers = markers(r, 3.0);
-            let full = render(&v, &o)?;
-            let (row, col, _) = v.project(c.world);
-            let (x, y) = to_pixel(&v, &o, row, col);
-            let half = 16.0 * o.pixels_per_mm;
-            let x0 = (x - half).clamp(0.0, f64::from(full.width().saturating_sub(1))) as u32;
-            let y0 = (y - half).clamp(0.0, f64::from(full.height().saturating_sub(1))) as u32;
-            let cw = ((2.0 * half) as u32).min(full.width() - x0).max(1);
-            let ch = ((2.0 * half) as u32).min(full.height() - y0).max(1);
-            let crop = imageops::crop_imm(&full, x0, y0, cw, ch).to_image();
-            let _ = write!(h, "<img alt=\"{} crop\" src=\"{}\">", pl.name(), data_uri(&crop)?);
+            let crop = self.crop(pl, c.world)?;
+            let _ = write!(self.h, "<img alt=\"{} crop\" src=\"{}\">", pl.name(), data_uri(&crop)?);
         }
-        h.push_str("</div>");
+        self.h.push_str("</div>");
+        Ok(())
     }
-    h.push_str("</body></html>");
-    let path = dir.join(format!("{}.html", p.series_uid));
-    std::fs::write(&path, h).at(&path)?;
-    Ok(path)
+
+    /// The 32 mm square around `at` on the plane's slice through it, at
+    /// 6 pixels per millimetre.
+    fn crop(&self, pl: Plane, at: WorldPoint) -> Result<image::RgbImage> {
+        let v = self.scene.slice_at(pl, at, self.r.convention);
+        let mut o = RenderOptions::new(self.r.window);
+        o.pixels_per_mm = 6.0;
+        o.labels = false;
+        o.colour_bar = false;
+        o.markers = markers(self.r, 3.0);
+        let full = render(&v, &o)?;
+        let (row, col, _) = v.project(at);
+        let (x, y) = to_pixel(&v, &o, row, col);
+        let half = 16.0 * o.pixels_per_mm;
+        let x0 = (x - half).clamp(0.0, f64::from(full.width().saturating_sub(1))) as u32;
+        let y0 = (y - half).clamp(0.0, f64::from(full.height().saturating_sub(1))) as u32;
+        let cw = ((2.0 * half) as u32).min(full.width() - x0).max(1);
+        let ch = ((2.0 * half) as u32).min(full.height() - y0).max(1);
+        Ok(imageops::crop_imm(&full, x0, y0, cw, ch).to_image())
+    }
 }
 
 fn svg_plot(title: &str, x_label: &str, pts: &[(f64, f64)], x_max: f64, log_x: bool) -> String {
@@ -458,7 +525,7 @@ fn write_dataset_report_with_failures(
     }
     h.push_str("</body></html>");
     let path = dir.join("index.html");
-    std::fs::write(&path, h).at(&path)?;
+    aneu_io::write_atomic(&path, h.as_bytes())?;
     Ok(path)
 }
 

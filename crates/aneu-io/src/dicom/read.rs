@@ -838,94 +838,176 @@ pub(crate) fn read_series(dir: &Path, opts: &ReadOptions) -> Result<DicomSeries>
     build(uid, loaded, skipped, opts)
 }
 
-/// Builds the volume from the files of one series.
+/// Builds the volume from the files of one series, in six steps: the
+/// frames' sizes and pixel formats, their orientation and in-plane spacing,
+/// the slice order along the normal, the step between slices, the affine,
+/// and the pixels.
 fn build(
     series_uid: String,
     loaded: Vec<Loaded>,
     skipped: Vec<SkippedFile>,
     opts: &ReadOptions,
 ) -> Result<DicomSeries> {
-    // Sizes, pixel formats and rescales must be valid and agree before
-    // anything is decoded.
-    let first = loaded.first().ok_or_else(|| Error::InvalidVolume {
-        reason: format!("series {series_uid} has no image"),
-    })?;
-    let (rows, cols) = dims(&first.path, &first.obj)?;
-    let mut frames = Vec::new();
-    let mut formats = Vec::with_capacity(loaded.len());
-    let mut nframes = Vec::with_capacity(loaded.len());
-    for (n, l) in loaded.iter().enumerate() {
-        let d = dims(&l.path, &l.obj)?;
-        if d != (rows, cols) {
-            return Err(Error::MixedSize {
-                series_uid,
-                path: l.path.clone(),
-                expected: format!("{rows}x{cols}"),
-                found: format!("{}x{}", d.0, d.1),
-            });
-        }
-        let spp = integer(&l.path, &l.obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
-        if spp != 1 {
-            return Err(Error::Unsupported {
-                path: l.path.clone(),
-                reason: format!("{spp} samples per pixel (colour images are not volumes)"),
-            });
-        }
-        let fmt = pixel_format(&l.path, &l.obj)?;
-        frames.extend(frame_infos(n, &l.path, &l.obj, &fmt)?);
-        formats.push(fmt);
-        nframes.push(number_of_frames(&l.path, &l.obj)?);
-    }
-    let nk = frames.len() as u64;
-    opts.limits
-        .check_volume(&first.path, u64::from(rows) * u64::from(cols) * nk, 4)?;
+    let stack = Stack::new(&series_uid, &loaded, opts)?;
+    stack.check_in_plane()?;
+    let order = stack.slice_order();
+    let step = stack.slice_step(&order, opts)?;
+    let affine = stack.affine(&order, step)?;
+    let data = stack.pixels(&order.order)?;
+    let entries = stack.slice_entries(&order.order);
+    let meta = stack.meta(skipped)?;
+    let volume = Volume::new(data, affine)?;
+    tracing::debug!(series = %series_uid, size = ?volume.size(), spacing = ?volume.spacing(), "read series");
+    Ok(DicomSeries {
+        volume,
+        meta,
+        slices: SliceIndex::new(entries),
+    })
+}
 
-    // Orientation and in-plane spacing must agree.
-    let iop0 = frames[0].iop;
-    let sp0 = frames[0].spacing;
-    for f in &frames {
-        if f.iop.iter().zip(iop0.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
-            return Err(Error::MixedOrientation {
-                series_uid,
-                path: loaded[f.file].path.clone(),
-                expected: Box::new(iop0),
-                found: Box::new(f.iop),
-            });
-        }
-        if f.spacing
-            .iter()
-            .zip(sp0.iter())
-            .any(|(a, b)| (a - b).abs() > 1e-4 * b.max(1.0))
-        {
-            return Err(Error::MixedSize {
-                series_uid,
-                path: loaded[f.file].path.clone(),
-                expected: format!("{rows}x{cols} @ {sp0:?} mm"),
-                found: format!("{rows}x{cols} @ {:?} mm", f.spacing),
-            });
-        }
-    }
-    let row_dir = [iop0[0], iop0[1], iop0[2]];
-    let col_dir = [iop0[3], iop0[4], iop0[5]];
-    // stored cosines are rounded: use the unit normal
-    let normal = {
-        let n = cross(row_dir, col_dir);
-        let len = dot(n, n).sqrt();
-        n.map(|v| v / len)
-    };
-    let proj: Vec<f64> = frames.iter().map(|f| dot(f.ipp, normal)).collect();
-    let mut order: Vec<usize> = (0..frames.len()).collect();
-    order.sort_by(|&a, &b| proj[a].total_cmp(&proj[b]));
-    let path_of = |n: usize| loaded[frames[n].file].path.clone();
+/// The frames of one series, checked to share one size and pixel layout.
+struct Stack<'a> {
+    series_uid: &'a str,
+    loaded: &'a [Loaded],
+    rows: u32,
+    cols: u32,
+    /// Every frame of every file, in file order.
+    frames: Vec<FrameInfo>,
+    /// Pixel format of each file.
+    formats: Vec<PixelFormat>,
+    /// Number of frames of each file.
+    nframes: Vec<u32>,
+}
 
-    let step: [f64; 3] = if order.len() > 1 {
+/// The frames sorted along the slice normal.
+struct SliceOrder {
+    /// Unit normal of the slices (LPS).
+    normal: [f64; 3],
+    /// Each frame's position projected on the normal (mm).
+    proj: Vec<f64>,
+    /// Frame indices from the lowest projection to the highest: slice k
+    /// is frame `order[k]`.
+    order: Vec<usize>,
+}
+
+impl<'a> Stack<'a> {
+    /// Step 1: sizes, pixel formats and rescales must be valid and agree
+    /// before anything is decoded, and the volume must fit the limits.
+    fn new(series_uid: &'a str, loaded: &'a [Loaded], opts: &ReadOptions) -> Result<Self> {
+        let first = loaded.first().ok_or_else(|| Error::InvalidVolume {
+            reason: format!("series {series_uid} has no image"),
+        })?;
+        let (rows, cols) = dims(&first.path, &first.obj)?;
+        let mut frames = Vec::new();
+        let mut formats = Vec::with_capacity(loaded.len());
+        let mut nframes = Vec::with_capacity(loaded.len());
+        for (n, l) in loaded.iter().enumerate() {
+            let d = dims(&l.path, &l.obj)?;
+            if d != (rows, cols) {
+                return Err(Error::MixedSize {
+                    series_uid: series_uid.to_owned(),
+                    path: l.path.clone(),
+                    expected: format!("{rows}x{cols}"),
+                    found: format!("{}x{}", d.0, d.1),
+                });
+            }
+            let spp = integer(&l.path, &l.obj, tags::SAMPLES_PER_PIXEL, "SamplesPerPixel")?.unwrap_or(1);
+            if spp != 1 {
+                return Err(Error::Unsupported {
+                    path: l.path.clone(),
+                    reason: format!("{spp} samples per pixel (colour images are not volumes)"),
+                });
+            }
+            let fmt = pixel_format(&l.path, &l.obj)?;
+            frames.extend(frame_infos(n, &l.path, &l.obj, &fmt)?);
+            formats.push(fmt);
+            nframes.push(number_of_frames(&l.path, &l.obj)?);
+        }
+        let nk = frames.len() as u64;
+        opts.limits
+            .check_volume(&first.path, u64::from(rows) * u64::from(cols) * nk, 4)?;
+        Ok(Self {
+            series_uid,
+            loaded,
+            rows,
+            cols,
+            frames,
+            formats,
+            nframes,
+        })
+    }
+
+    /// The file that holds frame `n`.
+    fn path_of(&self, n: usize) -> PathBuf {
+        self.loaded[self.frames[n].file].path.clone()
+    }
+
+    /// Step 2: orientation and in-plane spacing must agree.
+    fn check_in_plane(&self) -> Result<()> {
+        let (rows, cols) = (self.rows, self.cols);
+        let iop0 = self.frames[0].iop;
+        let sp0 = self.frames[0].spacing;
+        for f in &self.frames {
+            if f.iop.iter().zip(iop0.iter()).any(|(a, b)| (a - b).abs() > 1e-4) {
+                return Err(Error::MixedOrientation {
+                    series_uid: self.series_uid.to_owned(),
+                    path: self.loaded[f.file].path.clone(),
+                    expected: Box::new(iop0),
+                    found: Box::new(f.iop),
+                });
+            }
+            if f.spacing
+                .iter()
+                .zip(sp0.iter())
+                .any(|(a, b)| (a - b).abs() > 1e-4 * b.max(1.0))
+            {
+                return Err(Error::MixedSize {
+                    series_uid: self.series_uid.to_owned(),
+                    path: self.loaded[f.file].path.clone(),
+                    expected: format!("{rows}x{cols} @ {sp0:?} mm"),
+                    found: format!("{rows}x{cols} @ {:?} mm", f.spacing),
+                });
+            }
+        }
+        Ok(())
+    }
+
+    /// The row and column directions (LPS) shared by every frame.
+    fn directions(&self) -> ([f64; 3], [f64; 3]) {
+        let iop0 = self.frames[0].iop;
+        ([iop0[0], iop0[1], iop0[2]], [iop0[3], iop0[4], iop0[5]])
+    }
+
+    /// Step 3: the frames sorted by their position along the slice normal.
+    fn slice_order(&self) -> SliceOrder {
+        let (row_dir, col_dir) = self.directions();
+        // stored cosines are rounded: use the unit normal
+        let normal = {
+            let n = cross(row_dir, col_dir);
+            let len = dot(n, n).sqrt();
+            n.map(|v| v / len)
+        };
+        let proj: Vec<f64> = self.frames.iter().map(|f| dot(f.ipp, normal)).collect();
+        let mut order: Vec<usize> = (0..self.frames.len()).collect();
+        order.sort_by(|&a, &b| proj[a].total_cmp(&proj[b]));
+        SliceOrder { normal, proj, order }
+    }
+
+    /// Step 4: the step from one slice to the next (LPS, mm). Several
+    /// slices must be distinct, evenly spaced within the tolerance and not
+    /// tilted beyond `max_tilt_deg`; a single slice takes its thickness.
+    fn slice_step(&self, o: &SliceOrder, opts: &ReadOptions) -> Result<[f64; 3]> {
+        let SliceOrder { normal, proj, order } = o;
+        if order.len() <= 1 {
+            return self.single_slice_step(*normal);
+        }
         let gaps: Vec<f64> = order.windows(2).map(|w| proj[w[1]] - proj[w[0]]).collect();
         if let Some(w) = order.windows(2).find(|w| proj[w[1]] - proj[w[0]] < 1e-3) {
             return Err(Error::DuplicatePosition {
-                series_uid,
+                series_uid: self.series_uid.to_owned(),
                 position_mm: proj[w[0]],
-                first: path_of(w[0]),
-                second: path_of(w[1]),
+                first: self.path_of(w[0]),
+                second: self.path_of(w[1]),
             });
         }
         let mut sorted = gaps.clone();
@@ -939,30 +1021,34 @@ fn build(
             .fold((0, 0.0), |acc, x| if x.1 > acc.1 { x } else { acc });
         if dev > tol {
             return Err(Error::NonUniformSpacing {
-                series_uid,
+                series_uid: self.series_uid.to_owned(),
                 largest_gap_mm: gaps[worst],
                 median_gap_mm: median,
                 tolerance_mm: tol,
-                between: (path_of(order[worst]), path_of(order[worst + 1])),
+                between: (self.path_of(order[worst]), self.path_of(order[worst + 1])),
             });
         }
-        let (a, b) = (&frames[order[0]].ipp, &frames[order[order.len() - 1]].ipp);
+        let (a, b) = (&self.frames[order[0]].ipp, &self.frames[order[order.len() - 1]].ipp);
         let n = (order.len() - 1) as f64;
         let s = [(b[0] - a[0]) / n, (b[1] - a[1]) / n, (b[2] - a[2]) / n];
-        let cosang = dot(s, normal) / dot(s, s).sqrt();
+        let cosang = dot(s, *normal) / dot(s, s).sqrt();
         let angle = cosang.clamp(-1.0, 1.0).acos().to_degrees();
         if angle > opts.max_tilt_deg {
             return Err(Error::GantryTilt {
-                series_uid,
+                series_uid: self.series_uid.to_owned(),
                 angle_deg: angle,
             });
         }
         // As dcm2niix and ITK: the unit normal times the mean gap, so that
         // rounding in the stored positions does not tilt the k axis.
         let gap = (proj[order[order.len() - 1]] - proj[order[0]]) / n;
-        normal.map(|v| v * gap)
-    } else {
-        let l = &loaded[frames[0].file];
+        Ok(normal.map(|v| v * gap))
+    }
+
+    /// The step of a one-slice series: the normal times
+    /// SpacingBetweenSlices, else SliceThickness, else 1 mm.
+    fn single_slice_step(&self, normal: [f64; 3]) -> Result<[f64; 3]> {
+        let l = &self.loaded[self.frames[0].file];
         let usable = |v: Option<f64>| v.filter(|v| *v > 0.0 && *v <= MAX_MM);
         let thick = match usable(number(
             &l.path,
@@ -973,112 +1059,127 @@ fn build(
             Some(t) => t,
             None => usable(number(&l.path, &l.obj, tags::SLICE_THICKNESS, "SliceThickness")?).unwrap_or(1.0),
         };
-        [normal[0] * thick, normal[1] * thick, normal[2] * thick]
-    };
-    let ipp0 = frames[order[0]].ipp;
-    let lps: [[f64; 4]; 4] = [
-        [row_dir[0] * sp0[1], col_dir[0] * sp0[0], step[0], ipp0[0]],
-        [row_dir[1] * sp0[1], col_dir[1] * sp0[0], step[1], ipp0[1]],
-        [row_dir[2] * sp0[1], col_dir[2] * sp0[0], step[2], ipp0[2]],
-        [0.0, 0.0, 0.0, 1.0],
-    ];
-    // The inputs are bounded (MAX_MM), so this cannot fail on a header
-    // that passed the checks above; it is asserted all the same, naming
-    // the file, so that no volume ever carries a non-finite affine.
-    const GEOMETRY: &str = "ImagePositionPatient/ImageOrientationPatient/PixelSpacing";
-    if lps.iter().flatten().any(|v| !v.is_finite()) {
-        return Err(invalid(
-            &path_of(order[0]),
-            GEOMETRY,
-            format!("the slice geometry gives a non-finite affine {lps:?}"),
-        ));
+        Ok([normal[0] * thick, normal[1] * thick, normal[2] * thick])
     }
-    let affine = Affine::from_lps_matrix(lps).map_err(|e| invalid(&path_of(order[0]), GEOMETRY, e.to_string()))?;
 
-    // Pixels: native samples are borrowed from the parsed objects and
-    // converted straight into the volume; compressed ones are decoded per
-    // file first. Both in parallel.
-    let plane = rows as usize * cols as usize;
-    let sources: Vec<Samples<'_>> = loaded
-        .par_iter()
-        .zip(formats.par_iter().zip(nframes.par_iter()))
-        .map(|(l, (fmt, &nf))| samples(&l.path, &l.obj, rows, cols, nf, fmt))
-        .collect::<Result<_>>()?;
-    let mut data = Array3::<f32>::zeros((order.len(), rows as usize, cols as usize));
-    let out = data.as_slice_mut().ok_or_else(|| Error::InvalidVolume {
-        reason: "volume not contiguous".into(),
-    })?;
-    // Each slice reports its non-finite values (none, once the rescale has
-    // been checked against the stored range; this is the last line of
-    // defence).
-    let bad: Vec<(usize, usize, usize)> = out
-        .par_chunks_mut(plane)
-        .zip(order.par_iter())
-        .enumerate()
-        .filter_map(|(k, (dst, &n))| {
-            let f = &frames[n];
-            let fi = f.frame.unwrap_or(0) as usize;
-            sources[f.file].convert(fi * plane, dst, f.slope, f.intercept);
-            let at = dst.iter().position(|v| !v.is_finite())?;
-            let count = dst.iter().skip(at).filter(|v| !v.is_finite()).count();
-            Some((k, at, count))
-        })
-        .collect();
-    if let Some(&(k, at, _)) = bad.first() {
-        let count = bad.iter().map(|b| b.2 as u64).sum();
-        return Err(Error::NonFiniteVoxels {
-            path: path_of(order[k]),
-            count,
-            first: VoxelIndex::new(at % cols as usize, at / cols as usize, k),
-        });
+    /// Step 5: the affine, from the first slice's position, the in-plane
+    /// directions and spacing, and the slice step.
+    fn affine(&self, o: &SliceOrder, step: [f64; 3]) -> Result<Affine> {
+        let (row_dir, col_dir) = self.directions();
+        let sp0 = self.frames[0].spacing;
+        let ipp0 = self.frames[o.order[0]].ipp;
+        let lps: [[f64; 4]; 4] = [
+            [row_dir[0] * sp0[1], col_dir[0] * sp0[0], step[0], ipp0[0]],
+            [row_dir[1] * sp0[1], col_dir[1] * sp0[0], step[1], ipp0[1]],
+            [row_dir[2] * sp0[1], col_dir[2] * sp0[0], step[2], ipp0[2]],
+            [0.0, 0.0, 0.0, 1.0],
+        ];
+        // The inputs are bounded (MAX_MM), so this cannot fail on a header
+        // that passed the checks above; it is asserted all the same, naming
+        // the file, so that no volume ever carries a non-finite affine.
+        const GEOMETRY: &str = "ImagePositionPatient/ImageOrientationPatient/PixelSpacing";
+        if lps.iter().flatten().any(|v| !v.is_finite()) {
+            return Err(invalid(
+                &self.path_of(o.order[0]),
+                GEOMETRY,
+                format!("the slice geometry gives a non-finite affine {lps:?}"),
+            ));
+        }
+        Affine::from_lps_matrix(lps).map_err(|e| invalid(&self.path_of(o.order[0]), GEOMETRY, e.to_string()))
     }
-    let entries: Vec<SliceEntry> = order
-        .iter()
-        .enumerate()
-        .map(|(k, &n)| {
-            let f = &frames[n];
-            let l = &loaded[f.file];
-            SliceEntry {
-                sop_uid: text(&l.obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
-                frame: f.frame,
-                k,
-                path: l.path.clone(),
-                position_lps: f.ipp,
-                orientation_lps: f.iop,
-                pixel_spacing: f.spacing,
-            }
+
+    /// Step 6: the pixels, slice `k` from frame `order[k]`, rescaled.
+    /// Native samples are borrowed from the parsed objects and converted
+    /// straight into the volume; compressed ones are decoded per file
+    /// first. Both in parallel.
+    fn pixels(&self, order: &[usize]) -> Result<Array3<f32>> {
+        let (rows, cols) = (self.rows, self.cols);
+        let plane = rows as usize * cols as usize;
+        let sources: Vec<Samples<'_>> = self
+            .loaded
+            .par_iter()
+            .zip(self.formats.par_iter().zip(self.nframes.par_iter()))
+            .map(|(l, (fmt, &nf))| samples(&l.path, &l.obj, rows, cols, nf, fmt))
+            .collect::<Result<_>>()?;
+        let mut data = Array3::<f32>::zeros((order.len(), rows as usize, cols as usize));
+        let out = data.as_slice_mut().ok_or_else(|| Error::InvalidVolume {
+            reason: "volume not contiguous".into(),
+        })?;
+        // Each slice reports its non-finite values (none, once the rescale
+        // has been checked against the stored range; this is the last line
+        // of defence).
+        let bad: Vec<(usize, usize, usize)> = out
+            .par_chunks_mut(plane)
+            .zip(order.par_iter())
+            .enumerate()
+            .filter_map(|(k, (dst, &n))| {
+                let f = &self.frames[n];
+                let fi = f.frame.unwrap_or(0) as usize;
+                sources[f.file].convert(fi * plane, dst, f.slope, f.intercept);
+                let at = dst.iter().position(|v| !v.is_finite())?;
+                let count = dst.iter().skip(at).filter(|v| !v.is_finite()).count();
+                Some((k, at, count))
+            })
+            .collect();
+        if let Some(&(k, at, _)) = bad.first() {
+            let count = bad.iter().map(|b| b.2 as u64).sum();
+            return Err(Error::NonFiniteVoxels {
+                path: self.path_of(order[k]),
+                count,
+                first: VoxelIndex::new(at % cols as usize, at / cols as usize, k),
+            });
+        }
+        Ok(data)
+    }
+
+    /// Where each slice `k` of the volume came from.
+    fn slice_entries(&self, order: &[usize]) -> Vec<SliceEntry> {
+        order
+            .iter()
+            .enumerate()
+            .map(|(k, &n)| {
+                let f = &self.frames[n];
+                let l = &self.loaded[f.file];
+                SliceEntry {
+                    sop_uid: text(&l.obj, tags::SOP_INSTANCE_UID).unwrap_or_default(),
+                    frame: f.frame,
+                    k,
+                    path: l.path.clone(),
+                    position_lps: f.ipp,
+                    orientation_lps: f.iop,
+                    pixel_spacing: f.spacing,
+                }
+            })
+            .collect()
+    }
+
+    /// The series' identity and acquisition tags, from its first file.
+    fn meta(&self, skipped: Vec<SkippedFile>) -> Result<SeriesMeta> {
+        let first = &self.loaded[0];
+        let o = &first.obj;
+        let mut ts: Vec<String> = self.loaded.iter().map(|l| l.ts_uid.clone()).collect();
+        ts.sort();
+        ts.dedup();
+        Ok(SeriesMeta {
+            series_uid: self.series_uid.to_owned(),
+            study_uid: text(o, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
+            frame_of_reference_uid: text(o, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default(),
+            sop_class_uid: text(o, tags::SOP_CLASS_UID).unwrap_or_default(),
+            modality: text(o, tags::MODALITY).unwrap_or_default(),
+            manufacturer: text(o, tags::MANUFACTURER).unwrap_or_default(),
+            series_description: text(o, tags::SERIES_DESCRIPTION).unwrap_or_default(),
+            patient_id: text(o, tags::PATIENT_ID).unwrap_or_default(),
+            transfer_syntaxes: ts,
+            rows: self.rows,
+            columns: self.cols,
+            bits_stored: self.formats.first().map_or(16, |f| f.bits_stored),
+            signed: self.formats.first().is_some_and(|f| f.signed),
+            slice_thickness: number(&first.path, o, tags::SLICE_THICKNESS, "SliceThickness")?,
+            files: self.loaded.len(),
+            multiframe: self.frames.iter().any(|f| f.frame.is_some()),
+            skipped,
         })
-        .collect();
-    let o = &first.obj;
-    let mut ts: Vec<String> = loaded.iter().map(|l| l.ts_uid.clone()).collect();
-    ts.sort();
-    ts.dedup();
-    let meta = SeriesMeta {
-        series_uid: series_uid.clone(),
-        study_uid: text(o, tags::STUDY_INSTANCE_UID).unwrap_or_default(),
-        frame_of_reference_uid: text(o, tags::FRAME_OF_REFERENCE_UID).unwrap_or_default(),
-        sop_class_uid: text(o, tags::SOP_CLASS_UID).unwrap_or_default(),
-        modality: text(o, tags::MODALITY).unwrap_or_default(),
-        manufacturer: text(o, tags::MANUFACTURER).unwrap_or_default(),
-        series_description: text(o, tags::SERIES_DESCRIPTION).unwrap_or_default(),
-        patient_id: text(o, tags::PATIENT_ID).unwrap_or_default(),
-        transfer_syntaxes: ts,
-        rows,
-        columns: cols,
-        bits_stored: formats.first().map_or(16, |f| f.bits_stored),
-        signed: formats.first().is_some_and(|f| f.signed),
-        slice_thickness: number(&first.path, o, tags::SLICE_THICKNESS, "SliceThickness")?,
-        files: loaded.len(),
-        multiframe: frames.iter().any(|f| f.frame.is_some()),
-        skipped,
-    };
-    let volume = Volume::new(data, affine)?;
-    tracing::debug!(series = %series_uid, size = ?volume.size(), spacing = ?volume.spacing(), "read series");
-    Ok(DicomSeries {
-        volume,
-        meta,
-        slices: SliceIndex::new(entries),
-    })
+    }
 }
 
 /// The stored samples of one instance: borrowed native samples with the

@@ -396,12 +396,12 @@ fn write_file(obj: InMemDicomObject, sop_class: &str, sop_uid: &str, ts: &str, p
         path: path.to_path_buf(),
         reason: e.to_string(),
     })?;
-    let tmp = path.with_extension("dcm.tmp");
-    file.write_to_file(&tmp).map_err(|e| Error::DicomWrite {
-        path: path.to_path_buf(),
-        reason: e.to_string(),
-    })?;
-    std::fs::rename(&tmp, path).map_err(|e| Error::io(path, e))
+    crate::write_atomic_with(path, |tmp| {
+        file.write_to_file(tmp).map_err(|e| Error::DicomWrite {
+            path: path.to_path_buf(),
+            reason: e.to_string(),
+        })
+    })
 }
 
 fn check_dims(vol: &Volume<f32>, path: &Path) -> Result<()> {
