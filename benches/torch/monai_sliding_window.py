@@ -27,55 +27,19 @@ import torch
 from torch import nn
 from monai.inferers import sliding_window_inference
 
+from aneu_unet import UNet3d
 
-class ConvBlock(nn.Module):
-    def __init__(self, cin, cout, stride, residual):
+
+class DenseOnly(nn.Module):
+    """The network as MONAI's inferer wants it: the dense logits only (the
+    14-output head still runs, as in aneu)."""
+
+    def __init__(self, net):
         super().__init__()
-        self.conv1 = nn.Conv3d(cin, cout, 3, stride, 1)
-        self.norm1 = nn.InstanceNorm3d(cout, affine=True)
-        self.conv2 = nn.Conv3d(cout, cout, 3, 1, 1)
-        self.norm2 = nn.InstanceNorm3d(cout, affine=True)
-        self.residual = residual
-        self.skip = nn.Conv3d(cin, cout, 1, stride) if residual and (cin != cout or stride != 1) else None
+        self.net = net
 
     def forward(self, x):
-        h = torch.relu(self.norm1(self.conv1(x)))
-        h = self.norm2(self.conv2(h))
-        if self.residual:
-            return torch.relu(h + (self.skip(x) if self.skip is not None else x))
-        return torch.relu(h)
-
-
-class UNet3d(nn.Module):
-    """aneu_models::UNet3d; forward returns the dense logits."""
-
-    def __init__(self, in_channels=4, depth=4, base_filters=16, max_filters=320, residual=True, head_hidden=64):
-        super().__init__()
-        f = [min(base_filters << l, max_filters) for l in range(depth)]
-        self.encoder = nn.ModuleList(
-            ConvBlock(in_channels if l == 0 else f[l - 1], f[l], 1 if l == 0 else 2, residual) for l in range(depth)
-        )
-        self.ups = nn.ModuleList(nn.ConvTranspose3d(f[l + 1], f[l], 2, 2) for l in reversed(range(depth - 1)))
-        self.decoder = nn.ModuleList(ConvBlock(2 * f[l], f[l], 1, residual) for l in reversed(range(depth - 1)))
-        self.dense_head = nn.Conv3d(f[0], 1, 1)
-        self.hidden = nn.Linear(2 * sum(f), head_hidden)
-        self.out = nn.Linear(head_hidden, 14)
-
-    def forward(self, x):
-        skips = []
-        h = x
-        for n, e in enumerate(self.encoder):
-            h = e(h)
-            if n + 1 < len(self.encoder):
-                skips.append(h)
-        pooled = [h.mean((2, 3, 4)), h.amax((2, 3, 4))]
-        for u, d, s in zip(self.ups, self.decoder, reversed(skips)):
-            h = d(torch.cat([u(h), s], 1))
-            pooled += [h.mean((2, 3, 4)), h.amax((2, 3, 4))]
-        dense = self.dense_head(h)
-        # the 14-output head runs as in aneu (its result is not used here)
-        self.last_head = self.out(torch.relu(self.hidden(torch.cat(pooled, 1))))
-        return dense
+        return self.net(x)[0]
 
 
 def main():
@@ -96,7 +60,7 @@ def main():
     roi, overlap, batch, cin = g["roi"], g["overlap"], g["batch"], g["in_channels"]
     torch.backends.cudnn.benchmark = True
     dev = torch.device("cuda")
-    net = UNet3d(in_channels=cin).to(dev).eval()
+    net = DenseOnly(UNet3d(in_channels=cin, residual=True)).to(dev).eval()
     vol = torch.randn(1, cin, *shape)
 
     def run(x, amp):
