@@ -83,19 +83,39 @@ fn network(name: &str, cfg: UNet3dConfig, size: usize, batch: usize, reps: usize
 }
 
 /// One layer type alone: forward, and forward + backward (the gradient of
-/// the sum reaches the input and the parameters).
-fn layer(name: &str, count: usize, reps: usize, run: impl Fn(Tensor<A, 5>) -> Tensor<A, 5>, shape: [usize; 5]) {
+/// the sum reaches the input and the parameters); then the backward with
+/// an input that needs no gradient, which leaves the parameters' gradient
+/// alone ("of which parameters").
+fn layer(
+    name: &str,
+    count: usize,
+    reps: usize,
+    has_params: bool,
+    run: impl Fn(Tensor<A, 5>) -> Tensor<A, 5>,
+    shape: [usize; 5],
+) {
     let device = Default::default();
-    let x = normal(shape, &device).require_grad();
+    let x = normal(shape, &device);
+    let xg = x.clone().require_grad();
     let fwd = median_ms(reps, || {
-        let _ = run(x.clone()).into_data();
+        let _ = run(xg.clone()).into_data();
     });
     let both = median_ms(reps, || {
-        let _ = run(x.clone()).sum().backward();
+        let _ = run(xg.clone()).sum().backward();
     });
+    // (an output's `is_require_grad` is false in Burn's autodiff unless it
+    // is a leaf, so whether there are parameters is told, not asked)
+    let params = if has_params {
+        median_ms(reps, || {
+            let _ = run(x.clone()).sum().backward();
+        })
+    } else {
+        fwd
+    };
     println!(
-        "| {name} | {shape:?} | {count} | {fwd:.1} | {:.1} | {:.0} |",
+        "| {name} | {shape:?} | {count} | {fwd:.1} | {:.1} | {:.1} | {:.0} |",
         both - fwd,
+        (params - fwd).max(0.0),
         both * count as f64
     );
 }
@@ -103,8 +123,10 @@ fn layer(name: &str, count: usize, reps: usize, run: impl Fn(Tensor<A, 5>) -> Te
 fn layers(reps: usize) {
     let device: Device<A> = Default::default();
     let b = 8;
-    println!("\n| layer (ci_dense, batch 8) | input | per step | forward ms | backward ms | step total ms |");
-    println!("|---|---|---|---|---|---|");
+    println!(
+        "\n| layer (ci_dense, batch 8) | input | per step | forward ms | backward ms | of which parameters ms | step total ms |"
+    );
+    println!("|---|---|---|---|---|---|---|");
     // 3×3×3 convolutions, stride 1: (cin, cout, size, how many in the net)
     for (cin, cout, n, count) in [
         (4, 8, 24, 1),
@@ -121,6 +143,7 @@ fn layers(reps: usize) {
             &format!("conv3d 3³ s1 {cin}→{cout}"),
             count,
             reps,
+            true,
             |x| conv.forward(x),
             [b, cin, n, n, n],
         );
@@ -135,6 +158,7 @@ fn layers(reps: usize) {
             &format!("conv3d 3³ s2 {cin}→{cout}"),
             1,
             reps,
+            true,
             |x| conv.forward(x),
             [b, cin, n, n, n],
         );
@@ -148,6 +172,7 @@ fn layers(reps: usize) {
             &format!("conv_transpose3d 2³ s2 {cin}→{cout}"),
             1,
             reps,
+            true,
             |x| up.forward(x),
             [b, cin, n, n, n],
         );
@@ -159,10 +184,11 @@ fn layers(reps: usize) {
             &format!("instance norm {c}"),
             count,
             reps,
+            true,
             |x| norm.forward(x),
             [b, c, n, n, n],
         );
-        layer(&format!("relu {c}"), count, reps, relu, [b, c, n, n, n]);
+        layer(&format!("relu {c}"), count, reps, false, relu, [b, c, n, n, n]);
     }
     // skip concatenation
     for (c, n) in [(16, 12), (8, 24)] {
@@ -171,6 +197,7 @@ fn layers(reps: usize) {
             &format!("cat {c}+{c}"),
             1,
             reps,
+            true,
             |x| Tensor::cat(vec![x, skip.clone()], 1),
             [b, c, n, n, n],
         );
@@ -181,6 +208,7 @@ fn layers(reps: usize) {
         "conv3d 1³ 8→1 (dense head)",
         1,
         reps,
+        true,
         |x| head.forward(x),
         [b, 8, 24, 24, 24],
     );

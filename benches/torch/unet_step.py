@@ -49,18 +49,26 @@ def network(name, model, size, batch, reps):
 
 
 def layer(name, count, reps, mod, shape, extra=None):
-    x = torch.randn(*shape, requires_grad=True)
-    run = (lambda: mod(x)) if extra is None else (lambda: mod(x, extra))
+    x = torch.randn(*shape)
+    xg = x.clone().requires_grad_(True)
+    run = (lambda t: mod(t)) if extra is None else (lambda t: mod(t, extra))
     with torch.no_grad():
-        fwd = median_ms(reps, run)
-    both = median_ms(reps, lambda: run().sum().backward())
-    print(f"| {name} | {list(shape)} | {count} | {fwd:.1f} | {both - fwd:.1f} | {both * count:.0f} |")
+        fwd = median_ms(reps, lambda: run(xg))
+    both = median_ms(reps, lambda: run(xg).sum().backward())
+
+    def params_only():
+        y = run(x)
+        if y.requires_grad:
+            y.sum().backward()
+
+    params = median_ms(reps, params_only)
+    print(f"| {name} | {list(shape)} | {count} | {fwd:.1f} | {both - fwd:.1f} | {max(params - fwd, 0):.1f} | {both * count:.0f} |")
 
 
 def layers(reps):
     b = 8
-    print("\n| layer (ci_dense, batch 8) | input | per step | forward ms | backward ms | step total ms |")
-    print("|---|---|---|---|---|---|")
+    print("\n| layer (ci_dense, batch 8) | input | per step | forward ms | backward ms | of which parameters ms | step total ms |")
+    print("|---|---|---|---|---|---|---|")
     for cin, cout, n, count in [(4, 8, 24, 1), (8, 8, 24, 2), (16, 8, 24, 1), (16, 16, 12, 2), (32, 16, 12, 1), (32, 32, 6, 1)]:
         layer(f"conv3d 3³ s1 {cin}→{cout}", count, reps, nn.Conv3d(cin, cout, 3, padding=1), (b, cin, n, n, n))
     for cin, cout, n in [(8, 16, 24), (16, 32, 12)]:
