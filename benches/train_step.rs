@@ -2,7 +2,8 @@
 //! step (forward, backward, Adam) and forward only for the UNet3d workloads
 //! of docs/benchmarks.md, then each layer type of `configs/ci_dense.json`'s
 //! network alone, forward and forward + backward, at the shapes it has in
-//! that network (24³, batch 8). `benches/torch/unet_step.py` measures the
+//! that network (24³, batch 8), through the functions the networks call
+//! (`aneu_models::cpu`). `benches/torch/unet_step.py` measures the
 //! same in PyTorch; run both in one session and compare ratios.
 //!
 //! ```sh
@@ -20,12 +21,13 @@ use std::time::Instant;
 use aneu::models::burn::backend::{Autodiff, Flex};
 use aneu::models::burn::module::AutodiffModule;
 use aneu::models::burn::nn::conv::{Conv3dConfig, ConvTranspose3dConfig};
+use aneu::models::burn::nn::norm::Normalization;
 use aneu::models::burn::nn::{InstanceNormConfig, PaddingConfig3d};
 use aneu::models::burn::optim::{AdamConfig, GradientsParams, Optimizer};
 use aneu::models::burn::prelude::*;
 use aneu::models::burn::tensor::Distribution;
 use aneu::models::burn::tensor::activation::relu;
-use aneu::models::{ModelConfig, NormKind, PatchModel, UNet3dConfig};
+use aneu::models::{ModelConfig, NormKind, PatchModel, UNet3dConfig, cpu};
 
 type A = Autodiff<Flex>;
 
@@ -144,7 +146,7 @@ fn layers(reps: usize) {
             count,
             reps,
             true,
-            |x| conv.forward(x),
+            |x| cpu::conv3d(&conv, x),
             [b, cin, n, n, n],
         );
     }
@@ -159,7 +161,7 @@ fn layers(reps: usize) {
             1,
             reps,
             true,
-            |x| conv.forward(x),
+            |x| cpu::conv3d(&conv, x),
             [b, cin, n, n, n],
         );
     }
@@ -179,13 +181,13 @@ fn layers(reps: usize) {
     }
     // instance norm (affine) and ReLU, at each level: (channels, size, count)
     for (c, n, count) in [(8, 24, 4), (16, 12, 4), (32, 6, 2)] {
-        let norm = InstanceNormConfig::new(c).with_affine(true).init::<A>(&device);
+        let norm = Normalization::Instance(InstanceNormConfig::new(c).with_affine(true).init::<A>(&device));
         layer(
             &format!("instance norm {c}"),
             count,
             reps,
             true,
-            |x| norm.forward(x),
+            |x| cpu::normalize(&norm, x),
             [b, c, n, n, n],
         );
         layer(&format!("relu {c}"), count, reps, false, relu, [b, c, n, n, n]);
@@ -209,7 +211,7 @@ fn layers(reps: usize) {
         1,
         reps,
         true,
-        |x| head.forward(x),
+        |x| cpu::conv3d(&head, x),
         [b, 8, 24, 24, 24],
     );
 }

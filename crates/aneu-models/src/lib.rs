@@ -32,6 +32,7 @@
 //! ```
 
 mod blocks;
+pub mod cpu;
 mod init;
 mod nets;
 pub mod ops;

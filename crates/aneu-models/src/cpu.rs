@@ -1,0 +1,765 @@
+//! Faster CPU kernels for Flex, the default backend, where Burn 0.21's
+//! are slow (docs/benchmarks.md, "Where a training step's time goes on
+//! Flex"):
+//!
+//! * [`conv3d`]: a convolution layer whose gradients on `Autodiff<Flex>`
+//!   are computed here. The input gradient of a stride-1 convolution is a
+//!   convolution of the output gradient with the flipped, channel-swapped
+//!   weights (Flex's parallel forward kernel instead of its one-threaded
+//!   transposed convolution); the weight gradient is one matrix product
+//!   per block of output voxels with the input's patches (instead of a
+//!   convolution with batch and channels swapped).
+//! * [`instance_norm`]: affine instance normalisation in two passes, with
+//!   its analytic backward (Burn composes seven passes forward and about
+//!   fifteen backward).
+//!
+//! The networks stay written in Burn, generic over the backend; the
+//! forward convolution is Flex's own. On `Flex` and on `Autodiff<Flex>`
+//! (the default inference and training backends) these functions run the
+//! kernels, registering their backward in Burn's autodiff graph; on every
+//! other backend (CUDA, wgpu, or Flex under another checkpointing
+//! strategy) they run Burn's own module. The backend is recognised by its
+//! type at run time, which spares every generic function in the workspace
+//! an extra trait bound (Rust has no specialisation).
+//!
+//! Each kernel is tested against Burn's op, forward and gradients, and a
+//! U-Net trained with them follows the loss curve it has with Burn's ops
+//! (`tests` below).
+
+use std::any::{Any, TypeId};
+
+use burn::backend::autodiff::checkpoint::base::Checkpointer;
+use burn::backend::autodiff::checkpoint::strategy::NoCheckpointing;
+use burn::backend::autodiff::grads::Gradients;
+use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
+use burn::backend::{Autodiff, Flex};
+use burn::nn::PaddingConfig3d;
+use burn::nn::conv::Conv3d;
+use burn::nn::norm::Normalization;
+use burn::prelude::*;
+use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps, ModuleOps};
+use burn::tensor::{DType, TensorPrimitive};
+use burn_flex::FlexTensor;
+use rayon::prelude::*;
+
+/// Which kernels a backend gets.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Kind {
+    /// `Flex`: forward kernels.
+    Flex,
+    /// `Autodiff<Flex>`: forward kernels with their backward.
+    AutodiffFlex,
+    /// Any other backend: Burn's own ops.
+    Other,
+}
+
+fn kind<B: Backend>() -> Kind {
+    let b = TypeId::of::<B>();
+    if b == TypeId::of::<Flex>() {
+        Kind::Flex
+    } else if b == TypeId::of::<Autodiff<Flex, NoCheckpointing>>() {
+        Kind::AutodiffFlex
+    } else {
+        Kind::Other
+    }
+}
+
+/// Moves `value` out as a `T` when its type is `T`.
+fn cast<F: 'static, T: 'static>(value: F) -> Option<T> {
+    let mut slot = Some(value);
+    (&mut slot as &mut dyn Any)
+        .downcast_mut::<Option<T>>()
+        .and_then(Option::take)
+}
+
+/// The primitive of a float tensor.
+fn primitive<B: Backend, const D: usize>(t: Tensor<B, D>) -> FloatTensor<B> {
+    t.into_primitive().tensor()
+}
+
+/// A float tensor from its primitive.
+fn tensor<B: Backend, const D: usize>(p: FloatTensor<B>) -> Tensor<B, D> {
+    Tensor::from_primitive(TensorPrimitive::Float(p))
+}
+
+/// Applies a normalisation layer: the fused [`instance_norm`] for an affine
+/// instance norm on Flex, the layer's own `forward` otherwise.
+pub fn normalize<B: Backend, const D: usize>(n: &Normalization<B>, x: Tensor<B, D>) -> Tensor<B, D> {
+    if let Normalization::Instance(inst) = n
+        && let (Some(g), Some(b)) = (&inst.gamma, &inst.beta)
+    {
+        return match instance_norm(x, g.val(), b.val(), inst.epsilon) {
+            Ok(y) => y,
+            Err(x) => n.forward(x),
+        };
+    }
+    n.forward(x)
+}
+
+/// Instance normalisation with affine parameters, fused: each (sample,
+/// channel) row is normalised over its voxels with its mean and biased
+/// variance, `(x − μ) / √(σ² + ε) · γ_c + β_c`, in two passes instead of
+/// Burn's seven (and about fifteen backward). `x` is `[N, C, …]`.
+///
+/// # Errors
+/// `x` itself, unchanged, when the backend is not `Flex` or
+/// `Autodiff<Flex>` or the data are not `f32`: the caller then runs Burn's
+/// module.
+pub fn instance_norm<B: Backend, const D: usize>(
+    x: Tensor<B, D>,
+    gamma: Tensor<B, 1>,
+    beta: Tensor<B, 1>,
+    epsilon: f64,
+) -> Result<Tensor<B, D>, Tensor<B, D>> {
+    let k = kind::<B>();
+    if k == Kind::Other || D < 3 || x.dtype() != DType::F32 {
+        return Err(x);
+    }
+    let keep = x.clone();
+    let out = match k {
+        Kind::Flex => flex_instance_norm::<B>(primitive(x), primitive(gamma), primitive(beta), epsilon),
+        Kind::AutodiffFlex => autodiff_instance_norm::<B>(primitive(x), primitive(gamma), primitive(beta), epsilon),
+        Kind::Other => None,
+    };
+    out.map(tensor).ok_or(keep)
+}
+
+fn flex_instance_norm<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    eps: f64,
+) -> Option<FloatTensor<B>> {
+    let (x, g, b): (FlexTensor, FlexTensor, FlexTensor) = (cast(x)?, cast(gamma)?, cast(beta)?);
+    let (y, _) = norm_forward(&x, &g, &b, eps);
+    cast(y)
+}
+
+fn autodiff_instance_norm<B: Backend>(
+    x: FloatTensor<B>,
+    gamma: FloatTensor<B>,
+    beta: FloatTensor<B>,
+    eps: f64,
+) -> Option<FloatTensor<B>> {
+    type Ad = Autodiff<Flex>;
+    let x: FloatTensor<Ad> = cast(x)?;
+    let g: FloatTensor<Ad> = cast(gamma)?;
+    let b: FloatTensor<Ad> = cast(beta)?;
+    let (y, stats) = norm_forward(&x.primitive, &g.primitive, &b.primitive, eps);
+    let out = match InstanceNormBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), g.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            NormState {
+                x: x.primitive.clone(),
+                gamma: g.primitive.clone(),
+                stats,
+            },
+            y,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    cast(out)
+}
+
+/// Per row (sample × channel) of the input: its mean and 1/√(σ² + ε).
+type RowStats = Vec<(f32, f32)>;
+
+/// The shape `[N, C, L]` of an `[N, C, …]` tensor.
+fn rows(t: &FlexTensor) -> (usize, usize, usize) {
+    let s = t.layout().shape();
+    let (n, c) = (s[0], s[1]);
+    (n, c, s.num_elements() / (n * c).max(1))
+}
+
+fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
+    t.to_contiguous()
+}
+
+fn flex_from(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
+    FlexTensor::from_data(TensorData::new(values, shape))
+}
+
+/// The fused forward: `y` and each row's statistics. Sums are taken in
+/// `f64`, row by row, in order, so the result does not depend on the
+/// number of threads.
+fn norm_forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, eps: f64) -> (FlexTensor, RowStats) {
+    let (_, c, l) = rows(x);
+    let xc = contiguous_f32(x);
+    let (gc, bc) = (contiguous_f32(gamma), contiguous_f32(beta));
+    let (xs, gs, bs) = (xc.storage::<f32>(), gc.storage::<f32>(), bc.storage::<f32>());
+    let mut y = vec![0f32; xs.len()];
+    let stats: RowStats = y
+        .par_chunks_mut(l.max(1))
+        .zip(xs.par_chunks(l.max(1)))
+        .enumerate()
+        .map(|(r, (yr, xr))| {
+            let mean = xr.iter().map(|&v| f64::from(v)).sum::<f64>() / l as f64;
+            let var = xr.iter().map(|&v| (f64::from(v) - mean).powi(2)).sum::<f64>() / l as f64;
+            let inv = 1.0 / (var + eps).sqrt();
+            let ch = r % c;
+            // centred first: no cancellation when the mean is large
+            let (scale, shift) = (inv * f64::from(gs[ch]), f64::from(bs[ch]));
+            for (o, &v) in yr.iter_mut().zip(xr) {
+                *o = ((f64::from(v) - mean) * scale + shift) as f32;
+            }
+            (mean as f32, inv as f32)
+        })
+        .collect();
+    (flex_from(y, x.layout().shape().clone()), stats)
+}
+
+/// What the backward needs: the input, γ and each row's statistics.
+#[derive(Clone, Debug)]
+struct NormState {
+    x: FlexTensor,
+    gamma: FlexTensor,
+    stats: RowStats,
+}
+
+#[derive(Debug)]
+struct InstanceNormBackward;
+
+impl Backward<Flex, 3> for InstanceNormBackward {
+    type State = NormState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pg, pb] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node);
+        let (dx, dgamma, dbeta) = norm_backward(&ops.state, &grad);
+        if let Some(p) = px {
+            grads.register::<Flex>(p.id, dx);
+        }
+        if let Some(p) = pg {
+            grads.register::<Flex>(p.id, dgamma);
+        }
+        if let Some(p) = pb {
+            grads.register::<Flex>(p.id, dbeta);
+        }
+    }
+}
+
+/// The analytic backward of [`norm_forward`]: with x̂ = (x − μ)·s and
+/// g the output's gradient, ∂β_c = Σ g, ∂γ_c = Σ g·x̂ (over the rows of
+/// channel c), and ∂x = s·γ_c·(g − mean(g) − x̂·mean(g·x̂)) per row.
+fn norm_backward(st: &NormState, grad: &FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
+    let (n, c, l) = rows(&st.x);
+    let xc = contiguous_f32(&st.x);
+    let gc = contiguous_f32(grad);
+    let gam = contiguous_f32(&st.gamma);
+    let (xs, gs, gms) = (xc.storage::<f32>(), gc.storage::<f32>(), gam.storage::<f32>());
+    let mut dx = vec![0f32; xs.len()];
+    let sums: Vec<(f64, f64)> = dx
+        .par_chunks_mut(l.max(1))
+        .zip(xs.par_chunks(l.max(1)).zip(gs.par_chunks(l.max(1))))
+        .enumerate()
+        .map(|(r, (dr, (xr, gr)))| {
+            let (mean, inv) = st.stats[r];
+            let (mean, inv) = (f64::from(mean), f64::from(inv));
+            let (mut sg, mut sgx) = (0f64, 0f64);
+            for (&xv, &gv) in xr.iter().zip(gr) {
+                let xh = (f64::from(xv) - mean) * inv;
+                sg += f64::from(gv);
+                sgx += f64::from(gv) * xh;
+            }
+            let gamma = f64::from(gms[r % c]);
+            let (mg, mgx) = (sg / l as f64, sgx / l as f64);
+            for ((o, &xv), &gv) in dr.iter_mut().zip(xr).zip(gr) {
+                let xh = (f64::from(xv) - mean) * inv;
+                *o = (inv * gamma * (f64::from(gv) - mg - xh * mgx)) as f32;
+            }
+            (sg, sgx)
+        })
+        .collect();
+    let mut dgamma = vec![0f64; c];
+    let mut dbeta = vec![0f64; c];
+    for (r, (sg, sgx)) in sums.iter().enumerate().take(n * c) {
+        dbeta[r % c] += sg;
+        dgamma[r % c] += sgx;
+    }
+    let to_f32 = |v: Vec<f64>| v.into_iter().map(|x| x as f32).collect::<Vec<_>>();
+    (
+        flex_from(dx, st.x.layout().shape().clone()),
+        flex_from(to_f32(dgamma), burn::tensor::Shape::new([c])),
+        flex_from(to_f32(dbeta), burn::tensor::Shape::new([c])),
+    )
+}
+
+/// A 3D convolution layer with the gradients of `Autodiff<Flex>` computed
+/// by [`conv3d_input_grad`] and [`conv3d_weight_grad`] instead of Burn's
+/// defaults (a one-threaded transposed convolution, and a convolution with
+/// batch and channels swapped); the forward is Flex's. Any other backend,
+/// a layer without bias, or "same" padding runs the layer's own `forward`.
+///
+/// ```
+/// use aneu_models::burn::backend::{Autodiff, Flex};
+/// use aneu_models::burn::nn::{PaddingConfig3d, conv::Conv3dConfig};
+/// use aneu_models::burn::prelude::*;
+///
+/// type A = Autodiff<Flex>;
+/// let device = Default::default();
+/// let conv = Conv3dConfig::new([2, 4], [3, 3, 3])
+///     .with_padding(PaddingConfig3d::Explicit(1, 1, 1))
+///     .init::<A>(&device);
+/// let x = Tensor::<A, 5>::ones([1, 2, 6, 6, 6], &device).require_grad();
+/// let y = aneu_models::cpu::conv3d(&conv, x.clone());
+/// assert_eq!(y.dims(), [1, 4, 6, 6, 6]);
+/// let grads = y.sum().backward();
+/// // the same gradient as Burn's own op gives
+/// let reference = conv.forward(x.clone()).sum().backward();
+/// let (a, b) = (x.grad(&grads).unwrap(), x.grad(&reference).unwrap());
+/// assert!(a.sub(b).abs().max().into_scalar() < 1e-4);
+/// ```
+pub fn conv3d<B: Backend>(conv: &Conv3d<B>, x: Tensor<B, 5>) -> Tensor<B, 5> {
+    let padding = match conv.padding {
+        PaddingConfig3d::Valid => Some([0; 3]),
+        PaddingConfig3d::Explicit(d, h, w) => Some([d, h, w]),
+        PaddingConfig3d::Same => None,
+    };
+    if kind::<B>() == Kind::AutodiffFlex
+        && x.dtype() == DType::F32
+        && let (Some(padding), Some(bias)) = (padding, &conv.bias)
+    {
+        let keep = x.clone();
+        let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
+        return autodiff_conv3d::<B>(
+            primitive(x),
+            primitive(conv.weight.val()),
+            primitive(bias.val()),
+            options,
+        )
+        .map_or_else(|| conv.forward(keep), tensor);
+    }
+    conv.forward(x)
+}
+
+fn autodiff_conv3d<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: ConvOptions<3>,
+) -> Option<FloatTensor<B>> {
+    type Ad = Autodiff<Flex>;
+    let x: FloatTensor<Ad> = cast(x)?;
+    let w: FloatTensor<Ad> = cast(weight)?;
+    let b: FloatTensor<Ad> = cast(bias)?;
+    let y = Flex::conv3d(
+        x.primitive.clone(),
+        w.primitive.clone(),
+        Some(b.primitive.clone()),
+        options.clone(),
+    );
+    let out = match Conv3dBackward
+        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            ConvState {
+                x: x.primitive.clone(),
+                weight: w.primitive.clone(),
+                options,
+            },
+            y,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    };
+    cast(out)
+}
+
+/// What the convolution's backward needs.
+#[derive(Clone, Debug)]
+struct ConvState {
+    x: FlexTensor,
+    weight: FlexTensor,
+    options: ConvOptions<3>,
+}
+
+#[derive(Debug)]
+struct Conv3dBackward;
+
+impl Backward<Flex, 3> for Conv3dBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pw, pb] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let ConvState { x, weight, options } = ops.state;
+        if let Some(p) = pb {
+            grads.register::<Flex>(p.id, conv3d_bias_grad(&grad));
+        }
+        if let Some(p) = pw {
+            grads.register::<Flex>(p.id, conv3d_weight_grad(&x, &weight, &grad, &options));
+        }
+        if let Some(p) = px {
+            grads.register::<Flex>(p.id, conv3d_input_grad(x, weight, grad, options));
+        }
+    }
+}
+
+/// The shape of a 5-d tensor.
+fn dims5(t: &FlexTensor) -> [usize; 5] {
+    let s = t.layout().shape();
+    [s[0], s[1], s[2], s[3], s[4]]
+}
+
+/// ∂bias: the output gradient summed over the batch and the voxels, per
+/// channel, in order.
+fn conv3d_bias_grad(grad: &FlexTensor) -> FlexTensor {
+    let [n, c, d, h, w] = dims5(grad);
+    let s = d * h * w;
+    let g = grad.storage::<f32>();
+    let sums: Vec<f32> = (0..c)
+        .into_par_iter()
+        .map(|co| {
+            (0..n)
+                .map(|b| {
+                    g[(b * c + co) * s..(b * c + co + 1) * s]
+                        .iter()
+                        .map(|&v| f64::from(v))
+                        .sum::<f64>()
+                })
+                .sum::<f64>() as f32
+        })
+        .collect();
+    flex_from(sums, burn::tensor::Shape::new([c]))
+}
+
+/// ∂x of a convolution. With stride 1, no dilation and one group, it is a
+/// convolution of the output gradient with the weights flipped in space
+/// and with input and output channels swapped, padded by k − 1 − p: Flex's
+/// forward convolution, parallel over batch and tiles. Otherwise Burn's
+/// default.
+fn conv3d_input_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor, options: ConvOptions<3>) -> FlexTensor {
+    let [co, ci, kd, kh, kw] = dims5(&weight);
+    let k = [kd, kh, kw];
+    let simple = options.stride == [1; 3]
+        && options.dilation == [1; 3]
+        && options.groups == 1
+        && (0..3).all(|a| options.padding[a] < k[a]);
+    if !simple {
+        return Flex::conv3d_x_backward(x, weight, grad, options);
+    }
+    let wc = weight.to_contiguous();
+    let ws = wc.storage::<f32>();
+    let kk = kd * kh * kw;
+    let mut flipped = vec![0f32; ws.len()];
+    for o in 0..co {
+        for i in 0..ci {
+            let src = &ws[(o * ci + i) * kk..(o * ci + i + 1) * kk];
+            let dst = &mut flipped[(i * co + o) * kk..(i * co + o + 1) * kk];
+            for (t, v) in src.iter().enumerate() {
+                dst[kk - 1 - t] = *v;
+            }
+        }
+    }
+    let flipped = flex_from(flipped, burn::tensor::Shape::new([ci, co, kd, kh, kw]));
+    let padding = [0, 1, 2].map(|a| k[a] - 1 - options.padding[a]);
+    Flex::conv3d(grad, flipped, None, ConvOptions::new([1; 3], padding, [1; 3], 1))
+}
+
+/// Output voxels per block of the weight gradient's patch matrix (bounds
+/// its memory: 4096 × C_in·k³ values).
+const PATCH_ROWS: usize = 4096;
+
+/// ∂weight of a convolution without dilation and with one group: for each
+/// sample and each block of [`PATCH_ROWS`] output voxels, the output
+/// gradient `[C_out, rows]` times the input's patches `[rows, C_in·k³]`
+/// (im2col); the products are added in order, so the result does not
+/// depend on the threads. Otherwise Burn's default.
+fn conv3d_weight_grad(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<3>) -> FlexTensor {
+    if options.dilation != [1; 3] || options.groups != 1 {
+        return Flex::conv3d_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
+    }
+    let [n, ci, d, h, w] = dims5(x);
+    let [co, _, kd, kh, kw] = dims5(weight);
+    let [_, _, od, oh, ow] = dims5(grad);
+    let (s, kk) = (od * oh * ow, ci * kd * kh * kw);
+    let xc = x.to_contiguous();
+    let xs = xc.storage::<f32>();
+    let [sd, sh, sw] = options.stride;
+    let [pd, ph, pw] = options.padding.map(|p| p as isize);
+    // one row of patches: output voxel v, columns (input channel, kernel offset)
+    let patch_row = |xb: &[f32], v: usize, row: &mut [f32]| {
+        let (z, y, xq) = (v / (oh * ow), (v / ow) % oh, v % ow);
+        let mut col = 0;
+        for c in 0..ci {
+            for a in 0..kd {
+                let iz = (z * sd + a) as isize - pd;
+                for bb in 0..kh {
+                    let iy = (y * sh + bb) as isize - ph;
+                    for cc in 0..kw {
+                        let ix = (xq * sw + cc) as isize - pw;
+                        let inside = (0..d as isize).contains(&iz)
+                            && (0..h as isize).contains(&iy)
+                            && (0..w as isize).contains(&ix);
+                        if inside {
+                            row[col] = xb[((c * d + iz as usize) * h + iy as usize) * w + ix as usize];
+                        }
+                        col += 1;
+                    }
+                }
+            }
+        }
+    };
+    let blocks: Vec<(usize, usize)> = (0..n)
+        .flat_map(|b| (0..s).step_by(PATCH_ROWS).map(move |start| (b, start)))
+        .collect();
+    let partial: Vec<Vec<f32>> = blocks
+        .into_par_iter()
+        .map(|(b, start)| {
+            let rows = PATCH_ROWS.min(s - start);
+            let xb = &xs[b * ci * d * h * w..(b + 1) * ci * d * h * w];
+            let mut cols = vec![0f32; rows * kk];
+            cols.par_chunks_mut(kk)
+                .enumerate()
+                .for_each(|(r, row)| patch_row(xb, start + r, row));
+            let g = grad
+                .narrow(0, b, 1)
+                .reshape(burn::tensor::Shape::new([co, s]))
+                .narrow(1, start, rows)
+                .to_contiguous();
+            let cols = flex_from(cols, burn::tensor::Shape::new([rows, kk]));
+            Flex::float_matmul(g, cols).to_contiguous().storage::<f32>().to_vec()
+        })
+        .collect();
+    let mut sum = vec![0f32; co * kk];
+    for p in &partial {
+        for (acc, v) in sum.iter_mut().zip(p) {
+            *acc += v;
+        }
+    }
+    flex_from(sum, burn::tensor::Shape::new([co, ci, kd, kh, kw]))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use burn::backend::autodiff::checkpoint::strategy::BalancedCheckpointing;
+    use burn::module::Param;
+    use burn::nn::{InstanceNorm, InstanceNormConfig};
+    use burn::tensor::Distribution;
+
+    type A = Autodiff<Flex>;
+
+    fn values<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
+        t.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default()
+    }
+
+    /// Largest difference relative to the reference's largest magnitude.
+    fn max_rel(a: &[f32], reference: &[f32]) -> f32 {
+        assert_eq!(a.len(), reference.len());
+        let scale = reference.iter().fold(1e-6f32, |m, v| m.max(v.abs()));
+        a.iter().zip(reference).fold(0f32, |m, (x, y)| m.max((x - y).abs())) / scale
+    }
+
+    /// An affine instance norm with random (not the initial 1 and 0) γ, β.
+    fn random_norm<B: Backend>(c: usize, device: &B::Device) -> InstanceNorm<B> {
+        let mut norm = InstanceNormConfig::new(c).with_affine(true).init::<B>(device);
+        let random = |m: f64| Tensor::<B, 1>::random([c], Distribution::Normal(m, 0.5), device).require_grad();
+        norm.gamma = Some(Param::from_tensor(random(1.0)));
+        norm.beta = Some(Param::from_tensor(random(0.0)));
+        norm
+    }
+
+    const SHAPES: [[usize; 5]; 5] = [
+        [1, 1, 3, 5, 7],
+        [2, 3, 4, 4, 4],
+        [3, 8, 5, 3, 2],
+        [1, 16, 9, 1, 4],
+        [4, 2, 1, 1, 1],
+    ];
+
+    /// Forward and the three gradients against Burn's InstanceNorm, on odd
+    /// shapes, batch 1 and several, 1 and several channels, a row of one
+    /// voxel, and an input far from zero mean.
+    #[test]
+    fn instance_norm_matches_burn_forward_and_gradients() {
+        let device = Default::default();
+        for shape in SHAPES {
+            let norm = random_norm::<A>(shape[1], &device);
+            let x = Tensor::<A, 5>::random(shape, Distribution::Normal(3.0, 2.0), &device);
+            let upstream = Tensor::<A, 5>::random(shape, Distribution::Normal(0.0, 1.0), &device);
+            let run = |fast: bool| {
+                let xg = x.clone().detach().require_grad();
+                let (g, b) = (norm.gamma.as_ref().map(Param::val), norm.beta.as_ref().map(Param::val));
+                let (Some(g), Some(b)) = (g, b) else {
+                    panic!("affine norm without parameters")
+                };
+                let y = if fast {
+                    instance_norm(xg.clone(), g.clone(), b.clone(), norm.epsilon)
+                        .unwrap_or_else(|_| panic!("the fused kernel did not run on Autodiff<Flex>"))
+                } else {
+                    norm.forward(xg.clone())
+                };
+                let grads = (y.clone() * upstream.clone()).sum().backward();
+                let grad = |t: Option<Tensor<Flex, 5>>| values(t.unwrap_or_else(|| panic!("no gradient")));
+                let grad1 = |t: Option<Tensor<Flex, 1>>| values(t.unwrap_or_else(|| panic!("no gradient")));
+                [
+                    values(y),
+                    grad(xg.grad(&grads)),
+                    grad1(g.grad(&grads)),
+                    grad1(b.grad(&grads)),
+                ]
+            };
+            let fast = run(true);
+            let reference = run(false);
+            for (name, (a, r)) in ["forward", "∂x", "∂γ", "∂β"].iter().zip(fast.iter().zip(&reference)) {
+                let e = max_rel(a, r);
+                assert!(e < 1e-4, "{name} {shape:?}: relative error {e}");
+            }
+        }
+    }
+
+    /// Inference on Flex gives Burn's values too.
+    #[test]
+    fn instance_norm_on_flex_matches_burn() {
+        let device = Default::default();
+        for shape in SHAPES {
+            let norm = random_norm::<Flex>(shape[1], &device);
+            let x = Tensor::<Flex, 5>::random(shape, Distribution::Normal(-2.0, 0.7), &device);
+            let fast = normalize(&Normalization::Instance(norm.clone()), x.clone());
+            let e = max_rel(&values(fast), &values(norm.forward(x)));
+            assert!(e < 1e-4, "{shape:?}: relative error {e}");
+        }
+    }
+
+    /// Another backend (here Flex under another checkpointing strategy) gets
+    /// its input back, untouched, and `normalize` runs Burn's module.
+    #[test]
+    fn other_backends_get_their_input_back() {
+        type Other = Autodiff<Flex, BalancedCheckpointing>;
+        let device = Default::default();
+        let norm = random_norm::<Other>(3, &device);
+        let x = Tensor::<Other, 5>::random([2, 3, 2, 2, 2], Distribution::Default, &device);
+        let (Some(g), Some(b)) = (norm.gamma.as_ref().map(Param::val), norm.beta.as_ref().map(Param::val)) else {
+            panic!("affine norm without parameters")
+        };
+        let back = instance_norm(x.clone(), g, b, norm.epsilon)
+            .err()
+            .unwrap_or_else(|| panic!("a kernel ran"));
+        assert_eq!(values(back), values(x.clone()));
+        let y = normalize(&Normalization::Instance(norm.clone()), x.clone());
+        assert_eq!(values(y), values(norm.forward(x)));
+    }
+
+    /// A U-Net with instance norm trained 15 Adam steps on Autodiff<Flex>
+    /// (the fused norm, the convolutions' gradients of this module) follows
+    /// the loss curve of the same network, from the same weights, on Burn's
+    /// own ops (Flex under another checkpointing strategy, which the
+    /// dispatch leaves alone).
+    #[test]
+    fn a_unet_trains_as_with_burns_ops() {
+        use crate::{ModelConfig, PatchModel, UNet3dConfig};
+        use burn::optim::{AdamConfig, GradientsParams, Optimizer};
+        use burn::tensor::backend::AutodiffBackend;
+
+        fn curve<B: AutodiffBackend>() -> Vec<f32> {
+            let device = Default::default();
+            let cfg = UNet3dConfig::new()
+                .with_depth(3)
+                .with_base_filters(4)
+                .with_max_filters(16)
+                .with_head_hidden(8);
+            let mut model = ModelConfig::UNet3d(cfg)
+                .init_seeded::<B>(7, &device)
+                .unwrap_or_else(|e| panic!("{e}"));
+            let shape = [3, 1, 8, 8, 8];
+            let n: usize = shape.iter().product();
+            let x: Vec<f32> = (0..n)
+                .map(|i| (i as f32 * 0.37).sin() + 0.3 * (i as f32 * 0.11).cos())
+                .collect();
+            let x = Tensor::<B, 5>::from_data(TensorData::new(x, shape), &device);
+            let target = Tensor::<B, 2>::from_data(TensorData::new(vec![1f32, 0.0, 1.0], [3, 1]), &device);
+            let mut optim = AdamConfig::new().init();
+            (0..15)
+                .map(|_| {
+                    let out = model.forward_patches(x.clone());
+                    let mut loss = (out.logit - target.clone()).powi_scalar(2).mean();
+                    if let Some(d) = out.dense {
+                        loss = loss + d.powi_scalar(2).mean() * 0.1;
+                    }
+                    let value = values(loss.clone())[0];
+                    let grads = GradientsParams::from_grads(loss.backward(), &model);
+                    model = optim.step(3e-3, model.clone(), grads);
+                    value
+                })
+                .collect()
+        }
+        let fused = curve::<A>();
+        let reference = curve::<Autodiff<Flex, BalancedCheckpointing>>();
+        for (step, (a, r)) in fused.iter().zip(&reference).enumerate() {
+            assert!(
+                (a - r).abs() <= 1e-4 * r.abs().max(1e-3),
+                "step {step}: {a} vs {r}\n{fused:?}\n{reference:?}"
+            );
+        }
+        // and the network did learn: the curve is not flat
+        assert!(fused[14] < 0.9 * fused[0], "{fused:?}");
+    }
+
+    /// The convolution's three gradients against Burn's, on random shapes:
+    /// odd sizes, kernels 1, 2 and 3, strides 1 and 2, paddings 0 to 2,
+    /// one and several channels, batch 1 and several.
+    #[test]
+    fn conv3d_gradients_match_burn() {
+        use burn::nn::conv::Conv3dConfig;
+        let device = Default::default();
+        type Case = (usize, usize, usize, [usize; 3], usize, usize, usize);
+        let cases: [Case; 8] = [
+            // (batch, c_in, c_out, input size, kernel, stride, padding)
+            (1, 1, 1, [5, 6, 7], 3, 1, 1),
+            (2, 3, 4, [7, 5, 6], 3, 1, 1),
+            (3, 2, 5, [6, 6, 6], 3, 2, 1),
+            (2, 4, 3, [7, 9, 5], 3, 2, 1),
+            (1, 5, 2, [4, 5, 3], 1, 1, 0),
+            (2, 3, 3, [6, 4, 8], 2, 2, 0),
+            (2, 2, 3, [5, 5, 5], 3, 1, 2),
+            (1, 3, 2, [6, 7, 5], 3, 1, 0),
+        ];
+        for (n, ci, co, [d, h, w], k, stride, pad) in cases {
+            let conv = Conv3dConfig::new([ci, co], [k; 3])
+                .with_stride([stride; 3])
+                .with_padding(PaddingConfig3d::Explicit(pad, pad, pad))
+                .init::<A>(&device);
+            let x = Tensor::<A, 5>::random([n, ci, d, h, w], Distribution::Normal(0.5, 1.0), &device);
+            let run = |fast: bool| {
+                let xg = x.clone().detach().require_grad();
+                let y = if fast {
+                    conv3d(&conv, xg.clone())
+                } else {
+                    conv.forward(xg.clone())
+                };
+                let upstream = Tensor::<A, 5>::from_data(
+                    TensorData::new(
+                        (0..y.shape().num_elements())
+                            .map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0)
+                            .collect::<Vec<_>>(),
+                        y.shape(),
+                    ),
+                    &device,
+                );
+                let grads = (y.clone() * upstream).sum().backward();
+                let w = conv.weight.val();
+                let b = conv.bias.as_ref().map(Param::val).unwrap_or_else(|| panic!("no bias"));
+                let grad = |t: Option<Tensor<Flex, 5>>| values(t.unwrap_or_else(|| panic!("no gradient")));
+                let grad1 = |t: Option<Tensor<Flex, 1>>| values(t.unwrap_or_else(|| panic!("no gradient")));
+                [
+                    values(y),
+                    grad(xg.grad(&grads)),
+                    grad(w.grad(&grads)),
+                    grad1(b.grad(&grads)),
+                ]
+            };
+            let fast = run(true);
+            let reference = run(false);
+            let case = (n, ci, co, [d, h, w], k, stride, pad);
+            for (name, (a, r)) in ["forward", "∂x", "∂w", "∂b"].iter().zip(fast.iter().zip(&reference)) {
+                let e = max_rel(a, r);
+                assert!(e < 1e-4, "{name} {case:?}: relative error {e}");
+            }
+        }
+    }
+}
