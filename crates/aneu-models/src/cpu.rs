@@ -287,8 +287,8 @@ fn norm_backward(st: &NormState, grad: &FlexTensor) -> (FlexTensor, FlexTensor, 
     )
 }
 
-/// A 3D convolution layer with the gradients of `Autodiff<Flex>` computed
-/// by [`conv3d_input_grad`] and [`conv3d_weight_grad`] instead of Burn's
+/// A 3D convolution layer, with its gradients on `Autodiff<Flex>` computed
+/// by this module (see the module's documentation) instead of Burn's
 /// defaults (a one-threaded transposed convolution, and a convolution with
 /// batch and channels swapped); the forward is Flex's. Any other backend,
 /// a layer without bias, or "same" padding runs the layer's own `forward`.
