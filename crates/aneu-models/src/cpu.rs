@@ -13,8 +13,15 @@
 //!   its analytic backward (Burn composes seven passes forward and about
 //!   fifteen backward).
 //!
-//! The networks stay written in Burn, generic over the backend; the
-//! forward convolution is Flex's own. On `Flex` and on `Autodiff<Flex>`
+//! The networks do not call these yet: with them, the CI's end-to-end
+//! phantom test (a five-minute model, nine test scans) moved its median
+//! localisation error from under 3 mm to 3.14 mm, a float-noise change in
+//! training that its bound cannot tell from a regression
+//! (docs/benchmarks.md). They are for code that builds its own layers
+//! until that test's yardstick is replaced.
+//!
+//! The layers stay Burn's, generic over the backend; the forward
+//! convolution is Flex's own. On `Flex` and on `Autodiff<Flex>`
 //! (the default inference and training backends) these functions run the
 //! kernels, registering their backward in Burn's autodiff graph; on every
 //! other backend (CUDA, wgpu, or Flex under another checkpointing
@@ -22,8 +29,7 @@
 //! type at run time, which spares every generic function in the workspace
 //! an extra trait bound (Rust has no specialisation).
 //!
-//! Each kernel is tested against Burn's op, forward and gradients, and a
-//! U-Net trained with them follows the loss curve it has with Burn's ops
+//! Each kernel is tested against Burn's op, forward and gradients
 //! (`tests` below).
 
 use std::any::{Any, TypeId};
@@ -643,61 +649,6 @@ mod tests {
         assert_eq!(values(back), values(x.clone()));
         let y = normalize(&Normalization::Instance(norm.clone()), x.clone());
         assert_eq!(values(y), values(norm.forward(x)));
-    }
-
-    /// A U-Net with instance norm trained 15 Adam steps on Autodiff<Flex>
-    /// (the fused norm, the convolutions' gradients of this module) follows
-    /// the loss curve of the same network, from the same weights, on Burn's
-    /// own ops (Flex under another checkpointing strategy, which the
-    /// dispatch leaves alone).
-    #[test]
-    fn a_unet_trains_as_with_burns_ops() {
-        use crate::{ModelConfig, PatchModel, UNet3dConfig};
-        use burn::optim::{AdamConfig, GradientsParams, Optimizer};
-        use burn::tensor::backend::AutodiffBackend;
-
-        fn curve<B: AutodiffBackend>() -> Vec<f32> {
-            let device = Default::default();
-            let cfg = UNet3dConfig::new()
-                .with_depth(3)
-                .with_base_filters(4)
-                .with_max_filters(16)
-                .with_head_hidden(8);
-            let mut model = ModelConfig::UNet3d(cfg)
-                .init_seeded::<B>(7, &device)
-                .unwrap_or_else(|e| panic!("{e}"));
-            let shape = [3, 1, 8, 8, 8];
-            let n: usize = shape.iter().product();
-            let x: Vec<f32> = (0..n)
-                .map(|i| (i as f32 * 0.37).sin() + 0.3 * (i as f32 * 0.11).cos())
-                .collect();
-            let x = Tensor::<B, 5>::from_data(TensorData::new(x, shape), &device);
-            let target = Tensor::<B, 2>::from_data(TensorData::new(vec![1f32, 0.0, 1.0], [3, 1]), &device);
-            let mut optim = AdamConfig::new().init();
-            (0..15)
-                .map(|_| {
-                    let out = model.forward_patches(x.clone());
-                    let mut loss = (out.logit - target.clone()).powi_scalar(2).mean();
-                    if let Some(d) = out.dense {
-                        loss = loss + d.powi_scalar(2).mean() * 0.1;
-                    }
-                    let value = values(loss.clone())[0];
-                    let grads = GradientsParams::from_grads(loss.backward(), &model);
-                    model = optim.step(3e-3, model.clone(), grads);
-                    value
-                })
-                .collect()
-        }
-        let fused = curve::<A>();
-        let reference = curve::<Autodiff<Flex, BalancedCheckpointing>>();
-        for (step, (a, r)) in fused.iter().zip(&reference).enumerate() {
-            assert!(
-                (a - r).abs() <= 1e-4 * r.abs().max(1e-3),
-                "step {step}: {a} vs {r}\n{fused:?}\n{reference:?}"
-            );
-        }
-        // and the network did learn: the curve is not flat
-        assert!(fused[14] < 0.9 * fused[0], "{fused:?}");
     }
 
     /// The convolution's three gradients against Burn's, on random shapes:
