@@ -180,10 +180,6 @@ fn rows(t: &FlexTensor) -> (usize, usize, usize) {
     (n, c, s.num_elements() / (n * c).max(1))
 }
 
-fn contiguous_f32(t: &FlexTensor) -> FlexTensor {
-    t.to_contiguous()
-}
-
 fn flex_from(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
     FlexTensor::from_data(TensorData::new(values, shape))
 }
@@ -193,8 +189,8 @@ fn flex_from(values: Vec<f32>, shape: burn::tensor::Shape) -> FlexTensor {
 /// number of threads.
 fn norm_forward(x: &FlexTensor, gamma: &FlexTensor, beta: &FlexTensor, eps: f64) -> (FlexTensor, RowStats) {
     let (_, c, l) = rows(x);
-    let xc = contiguous_f32(x);
-    let (gc, bc) = (contiguous_f32(gamma), contiguous_f32(beta));
+    let xc = FlexTensor::to_contiguous(x);
+    let (gc, bc) = (FlexTensor::to_contiguous(gamma), FlexTensor::to_contiguous(beta));
     let (xs, gs, bs) = (xc.storage::<f32>(), gc.storage::<f32>(), bc.storage::<f32>());
     let mut y = vec![0f32; xs.len()];
     let stats: RowStats = y
@@ -251,10 +247,10 @@ impl Backward<Flex, 3> for InstanceNormBackward {
 /// g the output's gradient, ∂β_c = Σ g, ∂γ_c = Σ g·x̂ (over the rows of
 /// channel c), and ∂x = s·γ_c·(g − mean(g) − x̂·mean(g·x̂)) per row.
 fn norm_backward(st: &NormState, grad: &FlexTensor) -> (FlexTensor, FlexTensor, FlexTensor) {
-    let (n, c, l) = rows(&st.x);
-    let xc = contiguous_f32(&st.x);
-    let gc = contiguous_f32(grad);
-    let gam = contiguous_f32(&st.gamma);
+    let (_, c, l) = rows(&st.x);
+    let xc = FlexTensor::to_contiguous(&st.x);
+    let gc = FlexTensor::to_contiguous(grad);
+    let gam = FlexTensor::to_contiguous(&st.gamma);
     let (xs, gs, gms) = (xc.storage::<f32>(), gc.storage::<f32>(), gam.storage::<f32>());
     let mut dx = vec![0f32; xs.len()];
     let sums: Vec<(f64, f64)> = dx
@@ -281,7 +277,7 @@ fn norm_backward(st: &NormState, grad: &FlexTensor) -> (FlexTensor, FlexTensor, 
         .collect();
     let mut dgamma = vec![0f64; c];
     let mut dbeta = vec![0f64; c];
-    for (r, (sg, sgx)) in sums.iter().enumerate().take(n * c) {
+    for (r, (sg, sgx)) in sums.iter().enumerate() {
         dbeta[r % c] += sg;
         dgamma[r % c] += sgx;
     }
