@@ -108,14 +108,14 @@ impl<B: Backend> ConvBlock<B> {
     /// `[N, cin, D, H, W]` → `[N, cout, D/s, H/s, W/s]`.
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 5> {
         let norm = |n: &Option<Normalization<B>>, t: Tensor<B, 5>| match n {
-            Some(n) => n.forward(t),
+            Some(n) => crate::cpu::normalize(n, t),
             None => t,
         };
-        let h = relu(norm(&self.norm1, self.conv1.forward(x.clone())));
-        let h = norm(&self.norm2, self.conv2.forward(h));
+        let h = relu(norm(&self.norm1, crate::cpu::conv3d(&self.conv1, x.clone())));
+        let h = norm(&self.norm2, crate::cpu::conv3d(&self.conv2, h));
         if self.residual {
             let s = match &self.skip {
-                Some(c) => c.forward(x),
+                Some(c) => crate::cpu::conv3d(c, x),
                 None => x,
             };
             relu(h + s)

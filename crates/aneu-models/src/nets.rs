@@ -85,7 +85,7 @@ impl<B: Backend> Simple3dCnn<B> {
     pub fn forward(&self, x: Tensor<B, 5>) -> Tensor<B, 2> {
         let mut x = x;
         for c in &self.convs {
-            x = max_pool3d(relu(c.forward(x)), [2, 2, 2]);
+            x = max_pool3d(relu(crate::cpu::conv3d(c, x)), [2, 2, 2]);
         }
         self.head.forward(global_avg_pool3d(x))
     }
@@ -340,7 +340,7 @@ impl<B: Backend> UNet3d<B> {
             pooled.push(global_avg_pool3d(h.clone()));
             pooled.push(global_max_pool3d(h.clone()));
         }
-        let dense = self.dense_head.forward(h);
+        let dense = crate::cpu::conv3d(&self.dense_head, h);
         let head = self.out.forward(relu(self.hidden.forward(Tensor::cat(pooled, 1))));
         (dense, head)
     }
