@@ -27,9 +27,10 @@ struct Args {
     /// Share of positive series.
     #[arg(long, default_value_t = 0.5)]
     positive_rate: f64,
-    /// Only this modality (CTA, MRA, "MRI T2", "MRI T1post").
-    #[arg(long)]
-    modality: Option<String>,
+    /// Only these modalities, comma-separated (CTA, MRA, "MRI T2",
+    /// "MRI T1post"), in equal shares; all four by default.
+    #[arg(long, value_delimiter = ',')]
+    modality: Vec<aneu::io::Modality>,
 }
 
 fn main() -> ExitCode {
@@ -39,14 +40,8 @@ fn main() -> ExitCode {
         .init();
     let a = Args::parse();
     let mut config = PhantomConfig::new(a.n, a.seed, a.size).with_positive_rate(a.positive_rate);
-    if let Some(m) = &a.modality {
-        match m.parse::<aneu::io::Modality>() {
-            Ok(m) => config = config.with_modalities(&[m]),
-            Err(e) => {
-                eprintln!("{e}");
-                return ExitCode::from(2);
-            }
-        }
+    if !a.modality.is_empty() {
+        config = config.with_modalities(&a.modality);
     }
     let bar = indicatif::ProgressBar::new(a.n as u64);
     let t = std::time::Instant::now();

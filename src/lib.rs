@@ -28,11 +28,18 @@
 //! * [`viz`] — [`aneu_viz`]: orthogonal slices and MIPs with orientation
 //!   labels, overlays, PNG output and self-contained HTML reports.
 //!
+//!
+//! The umbrella crate's own module, [`benchmark`], composes them into the
+//! detection benchmark: fresh phantoms, each bundle's predictions, and
+//! every detection figure with its bootstrap interval.
+//!
 //! ```
 //! use aneu::io::{Affine, Voxel};
 //! let a = Affine::identity();
 //! assert_eq!(a.voxel_to_world(Voxel::new(1.0, 2.0, 3.0)).z, 3.0);
 //! ```
+
+pub mod benchmark;
 
 pub use aneu_bundle as bundle;
 pub use aneu_infer as infer;

@@ -542,3 +542,85 @@ fn tta_and_ensemble_are_consistent() {
         .fold(0.0f32, f32::max);
     assert!(diff > 0.0 && diff < 1.0);
 }
+
+/// The detection benchmark on fresh tiny phantoms (two modalities): every
+/// series is scored, the scan AUC is scikit-learn's on the submission and
+/// train.csv, the FROC hit rule uses the ground truth's radii, a second run
+/// resumes with nothing to predict and the same figures, and an output
+/// folder of another set or of someone else is refused.
+#[test]
+fn detection_benchmark_scores_fresh_phantoms() {
+    use aneu::benchmark::{BenchmarkConfig, BenchmarkError, run_benchmark};
+    use aneu::io::Modality;
+    let t = trained();
+    let out = tempfile::tempdir().unwrap();
+    let config = BenchmarkConfig {
+        n: 6,
+        size: SizePreset::Tiny,
+        modalities: vec![Modality::Mra, Modality::Cta],
+        infer: InferConfig {
+            window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let dev = Default::default();
+    let r = run_benchmark::<Flex>(&[t.bundle.clone()], out.path(), &config, &dev, &|_| {}).unwrap();
+    let m = &r.models[0];
+    assert!(m.failed.is_empty(), "{:?}", m.failed);
+    assert_eq!(m.rows.len(), 3, "MRA, CTA, all");
+    assert_eq!(m.rows[2].figures.scans, 12);
+    for (row, modality) in m.rows.iter().zip([Modality::Mra, Modality::Cta]) {
+        assert_eq!(row.modality, Some(modality));
+        let root = out.path().join("phantoms").join(modality.name());
+        let ds = aneu::io::RsnaDataset::open(&root).unwrap();
+        assert!(ds.all_labels().all(|l| l.modality == modality));
+        assert_eq!(row.figures.scans, 6);
+        // the scan AUC is the AUC of the submission against train.csv
+        let sub = aneu::metrics::RsnaTable::read_csv(
+            out.path()
+                .join("predictions")
+                .join(&m.label)
+                .join(modality.name())
+                .join("submission.csv"),
+        )
+        .unwrap();
+        let (mut labels, mut scores) = (Vec::new(), Vec::new());
+        for l in ds.all_labels() {
+            labels.push(f64::from(u8::from(l.aneurysm_present)));
+            scores.push(sub.get(&l.series_uid).unwrap()[13]);
+        }
+        assert_eq!(
+            row.figures.scan_auc.map(|i| i.estimate),
+            aneu::metrics::roc_auc(&labels, &scores).ok()
+        );
+        let truth: usize = ds
+            .all_labels()
+            .map(|l| aneu::phantom::read_truth(&root, &l.series_uid).unwrap().aneurysms.len())
+            .sum();
+        assert_eq!(row.figures.aneurysms, truth);
+    }
+    let md = std::fs::read_to_string(out.path().join("benchmark.md")).unwrap();
+    assert!(md.contains("| MRA | 6 (") && md.contains("| all | 12 ("), "{md}");
+    let json: aneu::benchmark::BenchmarkReport =
+        serde_json::from_str(&std::fs::read_to_string(out.path().join("benchmark.json")).unwrap()).unwrap();
+    assert_eq!(json, r);
+
+    // resuming: nothing predicted again, the same figures
+    let again = run_benchmark::<Flex>(&[t.bundle.clone()], out.path(), &config, &dev, &|_| {}).unwrap();
+    assert_eq!(again.models[0].rows, r.models[0].rows);
+    assert_eq!(again.models[0].seconds_per_series, None);
+
+    // another set into the same folder, or a folder that is not a benchmark: refused, untouched
+    let other = BenchmarkConfig {
+        seed: 5,
+        ..config.clone()
+    };
+    let e = run_benchmark::<Flex>(&[t.bundle.clone()], out.path(), &other, &dev, &|_| {}).unwrap_err();
+    assert!(matches!(e, BenchmarkError::Config(_)), "{e}");
+    let foreign = tempfile::tempdir().unwrap();
+    std::fs::write(foreign.path().join("notes.txt"), "mine").unwrap();
+    let e = run_benchmark::<Flex>(&[t.bundle.clone()], foreign.path(), &config, &dev, &|_| {}).unwrap_err();
+    assert!(matches!(e, BenchmarkError::Config(_)), "{e}");
+    assert_eq!(std::fs::read_dir(foreign.path()).unwrap().count(), 1);
+}

@@ -453,24 +453,11 @@ pub fn evaluate(
 ) -> Result<EvaluationReport> {
     let preds = read_predictions(predictions)?;
     let ds = RsnaDataset::open(truth)?;
-    let mut labels = Vec::new();
-    let mut scores = Vec::new();
-    let mut t_table = RsnaTable::new();
-    let mut p_table = RsnaTable::new();
-    let mut scans = Vec::new();
+    let mut outcomes = Vec::new();
     let mut threshold = 0.5;
     for p in &preds {
         let Some(l) = ds.labels(&p.series_uid) else { continue };
         threshold = p.threshold;
-        labels.push(f64::from(u8::from(l.aneurysm_present)));
-        scores.push(p.aneurysm_present);
-        let mut t = [0.0; 14];
-        for (n, v) in l.locations.iter().enumerate() {
-            t[n] = f64::from(u8::from(*v));
-        }
-        t[13] = f64::from(u8::from(l.aneurysm_present));
-        t_table.insert(p.series_uid.clone(), t);
-        p_table.insert(p.series_uid.clone(), p.rsna_row());
         let lesions = if ds.localizers(&p.series_uid).is_empty() {
             Vec::new()
         } else {
@@ -487,23 +474,21 @@ pub fn evaluate(
                 })
                 .collect()
         };
-        scans.push(ScanDetections {
-            candidates: p
-                .candidates
-                .iter()
-                .map(|c| aneu_metrics::Candidate {
-                    point: c.world.to_array(),
-                    score: c.score,
-                })
-                .collect(),
-            lesions,
-        });
+        outcomes.push((p, p.outcome(l, lesions)));
     }
-    if labels.is_empty() {
+    if outcomes.is_empty() {
         return Err(Error::InvalidConfig(
             "no predicted series has a label in the truth".into(),
         ));
     }
+    let labels: Vec<f64> = outcomes.iter().map(|(_, o)| f64::from(u8::from(o.present))).collect();
+    let scores: Vec<f64> = outcomes.iter().map(|(_, o)| o.score).collect();
+    let (mut t_table, mut p_table) = (RsnaTable::new(), RsnaTable::new());
+    for (p, o) in &outcomes {
+        t_table.insert(p.series_uid.clone(), o.truth_row());
+        p_table.insert(p.series_uid.clone(), o.predicted_row());
+    }
+    let scans: Vec<ScanDetections> = outcomes.into_iter().map(|(_, o)| o.detections).collect();
     let scan = ClassificationReport::compute(&labels, &scores, threshold, opts.bootstrap.as_ref())?;
     let detection = if scans.iter().any(|s| !s.lesions.is_empty()) {
         Some(DetectionReport::compute(

@@ -7,7 +7,8 @@ use std::path::Path;
 use std::time::Instant;
 
 use aneu_bundle::{ModelBundle, Thresholds};
-use aneu_io::{DicomSeries, Location, Modality, Volume, Voxel, WorldPoint};
+use aneu_io::{DicomSeries, Location, Modality, SeriesLabels, Volume, Voxel, WorldPoint};
+use aneu_metrics::{Candidate, Lesion, ScanDetections, ScanOutcome};
 use aneu_models::{AnyModel, PatchModel};
 use aneu_patch::{Case, patch_start};
 use aneu_preproc::{Grid, PreprocessConfig, Preprocessed, preprocess_series};
@@ -215,6 +216,29 @@ impl ScanPrediction {
         r[..13].copy_from_slice(&self.locations);
         r[13] = self.aneurysm_present;
         r
+    }
+
+    /// What this prediction contributes to a detection benchmark
+    /// ([`aneu_metrics::BenchmarkFigures`]), against the series' labels and
+    /// its aneurysms (centres in RAS+ mm, radii).
+    pub fn outcome(&self, truth: &SeriesLabels, aneurysms: Vec<Lesion>) -> ScanOutcome {
+        ScanOutcome {
+            present: truth.aneurysm_present,
+            locations: truth.locations,
+            score: self.aneurysm_present,
+            location_scores: self.locations,
+            detections: ScanDetections {
+                candidates: self
+                    .candidates
+                    .iter()
+                    .map(|c| Candidate {
+                        point: c.world.to_array(),
+                        score: c.score,
+                    })
+                    .collect(),
+                lesions: aneurysms,
+            },
+        }
     }
 }
 

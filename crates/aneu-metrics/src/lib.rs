@@ -17,7 +17,11 @@
 //! * detection: [`froc`] (ADAM hit rule, sensitivity at 0.125…8 FP per
 //!   scan, their mean, localisation error);
 //! * seeded [`bootstrap`] intervals, and an [`EvaluationReport`] that
-//!   renders as JSON or Markdown.
+//!   renders as JSON or Markdown;
+//! * the detection benchmark's [`BenchmarkFigures`]: scan AUC, RSNA
+//!   weighted AUC, mean location AUC, FROC sensitivities and the median
+//!   localisation error, each with its interval, from per-scan
+//!   [`ScanOutcome`]s.
 //!
 //! Labels are `f64` 0/1 values, so that anything else is caught: every bad
 //! input (empty, mismatched lengths, NaN, labels other than 0/1) is a typed
@@ -37,6 +41,7 @@
 
 #![forbid(unsafe_code)]
 
+mod benchmark;
 mod binary;
 mod bootstrap;
 mod calibration;
@@ -47,6 +52,7 @@ mod report;
 mod rsna;
 mod thresholds;
 
+pub use benchmark::{BenchmarkFigures, ScanOutcome, SensitivityAt};
 pub use binary::Confusion;
 pub use bootstrap::{BootstrapOptions, Interval, auc_interval, bootstrap, froc_sensitivity_interval, rsna_interval};
 pub use calibration::{PlattScaling, ReliabilityBin, Temperature, expected_calibration_error, reliability_bins};

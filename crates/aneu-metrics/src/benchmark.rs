@@ -1,0 +1,340 @@
+//! The detection benchmark's figures: every detection-quality number of a
+//! set of scans with its bootstrap interval, from one list of per-scan
+//! outcomes.
+//!
+//! A figure on a handful of scans is noise; this module never gives a
+//! point estimate without its interval. Scans are the resampling unit for
+//! every figure (one resample draws `n` scans with replacement, the same
+//! draws for every figure), so a figure's interval reflects how much it
+//! would move on another set of scans like these.
+
+use serde::{Deserialize, Serialize};
+
+use crate::bootstrap::{BootstrapOptions, Interval, bootstrap};
+use crate::curves::roc_auc;
+use crate::error::{Error, Result};
+use crate::froc::{FrocOptions, ScanDetections, froc};
+use crate::rsna::{RsnaTable, rsna_weighted_auc};
+
+/// What one scan contributes to the benchmark: its truth and what a model
+/// predicted for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ScanOutcome {
+    /// The truth's `Aneurysm Present`.
+    pub present: bool,
+    /// The truth's 13 locations, in RSNA column order.
+    pub locations: [bool; 13],
+    /// The predicted `Aneurysm Present` probability.
+    pub score: f64,
+    /// The predicted 13 location probabilities, in RSNA column order.
+    pub location_scores: [f64; 13],
+    /// The candidates in mm and the aneurysms (centre, radius) in mm.
+    pub detections: ScanDetections,
+}
+
+impl ScanOutcome {
+    /// The truth as an RSNA row (13 locations, then `Aneurysm Present`).
+    pub fn truth_row(&self) -> [f64; 14] {
+        let mut r = [0.0; 14];
+        for (v, &l) in r.iter_mut().zip(&self.locations) {
+            *v = f64::from(u8::from(l));
+        }
+        r[13] = f64::from(u8::from(self.present));
+        r
+    }
+
+    /// The prediction as an RSNA row (a submission row).
+    pub fn predicted_row(&self) -> [f64; 14] {
+        let mut r = [0.0; 14];
+        r[..13].copy_from_slice(&self.location_scores);
+        r[13] = self.score;
+        r
+    }
+}
+
+/// Sensitivity at one rate of false positives per scan.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SensitivityAt {
+    /// False positives per scan.
+    pub fp_per_scan: f64,
+    /// Share of aneurysms hit at that rate.
+    pub sensitivity: Interval,
+}
+
+/// Every figure of the detection benchmark on one set of scans, each with
+/// its bootstrap interval; a figure is `None` where the scans cannot
+/// define it (no negative scan for an AUC, no aneurysm for FROC, nothing
+/// hit for a localisation error).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkFigures {
+    /// Scans.
+    pub scans: usize,
+    /// Scans with an aneurysm.
+    pub positives: usize,
+    /// Aneurysms in all scans.
+    pub aneurysms: usize,
+    /// ROC AUC of `Aneurysm Present` over scans.
+    pub scan_auc: Option<Interval>,
+    /// The RSNA weighted multi-label AUC (columns with one class in the
+    /// whole set are left out, as [`rsna_weighted_auc`] says; a resample
+    /// that loses another column is skipped).
+    pub rsna_weighted_auc: Option<Interval>,
+    /// The mean AUC of the location columns that the set defines.
+    pub mean_location_auc: Option<Interval>,
+    /// FROC sensitivity at each of [`FrocOptions::fp_rates`].
+    pub sensitivity_at: Vec<SensitivityAt>,
+    /// Median distance (mm) from a hit aneurysm's centre to the best
+    /// candidate that hits it.
+    pub median_localisation_error_mm: Option<Interval>,
+}
+
+impl BenchmarkFigures {
+    /// Computes every figure on `scans`.
+    ///
+    /// ```
+    /// use aneu_metrics::{BenchmarkFigures, BootstrapOptions, Candidate, FrocOptions, Lesion, ScanDetections, ScanOutcome};
+    /// let scan = |present: bool, score: f64| ScanOutcome {
+    ///     present,
+    ///     locations: [present; 13],
+    ///     score,
+    ///     location_scores: [score; 13],
+    ///     detections: ScanDetections {
+    ///         candidates: vec![Candidate { point: [1.0, 0.0, 0.0], score }],
+    ///         lesions: if present { vec![Lesion { centre: [0.0; 3], radius_mm: 3.0 }] } else { vec![] },
+    ///     },
+    /// };
+    /// let scans: Vec<ScanOutcome> = (0..20).map(|n| scan(n % 2 == 0, if n % 2 == 0 { 0.9 } else { 0.1 })).collect();
+    /// let f = BenchmarkFigures::compute(&scans, &FrocOptions::default(), &BootstrapOptions::default())?;
+    /// assert_eq!(f.scan_auc.unwrap().estimate, 1.0);
+    /// assert_eq!(f.sensitivity_at[3].sensitivity.estimate, 1.0); // at 1 FP per scan
+    /// assert_eq!(f.median_localisation_error_mm.unwrap().estimate, 1.0);
+    /// # Ok::<(), aneu_metrics::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::Empty`] without scans; the metrics' errors on bad values
+    /// (non-finite scores, bad options).
+    pub fn compute(scans: &[ScanOutcome], froc_opts: &FrocOptions, boot: &BootstrapOptions) -> Result<Self> {
+        if scans.is_empty() {
+            return Err(Error::Empty { what: "scans" });
+        }
+        // bad options and bad values are errors, not absent figures
+        if boot.resamples == 0 || !(boot.confidence > 0.0 && boot.confidence < 1.0) {
+            return Err(Error::InvalidArgument {
+                reason: format!("{} resamples at confidence {}", boot.resamples, boot.confidence),
+            });
+        }
+        let all: Vec<ScanDetections> = scans.iter().map(|o| o.detections.clone()).collect();
+        match froc(&all, froc_opts) {
+            Ok(_) | Err(Error::SingleClass { .. }) => {}
+            Err(e) => return Err(e),
+        }
+        let pick = |idx: &[usize]| -> Vec<&ScanOutcome> { idx.iter().map(|&i| &scans[i]).collect() };
+        let scan_auc = defined(bootstrap(scans.len(), boot, |idx| {
+            let s = pick(idx);
+            let labels: Vec<f64> = s.iter().map(|o| f64::from(u8::from(o.present))).collect();
+            let scores: Vec<f64> = s.iter().map(|o| o.score).collect();
+            roc_auc(&labels, &scores)
+        }))?;
+
+        let full = rsna_score(scans, &(0..scans.len()).collect::<Vec<_>>()).ok();
+        let skipped = full.as_ref().map(|s| s.skipped.len());
+        let rsna = |idx: &[usize]| -> Result<crate::rsna::RsnaScore> {
+            let s = rsna_score(scans, idx)?;
+            // a resample that loses a column the whole set has is not comparable
+            if Some(s.skipped.len()) > skipped {
+                return Err(Error::SingleClass {
+                    what: "RSNA resample",
+                    class: 0,
+                });
+            }
+            Ok(s)
+        };
+        let rsna_weighted_auc = defined(bootstrap(scans.len(), boot, |idx| Ok(rsna(idx)?.score)))?;
+        let mean_location_auc = defined(bootstrap(scans.len(), boot, |idx| {
+            let aucs: Vec<f64> = rsna(idx)?.column_auc[..13].iter().flatten().copied().collect();
+            if aucs.is_empty() {
+                return Err(Error::SingleClass {
+                    what: "location columns",
+                    class: 0,
+                });
+            }
+            Ok(aucs.iter().sum::<f64>() / aucs.len() as f64)
+        }))?;
+
+        let detections =
+            |idx: &[usize]| -> Vec<ScanDetections> { idx.iter().map(|&i| scans[i].detections.clone()).collect() };
+        let mut sensitivity_at = Vec::with_capacity(froc_opts.fp_rates.len());
+        for &fp in &froc_opts.fp_rates {
+            let one = froc_opts.clone().with_fp_rates(vec![fp]);
+            if let Some(s) = defined(bootstrap(scans.len(), boot, |idx| {
+                Ok(froc(&detections(idx), &one)?.sensitivity_at[0].1)
+            }))? {
+                sensitivity_at.push(SensitivityAt {
+                    fp_per_scan: fp,
+                    sensitivity: s,
+                });
+            }
+        }
+        let median_localisation_error_mm = defined(bootstrap(scans.len(), boot, |idx| {
+            let mut e = froc(&detections(idx), froc_opts)?.localisation_errors_mm;
+            if e.is_empty() {
+                return Err(Error::SingleClass {
+                    what: "localisation error (nothing hit)",
+                    class: 0,
+                });
+            }
+            e.sort_by(f64::total_cmp);
+            Ok(median(&e))
+        }))?;
+        Ok(Self {
+            scans: scans.len(),
+            positives: scans.iter().filter(|o| o.present).count(),
+            aneurysms: scans.iter().map(|o| o.detections.lesions.len()).sum(),
+            scan_auc,
+            rsna_weighted_auc,
+            mean_location_auc,
+            sensitivity_at,
+            median_localisation_error_mm,
+        })
+    }
+
+    /// The sensitivity at `fp` false positives per scan, if computed.
+    pub fn sensitivity(&self, fp: f64) -> Option<Interval> {
+        self.sensitivity_at
+            .iter()
+            .find(|s| s.fp_per_scan == fp)
+            .map(|s| s.sensitivity)
+    }
+}
+
+/// The median of sorted, non-empty values.
+fn median(sorted: &[f64]) -> f64 {
+    let n = sorted.len();
+    if n % 2 == 1 {
+        sorted[n / 2]
+    } else {
+        (sorted[n / 2 - 1] + sorted[n / 2]) / 2.0
+    }
+}
+
+/// The RSNA score of the scans at `idx` (each draw a row of its own).
+fn rsna_score(scans: &[ScanOutcome], idx: &[usize]) -> Result<crate::rsna::RsnaScore> {
+    let (mut truth, mut pred) = (RsnaTable::new(), RsnaTable::new());
+    for (n, &i) in idx.iter().enumerate() {
+        truth.insert(n.to_string(), scans[i].truth_row());
+        pred.insert(n.to_string(), scans[i].predicted_row());
+    }
+    rsna_weighted_auc(&truth, &pred)
+}
+
+/// A figure that the whole set cannot define (one class only, nothing to
+/// hit, too few resamples that define it: `bootstrap`'s
+/// `InvalidArgument` once the options are checked) is absent; other
+/// errors stay errors.
+fn defined(r: Result<Interval>) -> Result<Option<Interval>> {
+    match r {
+        Ok(i) => Ok(Some(i)),
+        Err(Error::SingleClass { .. } | Error::InvalidArgument { .. }) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::froc::{Candidate, Lesion};
+
+    fn outcome(present: bool, score: f64, hit_at: Option<f64>) -> ScanOutcome {
+        let mut candidates = vec![Candidate {
+            point: [60.0, 0.0, 0.0],
+            score: score * 0.5,
+        }];
+        if let Some(d) = hit_at {
+            candidates.push(Candidate {
+                point: [d, 0.0, 0.0],
+                score,
+            });
+        }
+        let mut locations = [false; 13];
+        locations[3] = present;
+        let mut location_scores = [0.1; 13];
+        location_scores[3] = score;
+        ScanOutcome {
+            present,
+            locations,
+            score,
+            location_scores,
+            detections: ScanDetections {
+                candidates,
+                lesions: if present {
+                    vec![Lesion {
+                        centre: [0.0; 3],
+                        radius_mm: 2.5,
+                    }]
+                } else {
+                    vec![]
+                },
+            },
+        }
+    }
+
+    /// Point estimates equal the metrics on the whole set; the interval
+    /// holds the estimate; figures with one class are absent.
+    #[test]
+    fn estimates_are_the_whole_sets_metrics() {
+        let scans: Vec<ScanOutcome> = (0..40)
+            .map(|n| {
+                let present = n % 3 == 0;
+                let score = ((n * 37) % 40) as f64 / 40.0 + if present { 0.3 } else { 0.0 };
+                outcome(present, score.min(1.0), present.then_some((n % 5) as f64 * 0.5))
+            })
+            .collect();
+        let f = BenchmarkFigures::compute(&scans, &FrocOptions::default(), &BootstrapOptions::default()).unwrap();
+        let labels: Vec<f64> = scans.iter().map(|o| f64::from(u8::from(o.present))).collect();
+        let scores: Vec<f64> = scans.iter().map(|o| o.score).collect();
+        let auc = f.scan_auc.unwrap();
+        assert_eq!(auc.estimate, roc_auc(&labels, &scores).unwrap());
+        assert!(auc.low <= auc.estimate && auc.estimate <= auc.high && auc.low < auc.high);
+        let dets: Vec<ScanDetections> = scans.iter().map(|o| o.detections.clone()).collect();
+        let whole = froc(&dets, &FrocOptions::default()).unwrap();
+        for (s, (fp, v)) in f.sensitivity_at.iter().zip(&whole.sensitivity_at) {
+            assert_eq!((s.fp_per_scan, s.sensitivity.estimate), (*fp, *v));
+        }
+        // errors 0, 0.5, 1, 1.5, 2 mm in turn over 14 positives
+        let mut e = whole.localisation_errors_mm.clone();
+        e.sort_by(f64::total_cmp);
+        assert_eq!(f.median_localisation_error_mm.unwrap().estimate, median(&e));
+        // only one location column has both classes: its AUC is the mean
+        let loc_labels: Vec<f64> = scans.iter().map(|o| f64::from(u8::from(o.locations[3]))).collect();
+        let loc_scores: Vec<f64> = scans.iter().map(|o| o.location_scores[3]).collect();
+        assert_eq!(
+            f.mean_location_auc.unwrap().estimate,
+            roc_auc(&loc_labels, &loc_scores).unwrap()
+        );
+        assert_eq!((f.scans, f.positives, f.aneurysms), (40, 14, 14));
+
+        let negatives: Vec<ScanOutcome> = (0..10).map(|n| outcome(false, n as f64 / 10.0, None)).collect();
+        let f = BenchmarkFigures::compute(&negatives, &FrocOptions::default(), &BootstrapOptions::default()).unwrap();
+        assert!(f.scan_auc.is_none() && f.sensitivity_at.is_empty() && f.median_localisation_error_mm.is_none());
+        assert!(BenchmarkFigures::compute(&[], &FrocOptions::default(), &BootstrapOptions::default()).is_err());
+    }
+
+    /// A perfect ranking has a degenerate interval at 1; a random one on
+    /// few scans has a wide interval around 0.5.
+    #[test]
+    fn intervals_narrow_with_certainty_and_widen_with_few_scans() {
+        let perfect: Vec<ScanOutcome> = (0..30)
+            .map(|n| outcome(n % 2 == 0, if n % 2 == 0 { 0.9 } else { 0.2 }, Some(1.0)))
+            .collect();
+        let f = BenchmarkFigures::compute(&perfect, &FrocOptions::default(), &BootstrapOptions::default()).unwrap();
+        let a = f.scan_auc.unwrap();
+        assert_eq!((a.low, a.estimate, a.high), (1.0, 1.0, 1.0));
+        let noisy: Vec<ScanOutcome> = (0..12)
+            .map(|n| outcome(n % 2 == 0, ((n * 7) % 12) as f64 / 12.0, Some(1.0)))
+            .collect();
+        let f = BenchmarkFigures::compute(&noisy, &FrocOptions::default(), &BootstrapOptions::default()).unwrap();
+        let a = f.scan_auc.unwrap();
+        assert!(a.high - a.low > 0.4, "{a:?}");
+    }
+}

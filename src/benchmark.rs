@@ -1,0 +1,486 @@
+//! The detection benchmark: the yardstick that every claim about detection
+//! quality cites.
+//!
+//! [`run_benchmark`] generates a fresh evaluation set of phantoms per
+//! modality (their seeds are written into the output and nothing in aneu
+//! trains on them), runs each model bundle over it from DICOM
+//! (preprocessing with the bundle's own config, sliding windows,
+//! candidates) and scores the predictions against the phantoms' ground
+//! truth: scan AUC, RSNA weighted AUC, mean location AUC, FROC sensitivity
+//! at 0.125–8 false positives per scan (the ADAM hit rule with the
+//! aneurysms' true radii) and the median localisation error, each with a
+//! 95 % bootstrap interval over scans, per modality and over all
+//! modalities ([`aneu_metrics::BenchmarkFigures`]).
+//!
+//! Every step resumes: the phantoms are generated once, each bundle's
+//! predictions are [`aneu_infer::predict_dataset`]'s, which skips the
+//! series it has predicted, and the report is rewritten after each model.
+//!
+//! ```text
+//! <out>/benchmark.json               the config, the phantom seeds, every figure
+//! <out>/benchmark.md                 the same as Markdown tables
+//! <out>/phantoms/<MODALITY>/         the evaluation set (RSNA layout + ground_truth/; MRA, CTA, MRI_T2, MRI_T1post)
+//! <out>/predictions/<label>/<MODALITY>/  each bundle's predict_dataset output
+//! ```
+//!
+//! Use it through the example:
+//!
+//! ```sh
+//! cargo run --release --example benchmark_detection -- --bundle models/NAME --out bench [--n 120] [--modality MRA,CTA]
+//! ```
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use aneu_infer::{InferConfig, PredictOptions, Predictor, ScanPrediction, predict_dataset, read_predictions};
+use aneu_io::{AtPath, Modality, RsnaDataset};
+use aneu_metrics::{BenchmarkFigures, BootstrapOptions, FrocOptions, Interval, Lesion, ScanOutcome};
+use aneu_phantom::{PhantomConfig, SizePreset, generate, read_truth};
+use burn::prelude::Backend;
+use serde::{Deserialize, Serialize};
+
+/// Errors of the benchmark.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BenchmarkError {
+    /// Generating the phantoms failed.
+    #[error("generating the phantoms: {0}")]
+    Phantom(#[from] aneu_phantom::Error),
+    /// Reading the dataset or writing the report failed.
+    #[error(transparent)]
+    Io(#[from] aneu_io::Error),
+    /// A file or folder of the output could not be read or written.
+    #[error(transparent)]
+    File(#[from] aneu_io::FileError),
+    /// Loading a bundle or predicting failed (a whole run, not one series:
+    /// series that fail are listed in the report).
+    #[error(transparent)]
+    Infer(#[from] aneu_infer::Error),
+    /// The figures could not be computed.
+    #[error("scoring: {0}")]
+    Metrics(#[from] aneu_metrics::Error),
+    /// The config is invalid, or the output folder holds a benchmark made
+    /// with another config.
+    #[error("{0}")]
+    Config(String),
+}
+
+/// `Result` with [`BenchmarkError`].
+pub type BenchmarkResult<T> = std::result::Result<T, BenchmarkError>;
+
+/// What the benchmark evaluates on and how it scores.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct BenchmarkConfig {
+    /// Phantoms per modality.
+    pub n: usize,
+    /// The benchmark's seed; modality `m` uses the phantom seed
+    /// [`BenchmarkConfig::phantom_seed`]. Keep it out of every training
+    /// set: the default, 9 000 001, is used by nothing else in aneu.
+    pub seed: u64,
+    /// The modalities, each its own phantom set.
+    pub modalities: Vec<Modality>,
+    /// The phantoms' grid.
+    pub size: SizePreset,
+    /// The share of phantoms with aneurysms.
+    pub positive_rate: f64,
+    /// How the bundles are run.
+    pub infer: InferConfig,
+    /// The hit rule (an aneurysm is hit by a candidate within
+    /// `max(radius, min_hit_distance_mm)` of its centre) and the FP rates.
+    pub froc: FrocOptions,
+    /// The intervals.
+    pub bootstrap: BootstrapOptions,
+}
+
+impl Default for BenchmarkConfig {
+    fn default() -> Self {
+        Self {
+            n: 120,
+            seed: 9_000_001,
+            modalities: vec![Modality::Mra, Modality::Cta],
+            size: SizePreset::Small,
+            positive_rate: 0.5,
+            infer: InferConfig::default(),
+            froc: FrocOptions::default(),
+            bootstrap: BootstrapOptions::default(),
+        }
+    }
+}
+
+impl BenchmarkConfig {
+    /// The phantom seed of `modality`: the benchmark's seed plus the
+    /// modality's position in [`Modality::ALL`] times 1 000 003, so that
+    /// each modality's set is its own and adding a modality changes no
+    /// other set.
+    pub fn phantom_seed(&self, modality: Modality) -> u64 {
+        let k = Modality::ALL.iter().position(|&m| m == modality).unwrap_or(0) as u64;
+        self.seed.wrapping_add(k * 1_000_003)
+    }
+
+    /// The phantom config of `modality`.
+    pub fn phantoms(&self, modality: Modality) -> PhantomConfig {
+        PhantomConfig::new(self.n, self.phantom_seed(modality), self.size)
+            .with_positive_rate(self.positive_rate)
+            .with_modalities(&[modality])
+    }
+
+    /// Checks the options.
+    ///
+    /// # Errors
+    /// [`BenchmarkError::Config`] naming the bad option.
+    pub fn validate(&self) -> BenchmarkResult<()> {
+        if self.n < 2 {
+            return Err(BenchmarkError::Config(format!("n = {}: at least 2 phantoms", self.n)));
+        }
+        if self.modalities.is_empty() {
+            return Err(BenchmarkError::Config("no modality".into()));
+        }
+        if !(self.positive_rate > 0.0 && self.positive_rate < 1.0) {
+            return Err(BenchmarkError::Config(format!(
+                "positive_rate = {}: both classes are needed",
+                self.positive_rate
+            )));
+        }
+        self.infer.validate()?;
+        Ok(())
+    }
+}
+
+/// One row of a model's results: one modality, or all of them.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkRow {
+    /// The modality; `None` for all modalities together.
+    pub modality: Option<Modality>,
+    /// The figures with their intervals.
+    pub figures: BenchmarkFigures,
+}
+
+/// One bundle's results.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct ModelResult {
+    /// The bundle folder, as given.
+    pub bundle: PathBuf,
+    /// Its name in the report and under `predictions/`.
+    pub label: String,
+    /// One row per modality, then all modalities (when more than one).
+    pub rows: Vec<BenchmarkRow>,
+    /// Series that could not be predicted, with the reason; they are not in
+    /// the figures.
+    pub failed: Vec<(String, String)>,
+    /// Mean seconds per series (DICOM to prediction, preprocessing
+    /// included), over the series predicted in this run; `None` when every
+    /// series had been predicted before.
+    pub seconds_per_series: Option<f64>,
+}
+
+/// The benchmark's report.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct BenchmarkReport {
+    /// The config it ran with.
+    pub config: BenchmarkConfig,
+    /// Each modality's phantom seed (never train on these).
+    pub phantom_seeds: Vec<(Modality, u64)>,
+    /// One result per bundle, in the order given.
+    pub models: Vec<ModelResult>,
+}
+
+fn cell(i: Option<Interval>, digits: usize) -> String {
+    match i {
+        Some(i) => format!("{:.d$} [{:.d$}, {:.d$}]", i.estimate, i.low, i.high, d = digits),
+        None => "—".into(),
+    }
+}
+
+impl BenchmarkReport {
+    /// The report as Markdown: the set, then one table per bundle.
+    pub fn to_markdown(&self) -> String {
+        let c = &self.config;
+        let mut s = format!(
+            "# Detection benchmark\n\n{} `{:?}` phantoms per modality (positive rate {}), seeds {}; \
+             {} % bootstrap intervals over scans ({} resamples, seed {}); a candidate hits an aneurysm \
+             within max(radius, {} mm) of its centre.\n",
+            c.n,
+            c.size,
+            c.positive_rate,
+            self.phantom_seeds
+                .iter()
+                .map(|(m, s)| format!("{} {s}", m.name()))
+                .collect::<Vec<_>>()
+                .join(", "),
+            c.bootstrap.confidence * 100.0,
+            c.bootstrap.resamples,
+            c.bootstrap.seed,
+            c.froc.min_hit_distance_mm,
+        );
+        for m in &self.models {
+            s += &format!("\n## {} (`{}`)\n\n", m.label, m.bundle.display());
+            s += "| modality | scans (positive) | aneurysms | scan AUC | RSNA weighted AUC | mean location AUC | \
+                  sensitivity at 0.5 FP/scan | at 1 | at 2 | median localisation error (mm) |\n";
+            s += "|---|---|---|---|---|---|---|---|---|---|\n";
+            for r in &m.rows {
+                let f = &r.figures;
+                s += &format!(
+                    "| {} | {} ({}) | {} | {} | {} | {} | {} | {} | {} | {} |\n",
+                    r.modality.map_or("all", Modality::name),
+                    f.scans,
+                    f.positives,
+                    f.aneurysms,
+                    cell(f.scan_auc, 3),
+                    cell(f.rsna_weighted_auc, 3),
+                    cell(f.mean_location_auc, 3),
+                    cell(f.sensitivity(0.5), 2),
+                    cell(f.sensitivity(1.0), 2),
+                    cell(f.sensitivity(2.0), 2),
+                    cell(f.median_localisation_error_mm, 2),
+                );
+            }
+            if let Some(t) = m.seconds_per_series {
+                s += &format!("\n{t:.1} s per series (DICOM to prediction).\n");
+            }
+            if !m.failed.is_empty() {
+                s += &format!("\n{} series failed and are not scored:\n\n", m.failed.len());
+                for (u, e) in &m.failed {
+                    s += &format!("* `{u}`: {e}\n");
+                }
+            }
+        }
+        s
+    }
+
+    fn write(&self, out: &Path) -> BenchmarkResult<()> {
+        let json = serde_json::to_string_pretty(self).map_err(|e| BenchmarkError::Config(e.to_string()))?;
+        aneu_io::write_atomic(&out.join("benchmark.json"), json.as_bytes())?;
+        aneu_io::write_atomic(&out.join("benchmark.md"), self.to_markdown().as_bytes())?;
+        Ok(())
+    }
+}
+
+/// A stage of [`run_benchmark`], for progress display.
+#[derive(Clone, Debug, PartialEq)]
+pub enum BenchmarkProgress {
+    /// Generating the phantoms of a modality (nothing to do when they are
+    /// there).
+    Phantoms(Modality),
+    /// Predicting: bundle label, modality, series done, series in all.
+    Predict(String, Modality, usize, usize),
+    /// Scoring a bundle.
+    Score(String),
+}
+
+/// A modality's folder name (`MRA`, `CTA`, `MRI_T2`, `MRI_T1post`).
+fn folder(m: Modality) -> String {
+    m.name().replace(' ', "_")
+}
+
+/// The bundles' labels: their folder names, made unique.
+fn labels(bundles: &[PathBuf]) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (n, b) in bundles.iter().enumerate() {
+        let name = b
+            .file_name()
+            .map(|s| s.to_string_lossy().into_owned())
+            .filter(|s| !s.is_empty() && s != "." && s != "..")
+            .unwrap_or_else(|| "bundle".into());
+        let unique = if out.contains(&name) {
+            format!("{name}-{n}")
+        } else {
+            name
+        };
+        out.push(unique);
+    }
+    out
+}
+
+/// Generates the phantoms of every modality, once. A folder made with
+/// another config is refused, never reused or overwritten.
+fn ensure_phantoms(config: &BenchmarkConfig, out: &Path, progress: &dyn Fn(BenchmarkProgress)) -> BenchmarkResult<()> {
+    let stamp = out.join("benchmark-config.json");
+    let json = serde_json::to_string_pretty(config).map_err(|e| BenchmarkError::Config(e.to_string()))?;
+    match std::fs::read_to_string(&stamp) {
+        Ok(old) => {
+            let old: BenchmarkConfig =
+                serde_json::from_str(&old).map_err(|e| BenchmarkError::Config(format!("{}: {e}", stamp.display())))?;
+            if (old.n, old.seed, old.size, old.positive_rate)
+                != (config.n, config.seed, config.size, config.positive_rate)
+            {
+                return Err(BenchmarkError::Config(format!(
+                    "{} holds a benchmark of {} {:?} phantoms from seed {} (positive rate {}); \
+                     use another --out for another set",
+                    out.display(),
+                    old.n,
+                    old.size,
+                    old.seed,
+                    old.positive_rate
+                )));
+            }
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if out.exists() && std::fs::read_dir(out).at(out)?.next().is_some() {
+                return Err(BenchmarkError::Config(format!(
+                    "{} is not empty and holds no benchmark: refusing to write into it",
+                    out.display()
+                )));
+            }
+            std::fs::create_dir_all(out).at(out)?;
+            aneu_io::write_atomic(&stamp, json.as_bytes())?;
+        }
+        Err(source) => return Err(aneu_io::FileError { path: stamp, source }.into()),
+    }
+    for &m in &config.modalities {
+        let root = out.join("phantoms").join(folder(m));
+        progress(BenchmarkProgress::Phantoms(m));
+        if !root.join("train.csv").exists() {
+            generate(&config.phantoms(m), &root)?;
+        }
+    }
+    Ok(())
+}
+
+/// Scores one modality's predictions against the phantoms' ground truth.
+/// Every labelled series is scored or listed in `failed`.
+fn outcomes(root: &Path, preds: Vec<ScanPrediction>, failed: &[(String, String)]) -> BenchmarkResult<Vec<ScanOutcome>> {
+    let ds = RsnaDataset::open(root)?;
+    let mut scored = Vec::with_capacity(preds.len());
+    for p in &preds {
+        let labels = ds.labels(&p.series_uid).ok_or_else(|| {
+            BenchmarkError::Config(format!(
+                "a prediction for {} that the phantoms do not hold",
+                p.series_uid
+            ))
+        })?;
+        let truth = read_truth(root, &p.series_uid)?;
+        let aneurysms = truth
+            .aneurysms
+            .iter()
+            .map(|a| Lesion {
+                centre: a.centre_world.to_array(),
+                radius_mm: a.radius_mm,
+            })
+            .collect();
+        scored.push(p.outcome(labels, aneurysms));
+    }
+    let labelled = ds.all_labels().count();
+    if preds.len() + failed.len() != labelled {
+        return Err(BenchmarkError::Config(format!(
+            "{}: {} series, but {} predicted and {} failed",
+            root.display(),
+            labelled,
+            preds.len(),
+            failed.len()
+        )));
+    }
+    Ok(scored)
+}
+
+/// Runs the benchmark of `bundles` into `out` (see the module's
+/// documentation), resuming what an earlier run with the same config left.
+///
+/// # Errors
+/// An invalid config; an `out` folder that is not empty and holds no
+/// benchmark, or holds one of another set; a bundle that does not load;
+/// an I/O error. A series that fails to predict is not an error: it is
+/// listed in [`ModelResult::failed`].
+pub fn run_benchmark<B: Backend>(
+    bundles: &[PathBuf],
+    out: impl AsRef<Path>,
+    config: &BenchmarkConfig,
+    device: &B::Device,
+    progress: &dyn Fn(BenchmarkProgress),
+) -> BenchmarkResult<BenchmarkReport> {
+    let out = out.as_ref();
+    config.validate()?;
+    if bundles.is_empty() {
+        return Err(BenchmarkError::Config("no bundle".into()));
+    }
+    ensure_phantoms(config, out, progress)?;
+    let mut report = BenchmarkReport {
+        config: config.clone(),
+        phantom_seeds: config.modalities.iter().map(|&m| (m, config.phantom_seed(m))).collect(),
+        models: Vec::new(),
+    };
+    for (bundle, label) in bundles.iter().zip(labels(bundles)) {
+        let predictor = Predictor::<B>::from_dirs(&[bundle], config.infer.clone(), device)?;
+        let mut per_modality = Vec::new();
+        let mut failed = Vec::new();
+        let (mut seconds, mut timed) = (0.0, 0usize);
+        for &m in &config.modalities {
+            let root = out.join("phantoms").join(folder(m));
+            let dir = out.join("predictions").join(&label).join(folder(m));
+            let t = Instant::now();
+            let s = predict_dataset(&root, &predictor, &dir, &PredictOptions::default(), &|n, total| {
+                progress(BenchmarkProgress::Predict(label.clone(), m, n, total))
+            })?;
+            if s.done > 0 {
+                seconds += t.elapsed().as_secs_f64();
+                timed += s.done;
+            }
+            progress(BenchmarkProgress::Score(label.clone()));
+            per_modality.push((m, outcomes(&root, read_predictions(&dir)?, &s.errors)?));
+            failed.extend(s.errors);
+        }
+        let mut rows = Vec::new();
+        for (m, o) in &per_modality {
+            rows.push(BenchmarkRow {
+                modality: Some(*m),
+                figures: BenchmarkFigures::compute(o, &config.froc, &config.bootstrap)?,
+            });
+        }
+        if per_modality.len() > 1 {
+            let all: Vec<ScanOutcome> = per_modality.into_iter().flat_map(|(_, o)| o).collect();
+            rows.push(BenchmarkRow {
+                modality: None,
+                figures: BenchmarkFigures::compute(&all, &config.froc, &config.bootstrap)?,
+            });
+        }
+        report.models.push(ModelResult {
+            bundle: bundle.clone(),
+            label,
+            rows,
+            failed,
+            seconds_per_series: (timed > 0).then(|| seconds / timed as f64),
+        });
+        report.write(out)?;
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn labels_are_unique_folder_names() {
+        let b = [
+            PathBuf::from("models/a"),
+            PathBuf::from("runs/x/a"),
+            PathBuf::from("b/"),
+            PathBuf::from(".."),
+        ];
+        assert_eq!(labels(&b), ["a", "a-1", "b", "bundle"]);
+    }
+
+    #[test]
+    fn every_modality_has_its_own_seed() {
+        let c = BenchmarkConfig::default();
+        let seeds: std::collections::BTreeSet<u64> = Modality::ALL.iter().map(|&m| c.phantom_seed(m)).collect();
+        assert_eq!(seeds.len(), 4);
+        assert!(BenchmarkConfig { n: 1, ..c.clone() }.validate().is_err());
+        assert!(
+            BenchmarkConfig {
+                positive_rate: 1.0,
+                ..c.clone()
+            }
+            .validate()
+            .is_err()
+        );
+        assert!(
+            BenchmarkConfig {
+                modalities: vec![],
+                ..c
+            }
+            .validate()
+            .is_err()
+        );
+    }
+}
