@@ -155,6 +155,7 @@ fn fresh_bundle<B: Backend>(a: &Args, device: &B::Device) -> BoxResult<PathBuf> 
         train: config.to_json_value()?,
         split: Split::default(),
         thresholds: Thresholds::default(),
+        second_stage: None,
     }
     .write(weights.with_extension("mpk"))?;
     Ok(dir)

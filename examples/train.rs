@@ -90,6 +90,17 @@ fn run(a: &Args) -> Result<TrainReport, Box<dyn std::error::Error>> {
     Ok(report)
 }
 
+/// A finished second-stage run (`second_stage_of` in the config) also
+/// writes the two-stage detector, `<out>/detector`.
+fn two_stage(a: &Args, r: &TrainReport) -> Result<(), Box<dyn std::error::Error>> {
+    let config = TrainConfig::from_json_file(&a.config)?;
+    if let (Some(first), Some(second)) = (&config.second_stage_of, &r.bundle) {
+        let d = aneu::bundle::ModelBundle::combine(first, second, a.out.join("detector"))?;
+        println!("two-stage detector: {}", d.dir.display());
+    }
+    Ok(())
+}
+
 fn main() -> ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
@@ -113,6 +124,10 @@ fn main() -> ExitCode {
                     "last epoch: val AUC {:?}, sensitivity {:.3}, specificity {:.3}",
                     l.val_auc, l.val_sensitivity, l.val_specificity
                 );
+            }
+            if let Err(e) = two_stage(&a, &r) {
+                eprintln!("error: {e}");
+                return ExitCode::FAILURE;
             }
             ExitCode::SUCCESS
         }

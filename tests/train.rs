@@ -263,6 +263,7 @@ fn mining_takes_the_predictors_candidates() {
         train: serde_json::Value::Null,
         split: Split::default(),
         thresholds: Thresholds::default(),
+        second_stage: None,
     };
     let predictor = Predictor::from_models(vec![(bundle, model)], mining_config(&cfg), &device).unwrap();
     let (_, candidates) = predictor.detect(&case, None).unwrap();
@@ -306,6 +307,103 @@ fn mining_takes_the_predictors_candidates() {
         .collect();
     assert!(!expected.contains(&rounded(candidates[0].voxel)));
     assert_eq!(mine(&with), expected);
+}
+
+/// A second stage (`second_stage_of`): its split is the first stage's,
+/// its hard-negative pool holds the first stage's candidates before the
+/// first epoch, and the two-stage detector (`ModelBundle::combine`) keeps
+/// the first stage's candidates where they are and scores each with the
+/// second stage's probability on a patch centred on its peak: the same
+/// value as the second stage run alone on `find_peaks`' centres. The
+/// scan's `Aneurysm Present` is then the highest second-stage score.
+#[test]
+fn a_second_stage_rescores_the_first_stages_candidates() {
+    use aneu::infer::find_peaks;
+    let mut first = short(&config("ci_tiny.json"));
+    first.epochs = 2;
+    first.model =
+        aneu::models::ModelConfig::UNet3d(aneu::models::UNet3dConfig::new().with_depth(3).with_base_filters(4));
+    let out = tempfile::tempdir().unwrap();
+    let dev = Default::default();
+    let r1 = train::<A>(
+        dataset(),
+        &first,
+        out.path().join("one"),
+        &dev,
+        &TrainOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
+    let b1 = r1.bundle.unwrap();
+
+    let mut second = short(&config("ci_tiny.json"));
+    second.epochs = 2;
+    second.model =
+        aneu::models::ModelConfig::Simple3dCnn(aneu::models::Simple3dCnnConfig::new().with_channels([4, 8, 8]));
+    second.sampler.patch_size = 16;
+    second.sampler.pools.hard = 2.0;
+    second.split.seed += 1; // ignored: the first stage's split is used
+    second.hard_negatives = HardNegativeConfig {
+        rounds: 0,
+        per_case: 4,
+        min_score: 0.0,
+        overlap: 0.0,
+        window: Some(32),
+    };
+    second.second_stage_of = Some(b1.clone());
+    let r2 = train::<A>(
+        dataset(),
+        &second,
+        out.path().join("two"),
+        &dev,
+        &TrainOptions::default(),
+        &|_| {},
+    )
+    .unwrap();
+    assert!(r2.history[0].hard_negatives > 0, "the first stage proposed nothing");
+    let (s1, s2) = (
+        ModelBundle::read(&b1).unwrap(),
+        ModelBundle::read(r2.bundle.as_ref().unwrap()).unwrap(),
+    );
+    assert_eq!(s1.split, s2.split);
+
+    let both = ModelBundle::combine(&b1, r2.bundle.as_ref().unwrap(), out.path().join("detector")).unwrap();
+    assert!(both.second_stage.is_some());
+    let cfg = first_stage_config(&second);
+    let two = Predictor::<Flex>::from_dirs(&[&both.dir], cfg.clone(), &dev).unwrap();
+    let one = Predictor::<Flex>::from_dirs(&[&b1], cfg.clone(), &dev).unwrap();
+    // patch outputs take no window: the second stage alone runs at its patch
+    let alone = Predictor::<Flex>::from_dirs(&[r2.bundle.as_ref().unwrap()], Default::default(), &dev).unwrap();
+    assert!(two.has_second_stage() && !one.has_second_stage());
+    let (cases, _) = load_cases(dataset()).unwrap();
+    let case = cases.iter().find(|c| c.is_positive()).unwrap();
+    let (map, with) = two.detect(case, None).unwrap();
+    let (_, without) = one.detect(case, None).unwrap();
+    assert!(!with.is_empty());
+    let peaks = find_peaks(map.view(), case.image.affine(), &cfg.candidates);
+    let centres: Vec<[usize; 3]> = peaks.iter().map(|p| p.voxel).collect();
+    let expected = alone.patch_outputs(case, &centres).unwrap().present;
+    for c in &with {
+        let p = c.second_stage.expect("a second-stage score");
+        assert_eq!(c.score, p);
+        let n = peaks
+            .iter()
+            .position(|q| case.image.affine().voxel_to_world(q.centroid) == c.world)
+            .unwrap();
+        assert!((p - expected[n]).abs() < 1e-6, "{p} vs {}", expected[n]);
+        assert!(without.iter().any(|d| d.world == c.world && d.second_stage.is_none()));
+    }
+    assert_eq!(with.len(), without.len());
+    let pred = two.predict_case(case, aneu::io::Modality::Mra, None).unwrap();
+    assert_eq!(
+        pred.scan.aneurysm_present,
+        with.iter().map(|c| c.score).fold(0.0, f64::max)
+    );
+
+    // rounds of mining with the model being trained make no second stage
+    let mut bad = second.clone();
+    bad.hard_negatives.rounds = 1;
+    assert!(bad.validate().is_err());
 }
 
 /// Malformed or inconsistent configs fail before any training.

@@ -14,6 +14,9 @@
 //!   train.json        the training config (aneu-train's TrainConfig)
 //!   split.json        the patient-grouped split
 //!   thresholds.json   decision thresholds (filled by calibration)
+//!   second_stage/     optional: the candidate classifier, a bundle of its
+//!                     own (same preprocessing) that rescores the
+//!                     candidates of this one
 //! ```
 //!
 //! The format lives below both training and inference, so that training
@@ -36,6 +39,7 @@
 //!     train: serde_json::json!({"epochs": 3}),
 //!     split: Split::default(),
 //!     thresholds: Thresholds::default(),
+//!     second_stage: None,
 //! }
 //! .write(dir.path().join("w.mpk"))?;
 //! let bundle = ModelBundle::read(dir.path().join("bundle"))?;
@@ -284,6 +288,9 @@ pub struct ModelBundle {
     pub split: Split,
     /// The thresholds.
     pub thresholds: Thresholds,
+    /// The second stage (`second_stage/`): a candidate classifier that
+    /// rescores this model's candidates, when the bundle has one.
+    pub second_stage: Option<Box<ModelBundle>>,
 }
 
 impl ModelBundle {
@@ -305,7 +312,21 @@ impl ModelBundle {
                 ),
             });
         }
+        let stage = dir.join(SECOND_STAGE);
+        let second_stage = if stage.join("bundle.json").is_file() {
+            let b = ModelBundle::read(&stage)?;
+            if b.second_stage.is_some() {
+                return Err(Error::Format {
+                    path: stage.join(SECOND_STAGE),
+                    reason: "a second stage has no second stage of its own".into(),
+                });
+            }
+            Some(Box::new(b))
+        } else {
+            None
+        };
         Ok(ModelBundle {
+            second_stage,
             model: read_json(&dir.join("model.json"))?,
             preprocess: read_json(&dir.join("preprocess.json"))?,
             train: read_json(&dir.join("train.json"))?,
@@ -380,8 +401,47 @@ impl ModelBundle {
         write_json(&tmp.join("train.json"), &self.train)?;
         write_json(&tmp.join("split.json"), &self.split)?;
         write_json(&tmp.join("thresholds.json"), &self.thresholds)?;
+        if let Some(second) = &self.second_stage {
+            second.write_files(&tmp.join(SECOND_STAGE), &second.dir.join("weights.mpk"))?;
+        }
         // the manifest last: a folder with bundle.json is a whole bundle
         write_json(&tmp.join("bundle.json"), &self.manifest)
+    }
+}
+
+/// The folder of a bundle's second stage.
+pub const SECOND_STAGE: &str = "second_stage";
+
+impl ModelBundle {
+    /// Writes a two-stage detector to `out`: the bundle at `first` with the
+    /// bundle at `second` as its second stage (both copied; `first`'s own
+    /// second stage, if any, is replaced). `out` is written as
+    /// [`ModelBundle::write`] writes.
+    ///
+    /// # Errors
+    /// [`Error::Format`] when the two were trained on different
+    /// preprocessing, or `second` has a second stage itself; as
+    /// [`ModelBundle::read`] and [`ModelBundle::write`].
+    pub fn combine(first: impl AsRef<Path>, second: impl AsRef<Path>, out: impl AsRef<Path>) -> Result<Self> {
+        let mut b = ModelBundle::read(first)?;
+        let s = ModelBundle::read(second)?;
+        if s.second_stage.is_some() {
+            return Err(Error::Format {
+                path: s.dir.join(SECOND_STAGE),
+                reason: "a second stage has no second stage of its own".into(),
+            });
+        }
+        if s.preprocess != b.preprocess {
+            return Err(Error::Format {
+                path: s.dir.join("preprocess.json"),
+                reason: format!("another preprocessing than {}'s", b.dir.display()),
+            });
+        }
+        let weights = b.dir.join("weights.mpk");
+        b.second_stage = Some(Box::new(s));
+        b.dir = out.as_ref().to_path_buf();
+        b.write(weights)?;
+        ModelBundle::read(out)
     }
 }
 
@@ -403,7 +463,39 @@ mod tests {
                 test: vec!["c".into()],
             },
             thresholds: Thresholds::default(),
+            second_stage: None,
         }
+    }
+
+    /// A two-stage bundle reads back with both stages whole; the second
+    /// stage's weights are its own; stages of different preprocessing, or
+    /// a second stage that has one itself, are refused.
+    #[test]
+    fn combined_bundles_keep_both_stages() {
+        let d = tempfile::tempdir().unwrap();
+        let (w1, w2) = (d.path().join("w1.mpk"), d.path().join("w2.mpk"));
+        std::fs::write(&w1, b"first").unwrap();
+        std::fs::write(&w2, b"second").unwrap();
+        new_bundle(&d.path().join("one")).write(&w1).unwrap();
+        let mut two = new_bundle(&d.path().join("two"));
+        two.manifest.patch_size = 32;
+        two.write(&w2).unwrap();
+        let c = ModelBundle::combine(d.path().join("one"), d.path().join("two"), d.path().join("both")).unwrap();
+        let s = c.second_stage.as_ref().unwrap();
+        assert_eq!((c.manifest.patch_size, s.manifest.patch_size), (16, 32));
+        assert_eq!(s.dir, d.path().join("both").join(SECOND_STAGE));
+        assert_eq!(std::fs::read(c.dir.join("weights.mpk")).unwrap(), b"first");
+        assert_eq!(std::fs::read(s.dir.join("weights.mpk")).unwrap(), b"second");
+        assert!(ModelBundle::read(d.path().join("one")).unwrap().second_stage.is_none());
+        // a two-stage bundle is no second stage
+        let e = ModelBundle::combine(d.path().join("one"), d.path().join("both"), d.path().join("x")).unwrap_err();
+        assert!(matches!(e, Error::Format { .. }), "{e}");
+        let mut other = new_bundle(&d.path().join("three"));
+        other.preprocess.mra.reorient = !other.preprocess.mra.reorient;
+        other.write(&w2).unwrap();
+        let e = ModelBundle::combine(d.path().join("one"), d.path().join("three"), d.path().join("y")).unwrap_err();
+        assert!(matches!(e, Error::Format { .. }), "{e}");
+        assert!(!d.path().join("x").exists() && !d.path().join("y").exists());
     }
 
     #[test]

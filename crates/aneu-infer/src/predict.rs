@@ -160,13 +160,19 @@ pub struct PatchOutputs {
 /// One detection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
-    /// The candidate's score: with [`CandidateOptions::rescore`] the
+    /// The candidate's score: the second stage's probability when the
+    /// bundle has one; else with [`CandidateOptions::rescore`] the
     /// geometric mean of `peak` and `patch_score`, else `peak`.
     pub score: f64,
     /// The probability map's value at the peak.
     pub peak: f64,
     /// The `Aneurysm Present` head's probability on a patch centred here.
     pub patch_score: f64,
+    /// The second stage's probability (the candidate classifier of the
+    /// bundle, on a patch centred here), when the bundle has one: then it
+    /// is the `score`.
+    #[serde(default)]
+    pub second_stage: Option<f64>,
     /// The sub-voxel centre on the probability map's grid.
     pub voxel: Voxel,
     /// The centre in RAS+ mm.
@@ -268,6 +274,8 @@ struct Member<B: Backend> {
 /// ```
 pub struct Predictor<B: Backend> {
     members: Vec<Member<B>>,
+    /// The members' second stages (candidate classifiers), if they have.
+    second: Vec<Member<B>>,
     config: InferConfig,
     thresholds: Thresholds,
     device: B::Device,
@@ -322,7 +330,20 @@ impl<B: Backend> Predictor<B> {
         let hash = first.preprocess.hash()?;
         let thresholds = first.thresholds.clone();
         let mut members = Vec::with_capacity(models.len());
+        let mut second = Vec::new();
         for (b, model) in models {
+            if let Some(s) = &b.second_stage {
+                if s.preprocess.hash()? != hash {
+                    return Err(Error::InvalidConfig(format!(
+                        "the second stage of bundle {} was trained on another preprocessing",
+                        b.dir.display()
+                    )));
+                }
+                second.push(Member {
+                    model: s.load_model::<B>(device)?,
+                    bundle: (**s).clone(),
+                });
+            }
             if b.preprocess.hash()? != hash {
                 return Err(Error::InvalidConfig(format!(
                     "bundle {} was trained on another preprocessing than {}",
@@ -351,6 +372,7 @@ impl<B: Backend> Predictor<B> {
         }
         Ok(Self {
             members,
+            second,
             config,
             thresholds,
             device: device.clone(),
@@ -411,7 +433,7 @@ impl<B: Backend> Predictor<B> {
             serde_json::to_string(v).map_err(|e| Error::InvalidConfig(format!("the {what} has no JSON form: {e}")))
         }
         let mut parts = json("inference config", &self.config)?;
-        for m in &self.members {
+        for m in self.members.iter().chain(&self.second) {
             parts.push_str(&json("bundle manifest", &m.bundle.manifest)?);
             let w = std::fs::metadata(m.bundle.dir.join("weights.mpk")).map_or(0, |m| m.len());
             parts.push_str(&w.to_string());
@@ -492,6 +514,27 @@ impl<B: Backend> Predictor<B> {
     /// # Errors
     /// [`Error::NonFinite`].
     pub fn patch_outputs(&self, case: &Case, centres: &[[usize; 3]]) -> Result<PatchOutputs> {
+        self.outputs_of(&self.members, case, centres)
+    }
+
+    /// Whether a member has a second stage.
+    pub fn has_second_stage(&self) -> bool {
+        !self.second.is_empty()
+    }
+
+    /// [`Predictor::patch_outputs`] of the members' second stages (the
+    /// candidate classifiers), `None` when no member has one.
+    ///
+    /// # Errors
+    /// [`Error::NonFinite`].
+    pub fn second_stage_outputs(&self, case: &Case, centres: &[[usize; 3]]) -> Result<Option<PatchOutputs>> {
+        if self.second.is_empty() {
+            return Ok(None);
+        }
+        self.outputs_of(&self.second, case, centres).map(Some)
+    }
+
+    fn outputs_of(&self, members: &[Member<B>], case: &Case, centres: &[[usize; 3]]) -> Result<PatchOutputs> {
         let n = centres.len();
         let mut present = vec![0.0f64; n];
         let mut locs = vec![[0.0f64; 13]; n];
@@ -507,7 +550,7 @@ impl<B: Backend> Predictor<B> {
             series: case.id.clone(),
             what: what.to_string(),
         };
-        for m in &self.members {
+        for m in members {
             let p = m.bundle.manifest.patch_size;
             let c = if m.bundle.manifest.position_prior { 4 } else { 1 };
             let flips = self.config.tta.flips();
@@ -555,9 +598,11 @@ impl<B: Backend> Predictor<B> {
 
     /// The probability map and the candidates on it, highest score first:
     /// the sliding window, [`find_peaks`], each peak's patch outputs
-    /// (rescoring and locations), and its DICOM position when `series` is
-    /// given. This is stage 1 of [`Predictor::predict_case`], and what
-    /// training mines hard negatives from.
+    /// (rescoring and locations), the second stage's probability when the
+    /// bundles have one (it becomes the candidate's score), and its DICOM
+    /// position when `series` is given. This is what
+    /// [`Predictor::predict_case`] starts from, and what training mines
+    /// hard negatives and second-stage candidates from.
     ///
     /// # Errors
     /// As [`Predictor::probability_map`] and [`Predictor::patch_outputs`].
@@ -567,6 +612,7 @@ impl<B: Backend> Predictor<B> {
         let peaks = find_peaks(map.view(), &affine, &self.config.candidates);
         let centres: Vec<[usize; 3]> = peaks.iter().map(|p| p.voxel).collect();
         let po = self.patch_outputs(case, &centres)?;
+        let second = self.second_stage_outputs(case, &centres)?.map(|o| o.present);
         let locs = po.locations;
         let rescore = self.config.candidates.rescore;
         let mut candidates: Vec<Detection> = peaks
@@ -577,10 +623,13 @@ impl<B: Backend> Predictor<B> {
                 let l = locs.as_ref().and_then(|v| v.get(n)).copied();
                 let peak = f64::from(p.score);
                 let patch = po.present.get(n).copied().unwrap_or(0.0);
+                let second_stage = second.as_ref().and_then(|s| s.get(n).copied());
+                let first = if rescore { (peak * patch).sqrt() } else { peak };
                 Detection {
-                    score: if rescore { (peak * patch).sqrt() } else { peak },
+                    score: second_stage.unwrap_or(first),
                     peak,
                     patch_score: patch,
+                    second_stage,
                     voxel: p.centroid,
                     world,
                     location: l.map(|l| Location::ALL[argmax(&l)]),
@@ -747,6 +796,7 @@ mod tests {
             score: s,
             peak: s,
             patch_score: s,
+            second_stage: None,
             voxel: Voxel::new(0.0, 0.0, 0.0),
             world: WorldPoint::new(0.0, 0.0, 0.0),
             locations: None,

@@ -285,6 +285,17 @@ pub struct TrainConfig {
     pub split: SplitConfig,
     /// Hard-negative rounds.
     pub hard_negatives: HardNegativeConfig,
+    /// Train this model as the second stage (a candidate classifier) of
+    /// the bundle in this folder: that bundle's split is used, and before
+    /// the first epoch each training and validation scan's hard-negative
+    /// pool is filled with the candidates that bundle proposes on it, as
+    /// inference runs it (window edge and overlap from `hard_negatives`,
+    /// at most `hard_negatives.per_case` candidates scoring at least
+    /// `hard_negatives.min_score`, none near an aneurysm). With
+    /// `sampler.pools.hard` weighted, the model learns to tell the first
+    /// stage's false alarms from aneurysms. `ModelBundle::combine` then
+    /// makes the two-stage detector.
+    pub second_stage_of: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -304,6 +315,7 @@ impl Default for TrainConfig {
             seed: 0,
             split: SplitConfig::default(),
             hard_negatives: HardNegativeConfig::default(),
+            second_stage_of: None,
         }
     }
 }
@@ -375,8 +387,22 @@ impl TrainConfig {
         self.loss.validate(&self.model)?;
         self.schedule.validate(self.optimizer.lr)?;
         self.split.validate()?;
-        self.hard_negatives
-            .validate(self.epochs, self.sampler.patch_size, &self.model)?;
+        let h = &self.hard_negatives;
+        match &self.second_stage_of {
+            None => h.validate(self.epochs, self.sampler.patch_size, &self.model)?,
+            // the window and the candidates are the first stage's (checked
+            // against its model when it loads)
+            Some(_) if h.rounds > 0 => {
+                return bad(
+                    "second_stage_of: a second stage learns the first stage's candidates; hard_negatives.rounds must be 0"
+                        .into(),
+                );
+            }
+            Some(_) if h.per_case == 0 || !(0.0..1.0).contains(&h.overlap) => {
+                return bad("second_stage_of: need hard_negatives.per_case ≥ 1 and overlap in [0, 1)".into());
+            }
+            Some(_) => {}
+        }
         Ok(())
     }
 }

@@ -56,4 +56,6 @@ pub use data::{CaseInfo, PatchBatch, PatchBatcher, PatchDataset, load_cases};
 pub use error::{Error, Result};
 pub use plot::plot_history;
 pub use split::{Split, make_split};
-pub use trainer::{EpochRecord, TrainOptions, TrainReport, mine_hard_negatives, mining_config, train};
+pub use trainer::{
+    EpochRecord, TrainOptions, TrainReport, first_stage_config, mine_hard_negatives, mining_config, train,
+};

@@ -160,12 +160,21 @@ pub fn train<B: AutodiffBackend>(
             )));
         }
     }
+    let first_stage = config
+        .second_stage_of
+        .as_ref()
+        .map(|dir| first_stage_bundle(dir, &preprocess))
+        .transpose()?;
     std::fs::create_dir_all(out).at(out)?;
     let split_path = out.join("split.json");
     let split = if opts.resume && split_path.exists() {
         Split::read(&split_path)?
     } else {
-        let s = make_split(&infos, &config.split)?;
+        let s = match &first_stage {
+            // the first stage's validation scans stay unseen by both
+            Some(b) => b.split.clone(),
+            None => make_split(&infos, &config.split)?,
+        };
         s.write(&split_path)?;
         s
     };
@@ -187,6 +196,12 @@ pub fn train<B: AutodiffBackend>(
             .par_iter_mut()
             .chain(val_cases.par_iter_mut())
             .for_each(|c| sampler.prepare(c));
+    }
+    if let Some(b) = first_stage {
+        let predictor = Predictor::<B::InnerBackend>::new(vec![b], first_stage_config(config), device)?;
+        let train_fp = mine_hard_negatives(&predictor, &mut train_cases, config)?;
+        let val_fp = mine_hard_negatives(&predictor, &mut val_cases, config)?;
+        tracing::info!(train_fp, val_fp, "the first stage's false candidates");
     }
     // fixed validation patches, no augmentation
     let val_specs = sampler.plan_epoch(&val_cases, &mut StdRng::seed_from_u64(config.seed ^ VAL_SEED));
@@ -594,6 +609,7 @@ impl<'a, B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>> Trainer<'a, B, O> {
                 train: cfg.to_json_value()?,
                 split: self.split.clone(),
                 thresholds: Thresholds::default(),
+                second_stage: None,
             }
             .write(ctx.out.join("best.mpk"))?;
             // the bundle must load
@@ -652,7 +668,42 @@ fn in_training_bundle<B: AutodiffBackend>(ctx: &Ctx<'_, B>, split: &Split, st: &
         train: serde_json::Value::Null,
         split: split.clone(),
         thresholds: Thresholds::default(),
+        second_stage: None,
     }
+}
+
+/// The first stage of a second-stage run: its bundle, which must have been
+/// trained on the data's preprocessing and have no second stage.
+fn first_stage_bundle(dir: &Path, preprocess: &PreprocessConfig) -> Result<ModelBundle> {
+    let b = ModelBundle::read(dir)?;
+    if b.preprocess != *preprocess {
+        return Err(Error::InvalidConfig(format!(
+            "second_stage_of: {} was trained on another preprocessing than the data's",
+            dir.display()
+        )));
+    }
+    if b.second_stage.is_some() {
+        return Err(Error::InvalidConfig(format!(
+            "second_stage_of: {} has a second stage already",
+            dir.display()
+        )));
+    }
+    Ok(b)
+}
+
+/// How the first stage runs when it proposes a second stage's
+/// candidates: inference's defaults (Gaussian blending), the window edge
+/// (the first stage's patch when unset) and overlap of
+/// `hard_negatives`, the candidates' floor at `hard_negatives.min_score`.
+pub fn first_stage_config(cfg: &TrainConfig) -> InferConfig {
+    let h = &cfg.hard_negatives;
+    let mut c = InferConfig::default();
+    c.window = c.window.with_overlap(h.overlap).with_batch_size(cfg.batch_size.max(1));
+    if let Some(w) = h.window {
+        c.window = c.window.with_roi(w);
+    }
+    c.candidates = c.candidates.with_floor(h.min_score as f32);
+    c
 }
 
 /// The inference settings of a hard-negative round: the sliding window of

@@ -238,6 +238,7 @@ fn report_works_in_headless_chromium() {
                 score: 0.9 - 0.3 * n as f64,
                 peak: 0.9,
                 patch_score: 0.5,
+                second_stage: None,
                 voxel: img.world_to_voxel(*w),
                 world: *w,
                 locations: None,

@@ -133,6 +133,7 @@ fn prediction(img: &Volume<f32>, points: &[WorldPoint]) -> ScanPrediction {
                 score: 0.8 - 0.1 * n as f64,
                 peak: 0.8,
                 patch_score: 0.5,
+                second_stage: None,
                 voxel: img.world_to_voxel(*w),
                 world: *w,
                 locations: Some([0.0; 13]),
