@@ -1,14 +1,15 @@
 //! The whole job on the CPU with nothing downloaded: phantoms → preprocess
-//! → train (`configs/ci_dense.json`, `unet_dense.json` shortened) →
-//! calibrate on the validation split → predict the held-out split from
-//! DICOM → evaluate → HTML report.
+//! → the shipped detector (`models/unet-mra-cta`) predicts the series from
+//! DICOM → evaluate → HTML report. With `--train` it also trains
+//! `configs/ci_dense.json` on the phantoms' training split, calibrates it on
+//! the validation split, and scores both models on the held-out split.
 //!
 //! ```sh
-//! cargo run --release --example demo [-- --out demo --n 30 --seed 2024 --device cpu|cuda --tta]
+//! cargo run --release --example demo [-- --out demo --n 30 --seed 2024 --train --device cpu|cuda --tta]
 //! ```
 //!
 //! `--tta` adds left-right flip test-time augmentation to calibration and
-//! prediction: better held-out figures, twice the inference time.
+//! prediction: twice the inference time.
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -19,6 +20,7 @@ use aneu::infer::{
     EvaluateOptions, InferConfig, PredictOptions, Predictor, SlidingWindow, ThresholdMethod, Tta,
     calibrate_on_validation, evaluate, predict_dataset,
 };
+use aneu::io::Modality;
 use aneu::models::burn::prelude::Backend;
 use aneu::models::burn::tensor::backend::AutodiffBackend;
 use aneu::phantom::{PhantomConfig, SizePreset, generate};
@@ -33,13 +35,20 @@ struct Args {
     /// Working folder (phantoms, preprocessed data, run, predictions, report).
     #[arg(long, default_value = "demo")]
     out: PathBuf,
-    /// Number of `small` TOF-MRA phantoms.
+    /// Number of `small` phantoms (TOF-MRA and CTA).
     #[arg(long, default_value_t = 30)]
     n: usize,
-    /// Phantom seed.
+    /// Phantom seed (the shipped model never saw this seed's phantoms).
     #[arg(long, default_value_t = 2024)]
     seed: u64,
-    /// The training config.
+    /// The detector that predicts the series.
+    #[arg(long, default_value = "models/unet-mra-cta")]
+    bundle: PathBuf,
+    /// Also train a model here (`--config`) and compare it with `--bundle`
+    /// on the held-out split.
+    #[arg(long)]
+    train: bool,
+    /// The training config of `--train`.
     #[arg(long, default_value = "configs/ci_dense.json")]
     config: PathBuf,
     /// cpu (Flex) or cuda (needs --features cuda).
@@ -76,11 +85,17 @@ fn train_part<A: AutodiffBackend>(a: &Args, data: &Path, run: &Path, device: &A:
     Ok(r.bundle.ok_or("training ended without a bundle")?)
 }
 
+/// Predicts `series` (all when `None`) of `raw` with the bundle into
+/// `pred`; calibrates the bundle's thresholds on its validation split
+/// first when `calibrate` is set.
+#[allow(clippy::too_many_arguments)]
 fn infer_part<B: Backend>(
     a: &Args,
     raw: &Path,
     data: &Path,
     bundle_dir: &Path,
+    calibrate: bool,
+    series: Option<Vec<String>>,
     pred: &Path,
     device: &B::Device,
 ) -> Res<()> {
@@ -89,26 +104,70 @@ fn infer_part<B: Backend>(
         tta: if a.tta { Tta::FlipLr } else { Tta::None },
         ..Default::default()
     };
-    let t = Instant::now();
     let mut predictor = Predictor::<B>::from_dirs(&[bundle_dir], config, device)?;
-    let th = calibrate_on_validation(&mut predictor, data, ThresholdMethod::Youden)?;
-    let mut bundle = ModelBundle::read(bundle_dir)?;
-    bundle.write_thresholds(th.clone())?;
-    step(&format!("calibration (threshold {:.3})", th.present), t);
+    if calibrate {
+        let t = Instant::now();
+        let th = calibrate_on_validation(&mut predictor, data, ThresholdMethod::Youden)?;
+        ModelBundle::read(bundle_dir)?.write_thresholds(th.clone())?;
+        step(&format!("calibration (threshold {:.3})", th.present), t);
+    }
     let t = Instant::now();
     let opts = PredictOptions {
         prob_maps: true,
-        series: Some(bundle.split.test.clone()),
+        series,
+        // the series were preprocessed with the default config in step 2
+        preprocessed: Some(data.to_path_buf()),
         ..Default::default()
     };
-    let bar = indicatif::ProgressBar::new(bundle.split.test.len() as u64);
-    let s = predict_dataset(raw, &predictor, pred, &opts, &|n, _| bar.set_position(n as u64))?;
+    let bar = indicatif::ProgressBar::new(0);
+    let s = predict_dataset(raw, &predictor, pred, &opts, &|n, total| {
+        bar.set_length(total as u64);
+        bar.set_position(n as u64)
+    })?;
     bar.finish_and_clear();
     step(
-        &format!("prediction of {} held-out series ({s})", s.done + s.skipped),
+        &format!(
+            "{}: prediction of {} held-out series ({s})",
+            bundle_dir.display(),
+            s.done + s.skipped
+        ),
         t,
     );
     Ok(())
+}
+
+fn predict_on_device(
+    a: &Args,
+    raw: &Path,
+    data: &Path,
+    bundle: &Path,
+    calibrate: bool,
+    series: Option<Vec<String>>,
+    pred: &Path,
+) -> Res<()> {
+    match a.device.as_str() {
+        #[cfg(feature = "cuda")]
+        "cuda" => infer_part::<aneu::models::burn::backend::Cuda>(
+            a,
+            raw,
+            data,
+            bundle,
+            calibrate,
+            series,
+            pred,
+            &Default::default(),
+        ),
+        _ => infer_part::<aneu::models::burn::backend::Flex>(
+            a,
+            raw,
+            data,
+            bundle,
+            calibrate,
+            series,
+            pred,
+            &Default::default(),
+        ),
+    }
 }
 
 fn run(a: &Args) -> Res<()> {
@@ -120,13 +179,20 @@ fn run(a: &Args) -> Res<()> {
         a.out.join("predictions"),
         a.out.join("report"),
     );
+    if !a.bundle.join("bundle.json").exists() {
+        return Err(format!(
+            "{} holds no model bundle (run the demo from the repository root, or pass --bundle)",
+            a.bundle.display()
+        )
+        .into());
+    }
     println!("1/6 phantoms → {}", raw.display());
     let t = Instant::now();
     if !raw.join("train.csv").exists() {
         generate(
             &PhantomConfig::new(a.n, a.seed, SizePreset::Small)
                 .with_positive_rate(0.5)
-                .with_modalities(&[aneu::io::Modality::Mra]),
+                .with_modalities(&[Modality::Mra, Modality::Cta]),
             &raw,
         )?;
     }
@@ -135,43 +201,69 @@ fn run(a: &Args) -> Res<()> {
     let t = Instant::now();
     let s = preprocess_dataset(&raw, &data, &PreprocessConfig::default(), Shard::default(), &|_| {})?;
     step(&format!("preprocessing ({s})"), t);
-    println!("3/6 training {} → {}", a.config.display(), run.display());
-    let t = Instant::now();
-    let bundle = match a.device.as_str() {
-        "cpu" => {
-            use aneu::models::burn::backend::{Autodiff, Flex};
-            train_part::<Autodiff<Flex>>(a, &data, &run, &Default::default())?
-        }
-        #[cfg(feature = "cuda")]
-        "cuda" => {
-            use aneu::models::burn::backend::{Autodiff, Cuda};
-            train_part::<Autodiff<Cuda>>(a, &data, &run, &Default::default())?
-        }
-        d => return Err(format!("device {d:?} is not built in (see --features)").into()),
+    let trained = if a.train {
+        println!("3/6 training {} → {}", a.config.display(), run.display());
+        let t = Instant::now();
+        let bundle = match a.device.as_str() {
+            "cpu" => {
+                use aneu::models::burn::backend::{Autodiff, Flex};
+                train_part::<Autodiff<Flex>>(a, &data, &run, &Default::default())?
+            }
+            #[cfg(feature = "cuda")]
+            "cuda" => {
+                use aneu::models::burn::backend::{Autodiff, Cuda};
+                train_part::<Autodiff<Cuda>>(a, &data, &run, &Default::default())?
+            }
+            d => return Err(format!("device {d:?} is not built in (see --features)").into()),
+        };
+        step("training", t);
+        Some(bundle)
+    } else {
+        println!("3/6 training: skipped (--train trains {} too)", a.config.display());
+        None
     };
-    step("training", t);
-    println!("4/6 calibration and prediction → {}", pred.display());
-    match a.device.as_str() {
-        #[cfg(feature = "cuda")]
-        "cuda" => infer_part::<aneu::models::burn::backend::Cuda>(a, &raw, &data, &bundle, &pred, &Default::default())?,
-        _ => infer_part::<aneu::models::burn::backend::Flex>(a, &raw, &data, &bundle, &pred, &Default::default())?,
+    // held out: the trained model's test split, else every series (the
+    // shipped model was trained on other seeds)
+    let held_out = match &trained {
+        Some(b) => Some(ModelBundle::read(b)?.split.test),
+        None => None,
+    };
+    println!("4/6 prediction → {}", pred.display());
+    let shipped = pred.join("shipped");
+    predict_on_device(a, &raw, &data, &a.bundle, false, held_out.clone(), &shipped)?;
+    if let Some(b) = &trained {
+        predict_on_device(a, &raw, &data, b, true, held_out, &pred.join("trained"))?;
     }
     println!("5/6 evaluation");
-    let r = evaluate(&pred, &raw, &EvaluateOptions::default())?;
-    aneu::io::write_atomic(&a.out.join("evaluation.json"), r.to_json()?.as_bytes())?;
+    let mut tables = Vec::new();
+    for (name, dir) in [("shipped", &shipped), ("trained", &pred.join("trained"))] {
+        if name == "trained" && trained.is_none() {
+            continue;
+        }
+        let r = evaluate(dir, &raw, &EvaluateOptions::default())?;
+        aneu::io::write_atomic(&a.out.join(format!("evaluation-{name}.json")), r.to_json()?.as_bytes())?;
+        tables.push(format!("### The {name} model\n\n{}", r.to_markdown()));
+    }
     println!("6/6 report → {}", report.display());
     let t = Instant::now();
-    // the test series were preprocessed with the bundle's config in step 2
     let opts = ReportOptions {
         preprocessed: Some(data.clone()),
         ..Default::default()
     };
-    let s = report_dataset(&pred, &raw, &report, &opts, &|_, _| {})?;
+    let s = report_dataset(&shipped, &raw, &report, &opts, &|_, _| {})?;
     step("report", t);
-    println!("\n{}", r.to_markdown());
+    println!("\n{}", tables.join("\n"));
+    println!(
+        "These figures are on {} series: see `benchmark_detection` for figures with intervals.",
+        held_out_count(&shipped)?
+    );
     println!("Report: {}", s.index.display());
     println!("Total: {:.0} s", total.elapsed().as_secs_f64());
     Ok(())
+}
+
+fn held_out_count(pred: &Path) -> Res<usize> {
+    Ok(aneu::infer::read_predictions(pred)?.len())
 }
 
 fn main() -> ExitCode {

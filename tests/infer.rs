@@ -565,7 +565,7 @@ fn detection_benchmark_scores_fresh_phantoms() {
         ..Default::default()
     };
     let dev = Default::default();
-    let r = run_benchmark::<Flex>(&[t.bundle.clone()], out.path(), &config, &dev, &|_| {}).unwrap();
+    let r = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), out.path(), &config, &dev, &|_| {}).unwrap();
     let m = &r.models[0];
     assert!(m.failed.is_empty(), "{:?}", m.failed);
     assert_eq!(m.rows.len(), 3, "MRA, CTA, all");
@@ -607,7 +607,7 @@ fn detection_benchmark_scores_fresh_phantoms() {
     assert_eq!(json, r);
 
     // resuming: nothing predicted again, the same figures
-    let again = run_benchmark::<Flex>(&[t.bundle.clone()], out.path(), &config, &dev, &|_| {}).unwrap();
+    let again = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), out.path(), &config, &dev, &|_| {}).unwrap();
     assert_eq!(again.models[0].rows, r.models[0].rows);
     assert_eq!(again.models[0].seconds_per_series, None);
 
@@ -616,11 +616,11 @@ fn detection_benchmark_scores_fresh_phantoms() {
         seed: 5,
         ..config.clone()
     };
-    let e = run_benchmark::<Flex>(&[t.bundle.clone()], out.path(), &other, &dev, &|_| {}).unwrap_err();
+    let e = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), out.path(), &other, &dev, &|_| {}).unwrap_err();
     assert!(matches!(e, BenchmarkError::Config(_)), "{e}");
     let foreign = tempfile::tempdir().unwrap();
     std::fs::write(foreign.path().join("notes.txt"), "mine").unwrap();
-    let e = run_benchmark::<Flex>(&[t.bundle.clone()], foreign.path(), &config, &dev, &|_| {}).unwrap_err();
+    let e = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), foreign.path(), &config, &dev, &|_| {}).unwrap_err();
     assert!(matches!(e, BenchmarkError::Config(_)), "{e}");
     assert_eq!(std::fs::read_dir(foreign.path()).unwrap().count(), 1);
 }

@@ -142,7 +142,11 @@ impl BenchmarkFigures {
 
         let rsna_weighted_auc = defined(bootstrap(scans.len(), boot, |idx| Ok(rsna_score(scans, idx)?.score)))?;
         let mean_location_auc = defined(bootstrap(scans.len(), boot, |idx| {
-            let aucs: Vec<f64> = rsna_score(scans, idx)?.column_auc[..13].iter().flatten().copied().collect();
+            let aucs: Vec<f64> = rsna_score(scans, idx)?.column_auc[..13]
+                .iter()
+                .flatten()
+                .copied()
+                .collect();
             if aucs.is_empty() {
                 return Err(Error::SingleClass {
                     what: "location columns",

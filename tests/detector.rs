@@ -1,0 +1,67 @@
+//! The guard of the shipped detector (`models/unet-mra-cta`): on fresh
+//! phantoms from a seed that no training and no benchmark used, it must
+//! still find aneurysms.
+//!
+//! The bound is on the FROC sensitivity at 2 false positives per scan,
+//! which cannot be met by luck: a candidate hits an aneurysm only within
+//! its radius (2–6 mm) of the centre, so a broken model or chain (random
+//! or misplaced candidates) hits next to nothing. The model's benchmark
+//! figure is 0.40 [0.29, 0.51] (120 scans; models/unet-mra-cta/README.md);
+//! on the guard's 24 scans (22 aneurysms) it is 0.27 (6 hits), and the
+//! bound, 0.15, asks for 4: below the interval, for the spread of a small
+//! set, and far above a broken chain's zero.
+//! Its scan AUC, 0.63 [0.52, 0.72], is too close to chance for a 24-scan
+//! test to bound without passing by luck: the guard prints it and leaves
+//! it to the benchmark until a model's interval clears 0.5 by a margin.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+
+use std::path::Path;
+
+use aneu::benchmark::{BenchmarkConfig, run_benchmark};
+use aneu::infer::{InferConfig, SlidingWindow};
+use aneu::io::Modality;
+use aneu::models::burn::backend::Flex;
+
+/// Lowest FROC sensitivity at 2 false positives per scan.
+const MIN_SENSITIVITY_AT_2FP: f64 = 0.15;
+/// Highest median localisation error of the hits (mm).
+const MAX_MEDIAN_ERROR_MM: f64 = 3.0;
+
+#[test]
+fn the_shipped_detector_detects_on_fresh_phantoms() {
+    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-mra-cta");
+    let out = tempfile::tempdir().unwrap();
+    let config = BenchmarkConfig {
+        n: 12,
+        // the guard's own seeds: not a training seed (101), not the
+        // benchmark's (9 000 001 onwards), not the demo's (2024)
+        seed: 7_700_001,
+        // more aneurysms for the sensitivity: about 18 positive scans
+        positive_rate: 0.75,
+        modalities: vec![Modality::Mra, Modality::Cta],
+        infer: InferConfig {
+            window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let r = run_benchmark::<Flex>(&[bundle], out.path(), &config, &Default::default(), &|_| {}).unwrap();
+    println!("{}", r.to_markdown());
+    let m = &r.models[0];
+    assert!(m.failed.is_empty(), "{:?}", m.failed);
+    let all = &m.rows.last().unwrap().figures;
+    assert_eq!(all.scans, 24);
+    println!(
+        "scan AUC {:?} (not bounded: see the module's documentation)",
+        all.scan_auc
+    );
+    assert!(all.aneurysms >= 10, "{} aneurysms", all.aneurysms);
+    let s = all.sensitivity(2.0).expect("aneurysms").estimate;
+    assert!(
+        s >= MIN_SENSITIVITY_AT_2FP,
+        "sensitivity at 2 FP per scan {s:.2} < {MIN_SENSITIVITY_AT_2FP}"
+    );
+    let e = all.median_localisation_error_mm.expect("hits").estimate;
+    assert!(e <= MAX_MEDIAN_ERROR_MM, "median localisation error {e:.2} mm");
+}
