@@ -375,6 +375,8 @@ fn end_to_end_on_phantoms() {
     errs.sort_by(f64::total_cmp);
     println!("median localisation error {:.2} mm", errs[errs.len() / 2]);
     assert!(r.rsna.is_some());
+    assert!(r.left_out.is_empty(), "{:?}", r.left_out);
+    localizers_that_do_not_map_are_listed(out.path(), t, &r);
 
     report_reads_the_preprocessed_images(out.path(), t);
     prediction_reads_the_preprocessed_images(&predictor, out.path(), &test[..3], t);
@@ -389,6 +391,42 @@ fn end_to_end_on_phantoms() {
         aneu::metrics::RsnaTable::read_csv(out.path().join("submission.csv")).unwrap(),
         sub
     );
+}
+
+/// A localizer on an instance its series lacks is left out of the FROC
+/// truth and listed in the report, never dropped silently; the figures
+/// are those of the truth without it.
+fn localizers_that_do_not_map_are_listed(pred: &Path, t: &Trained, before: &aneu::metrics::EvaluationReport) {
+    let truth = tempfile::tempdir().unwrap();
+    std::os::unix::fs::symlink(t.raw.join("series"), truth.path().join("series")).unwrap();
+    std::fs::copy(t.raw.join("train.csv"), truth.path().join("train.csv")).unwrap();
+    let csv = std::fs::read_to_string(t.raw.join("train_localizers.csv")).unwrap();
+    let predicted: Vec<String> = read_predictions(pred)
+        .unwrap()
+        .into_iter()
+        .map(|p| p.series_uid)
+        .collect();
+    let row = csv
+        .lines()
+        .skip(1)
+        .find(|l| predicted.iter().any(|u| l.starts_with(&format!("{u},"))))
+        .expect("a localizer of a predicted series");
+    let (uid, rest) = row.split_once(',').unwrap();
+    let (_, rest) = rest.split_once(',').unwrap();
+    std::fs::write(
+        truth.path().join("train_localizers.csv"),
+        format!("{}\n{uid},9.9.9.no-such-instance,{rest}\n", csv.trim_end()),
+    )
+    .unwrap();
+    let r = evaluate(pred, truth.path(), &EvaluateOptions::default()).unwrap();
+    assert_eq!(r.left_out.len(), 1, "{:?}", r.left_out);
+    assert!(
+        r.left_out[0].contains(uid) && r.left_out[0].contains("9.9.9.no-such-instance"),
+        "{:?}",
+        r.left_out
+    );
+    assert!(r.to_markdown().contains("9.9.9.no-such-instance"));
+    assert_eq!(r.detection, before.detection);
 }
 
 /// The report of a prediction folder: with `ReportOptions::preprocessed`

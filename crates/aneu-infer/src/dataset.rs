@@ -441,7 +441,9 @@ impl Default for EvaluateOptions {
 /// scan-level report at the predictions' threshold, the RSNA weighted AUC,
 /// and FROC with localisation errors (truth points are mapped through
 /// their DICOM series, which are read for the positive scans).
-/// Predicted series without a label row are ignored.
+/// Predicted series without a label row, and localizers that do not map
+/// onto their series, are left out of the figures and listed in
+/// [`EvaluationReport::left_out`].
 ///
 /// # Errors
 /// Reading errors; [`Error::InvalidConfig`] when no predicted series has
@@ -454,26 +456,33 @@ pub fn evaluate(
     let preds = read_predictions(predictions)?;
     let ds = RsnaDataset::open(truth)?;
     let mut outcomes = Vec::new();
+    let mut left_out = Vec::new();
     let mut threshold = 0.5;
     for p in &preds {
-        let Some(l) = ds.labels(&p.series_uid) else { continue };
+        let Some(l) = ds.labels(&p.series_uid) else {
+            left_out.push(format!(
+                "series {}: predicted, but the truth has no label for it",
+                p.series_uid
+            ));
+            continue;
+        };
         threshold = p.threshold;
-        let lesions = if ds.localizers(&p.series_uid).is_empty() {
-            Vec::new()
-        } else {
+        let mut lesions = Vec::new();
+        if !ds.localizers(&p.series_uid).is_empty() {
             let s = ds.read_series(&p.series_uid).map_err(|e| Error::Series {
                 series: p.series_uid.clone(),
                 source: Box::new(e.into()),
             })?;
-            ds.map_localizers(&s)
-                .into_iter()
-                .filter_map(|m| m.ok())
-                .map(|m| Lesion {
-                    centre: m.world.to_array(),
-                    radius_mm: 0.0,
-                })
-                .collect()
-        };
+            for m in ds.map_localizers(&s) {
+                match m {
+                    Ok(m) => lesions.push(Lesion {
+                        centre: m.world.to_array(),
+                        radius_mm: 0.0,
+                    }),
+                    Err(e) => left_out.push(format!("series {}: a localizer that does not map: {e}", p.series_uid)),
+                }
+            }
+        }
         outcomes.push((p, p.outcome(l, lesions)));
     }
     if outcomes.is_empty() {
@@ -505,5 +514,6 @@ pub fn evaluate(
         scan: Some(scan),
         detection,
         rsna,
+        left_out,
     })
 }

@@ -142,6 +142,11 @@ pub struct EvaluationReport {
     pub detection: Option<DetectionReport>,
     /// The RSNA weighted AUC.
     pub rsna: Option<RsnaScore>,
+    /// Inputs left out of the figures, each with its reason (a predicted
+    /// series without a label, a localizer that does not map onto its
+    /// series): nothing is dropped silently.
+    #[serde(default)]
+    pub left_out: Vec<String>,
 }
 
 fn opt(v: Option<f64>) -> String {
@@ -222,6 +227,12 @@ impl EvaluationReport {
             }
             if !r.skipped.is_empty() {
                 let _ = writeln!(s, "\nLeft out (one class only): {}", r.skipped.join(", "));
+            }
+        }
+        if !self.left_out.is_empty() {
+            let _ = writeln!(s, "\n### Left out of the figures ({})\n", self.left_out.len());
+            for l in &self.left_out {
+                let _ = writeln!(s, "* {l}");
             }
         }
         s
