@@ -56,6 +56,9 @@ pub enum BenchmarkError {
     /// series that fail are listed in the report).
     #[error(transparent)]
     Infer(#[from] aneu_infer::Error),
+    /// A JSON file of the benchmark could not be read or written.
+    #[error(transparent)]
+    Json(#[from] aneu_bundle::Error),
     /// The figures could not be computed.
     #[error("scoring: {0}")]
     Metrics(#[from] aneu_metrics::Error),
@@ -249,8 +252,7 @@ impl BenchmarkReport {
     }
 
     fn write(&self, out: &Path) -> BenchmarkResult<()> {
-        let json = serde_json::to_string_pretty(self).map_err(|e| BenchmarkError::Config(e.to_string()))?;
-        aneu_io::write_atomic(&out.join("benchmark.json"), json.as_bytes())?;
+        aneu_bundle::write_json(&out.join("benchmark.json"), self)?;
         aneu_io::write_atomic(&out.join("benchmark.md"), self.to_markdown().as_bytes())?;
         Ok(())
     }
@@ -296,11 +298,9 @@ fn labels(bundles: &[PathBuf]) -> Vec<String> {
 /// another config is refused, never reused or overwritten.
 fn ensure_phantoms(config: &BenchmarkConfig, out: &Path, progress: &dyn Fn(BenchmarkProgress)) -> BenchmarkResult<()> {
     let stamp = out.join("benchmark-config.json");
-    let json = serde_json::to_string_pretty(config).map_err(|e| BenchmarkError::Config(e.to_string()))?;
-    match std::fs::read_to_string(&stamp) {
-        Ok(old) => {
-            let old: BenchmarkConfig =
-                serde_json::from_str(&old).map_err(|e| BenchmarkError::Config(format!("{}: {e}", stamp.display())))?;
+    match std::fs::metadata(&stamp) {
+        Ok(_) => {
+            let old: BenchmarkConfig = aneu_bundle::read_json(&stamp)?;
             if (old.n, old.seed, old.size, old.positive_rate)
                 != (config.n, config.seed, config.size, config.positive_rate)
             {
@@ -323,7 +323,7 @@ fn ensure_phantoms(config: &BenchmarkConfig, out: &Path, progress: &dyn Fn(Bench
                 )));
             }
             std::fs::create_dir_all(out).at(out)?;
-            aneu_io::write_atomic(&stamp, json.as_bytes())?;
+            aneu_bundle::write_json(&stamp, config)?;
         }
         Err(source) => return Err(aneu_io::FileError { path: stamp, source }.into()),
     }
