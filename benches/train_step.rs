@@ -175,7 +175,7 @@ fn layers(reps: usize) {
             1,
             reps,
             true,
-            |x| up.forward(x),
+            |x| cpu::conv_transpose3d(&up, x),
             [b, cin, n, n, n],
         );
     }

@@ -52,11 +52,13 @@ fn run(a: &Args) -> Result<TrainReport, Box<dyn std::error::Error>> {
     let progress = |r: &EpochRecord| {
         bar.set_position(r.epoch as u64);
         bar.set_message(format!(
-            "loss {:.4} val AUC {} dense {} F2 {:.3}",
+            "loss {:.4} val AUC {} dense {} F2 {:.3}{}",
             r.train_loss,
             r.val_auc.map_or("-".into(), |v| format!("{v:.3}")),
             r.val_dense_auc.map_or("-".into(), |v| format!("{v:.3}")),
-            r.val_f2
+            r.val_f2,
+            r.val_vessel_dice
+                .map_or(String::new(), |v| format!(" vessel Dice {v:.3}")),
         ));
     };
     let report = match (a.device.as_str(), config.precision) {

@@ -446,8 +446,10 @@ fn report_reads_the_preprocessed_images(pred: &Path, t: &Trained) {
     for u in [same, changed, other] {
         let (from, to) = (t.pre.join(u), store.path().join(u));
         std::fs::create_dir_all(&to).unwrap();
-        for f in ["image.nii.gz", "mask.nii.gz", "meta.json"] {
-            std::fs::copy(from.join(f), to.join(f)).unwrap();
+        // the whole folder: image, mask, sidecar and vessel labels
+        for f in std::fs::read_dir(&from).unwrap() {
+            let f = f.unwrap().path();
+            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
         }
     }
     // `changed` and `other` hold negated images: read, they would show
@@ -531,8 +533,12 @@ fn prediction_reads_the_preprocessed_images(predictor: &Predictor<Flex>, plain: 
     let store = tempfile::tempdir().unwrap();
     let (from, to) = (t.pre.join(&uids[0]), store.path().join(&uids[0]));
     std::fs::create_dir_all(&to).unwrap();
-    for f in ["mask.nii.gz", "meta.json"] {
-        std::fs::copy(from.join(f), to.join(f)).unwrap();
+    // every file of the folder but the image (mask, sidecar, vessel labels)
+    for f in std::fs::read_dir(&from).unwrap() {
+        let f = f.unwrap().path();
+        if !f.ends_with("image.nii.gz") {
+            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+        }
     }
     let v = aneu::io::read_nifti(from.join("image.nii.gz")).unwrap();
     aneu::io::write_nifti(&v.map(|x| -x), to.join("image.nii.gz")).unwrap();

@@ -170,6 +170,7 @@ proptest! {
             label: 1.0,
             locations,
             position: [[0.1, 0.4], [0.2, 0.5], [0.3, 0.6]],
+            vessels: None,
             spec: PatchSpec { case: 0, centre: aneu::io::VoxelIndex::new(0, 0, 0), source: PatchSource::Positive },
         };
         let mut rng = StdRng::seed_from_u64(seed);
@@ -214,12 +215,17 @@ fn a_certain_left_right_flip_swaps_sides_and_mirrors_the_array() {
     let image = Array3::from_shape_fn((2, 2, 3), |(k, j, i)| (k * 6 + j * 3 + i) as f32);
     let mut locations = [0.0f32; 13];
     locations[Location::RightPcomA.index()] = 1.0;
+    // vessel labels: right PComm in the first column, AComm in the second,
+    // background in the third
+    let labels = [Location::RightPcomA.vessel_label(), Location::AcomA.vessel_label(), 0];
+    let vessels = Array3::from_shape_fn((2, 2, 3), |(_, _, i)| labels[i]);
     let mut p = Patch {
         dense: image.mapv(|v| v * 2.0),
         image: image.clone(),
         label: 1.0,
         locations,
         position: [[0.0, 1.0]; 3],
+        vessels: Some(vessels),
         spec: PatchSpec {
             case: 0,
             centre: aneu::io::VoxelIndex::new(0, 0, 0),
@@ -233,6 +239,12 @@ fn a_certain_left_right_flip_swaps_sides_and_mirrors_the_array() {
         assert_eq!(p.dense[[k, j, i]], 2.0 * image[[k, j, 2 - i]]);
     }
     assert_eq!(p.position[2], [1.0, 0.0]);
+    // the labels move with the voxels, and the right PComm becomes the left
+    let flipped = p.vessels.as_ref().unwrap();
+    for ((_, _, i), v) in flipped.indexed_iter() {
+        let want = [0, Location::AcomA.vessel_label(), Location::LeftPcomA.vessel_label()][i];
+        assert_eq!(*v, want, "column {i}");
+    }
 }
 
 #[test]

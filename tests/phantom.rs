@@ -217,3 +217,105 @@ fn dcm2niix_agrees_on_phantom_series() {
     }
     assert!(kinds.0 > 0 && kinds.1 > 0, "{kinds:?}");
 }
+
+/// The per-artery label map (`arteries.nii.gz`) labels exactly the vessel
+/// voxels, each aneurysm's dome as the aneurysm label, and each side's
+/// arteries on that side of the head (world x: + is the patient's right);
+/// the RSNA-layout segmentation (`segmentations/<uid>/<uid>_cowseg.nii`)
+/// holds RSNA's labels only, with each dome labelled as its location's
+/// artery, and `RsnaDataset` finds and reads it.
+#[test]
+fn artery_labels_follow_the_anatomy() {
+    use aneu::io::{Location, MAX_VESSEL_LABEL};
+    use aneu::phantom::anatomy::{ANEURYSM_LABEL, OTHER_VESSEL_LABEL};
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    generate(&tiny(4, 17).with_positive_rate(1.0), root).unwrap();
+    let ds = RsnaDataset::open(root).unwrap();
+    assert!(ds.issues().is_empty(), "{:?}", ds.issues());
+    let mut seen = std::collections::BTreeSet::new();
+    let mut domes = 0;
+    for uid in ds.series_uids() {
+        let gt = root.join("ground_truth").join(uid);
+        let arteries = read_nifti(gt.join("arteries.nii.gz")).unwrap();
+        let vessels = read_nifti(gt.join("vessels.nii.gz")).unwrap();
+        let aneurysms = read_nifti(gt.join("aneurysms.nii.gz")).unwrap();
+        let rsna = ds
+            .read_vessel_labels(uid)
+            .unwrap()
+            .expect("every series has a segmentation");
+        assert_eq!(rsna.size(), arteries.size());
+        assert!(rsna.affine().max_abs_diff(arteries.affine()) < 1e-4);
+        // per side, the sum of world x over the voxels of its arteries
+        let (mut left, mut right) = ((0.0, 0usize), (0.0, 0usize));
+        let [ni, nj, _] = arteries.size().to_ijk();
+        for (n, (((&a, &v), &an), &r)) in arteries
+            .as_slice()
+            .iter()
+            .zip(vessels.as_slice())
+            .zip(aneurysms.as_slice())
+            .zip(rsna.as_slice())
+            .enumerate()
+        {
+            assert!(
+                a.fract() == 0.0 && (0.0..=f32::from(ANEURYSM_LABEL)).contains(&a),
+                "{a}"
+            );
+            assert_eq!(a != 0.0, v != 0.0, "{uid}: voxel {n}: artery label {a}, vessel {v}");
+            assert_eq!(a == f32::from(ANEURYSM_LABEL), an != 0.0, "{uid}: voxel {n}");
+            assert!(r <= MAX_VESSEL_LABEL);
+            if a == f32::from(OTHER_VESSEL_LABEL) || a == 0.0 {
+                assert_eq!(r, 0, "{uid}: voxel {n}");
+            } else if a != f32::from(ANEURYSM_LABEL) {
+                assert_eq!(f32::from(r), a, "{uid}: voxel {n}");
+            }
+            seen.insert(a as u8);
+            let side = Location::from_vessel_label(a as u8).map(|l| l.name().split(' ').next().unwrap_or(""));
+            let x = || {
+                arteries
+                    .voxel_to_world(Voxel::new(
+                        (n % ni) as f64,
+                        ((n / ni) % nj) as f64,
+                        (n / (ni * nj)) as f64,
+                    ))
+                    .x
+            };
+            match side {
+                Some("Left") => left = (left.0 + x(), left.1 + 1),
+                Some("Right") => right = (right.0 + x(), right.1 + 1),
+                _ => {}
+            }
+        }
+        assert!(left.1 > 0 && right.1 > 0, "{uid}");
+        let (lx, rx) = (left.0 / left.1 as f64, right.0 / right.1 as f64);
+        assert!(
+            rx > lx + 5.0,
+            "{uid}: right arteries at x = {rx:.1} mm, left at {lx:.1} mm"
+        );
+        for a in &read_truth(root, uid).unwrap().aneurysms {
+            let c = a.centre_voxel;
+            let at = |v: &aneu::io::Volume<f32>| {
+                *v.get(aneu::io::VoxelIndex::new(
+                    c.i.round() as usize,
+                    c.j.round() as usize,
+                    c.k.round() as usize,
+                ))
+                .unwrap()
+            };
+            let location: Location = a.location.parse().unwrap();
+            if at(&aneurysms) == f32::from(a.label) {
+                domes += 1;
+                assert_eq!(at(&arteries), f32::from(ANEURYSM_LABEL), "{uid}");
+                let r = rsna.get(aneu::io::VoxelIndex::new(
+                    c.i.round() as usize,
+                    c.j.round() as usize,
+                    c.k.round() as usize,
+                ));
+                assert_eq!(r, Some(&location.vessel_label()), "{uid}: {}", a.location);
+            }
+        }
+    }
+    assert!(domes >= 3, "only {domes} dome centres inside their domes");
+    // the circle's arteries, other vessels and aneurysms all occur
+    assert!(seen.len() >= 12, "labels seen: {seen:?}");
+}

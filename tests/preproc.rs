@@ -237,6 +237,135 @@ mod pipeline {
         v
     }
 
+    /// The same labels on another grid: axes i and k swapped and the new k
+    /// flipped, the affine changed to match, so every label keeps its
+    /// world position: voxel (i', j', k') holds voxel (n_i − 1 − k', j', i').
+    fn transposed_flipped(v: &aneu::io::Volume<u8>) -> aneu::io::Volume<u8> {
+        let [ni, nj, nk] = v.size().to_ijk();
+        let data = ndarray::Array3::from_shape_fn((ni, nj, nk), |(kp, jp, ip)| v.data()[[ip, jp, ni - 1 - kp]]);
+        let m = v.affine().linear();
+        let o = v.origin().to_array();
+        let linear: [[f64; 3]; 3] = std::array::from_fn(|r| [m[r][2], m[r][1], -m[r][0]]);
+        let origin: [f64; 3] = std::array::from_fn(|r| o[r] + m[r][0] * (ni - 1) as f64);
+        aneu::io::Volume::new(data, aneu::io::Affine::from_parts(linear, origin).unwrap()).unwrap()
+    }
+
+    /// Share of the voxels labelled in either map that carry the same label
+    /// in both.
+    fn agreement(a: &aneu::io::Volume<u8>, b: &aneu::io::Volume<u8>) -> f64 {
+        let (mut same, mut any) = (0usize, 0usize);
+        for (x, y) in a.as_slice().iter().zip(b.as_slice()) {
+            if *x != 0 || *y != 0 {
+                any += 1;
+                same += usize::from(x == y);
+            }
+        }
+        same as f64 / any.max(1) as f64
+    }
+
+    /// RSNA's `segmentations/<uid>/<uid>_cowseg.nii` reaches the
+    /// preprocessed grid in world space (nearest neighbour): a label map
+    /// stored on a transposed, flipped grid gives the labels of the
+    /// original, and each aneurysm's centre carries its location's label;
+    /// a label map with a value that is no label, a folder without the
+    /// file and a segmentation of a series the dataset lacks are each
+    /// listed with their reason, and every series is still preprocessed.
+    #[test]
+    fn vessel_segmentations_reach_the_output_grid() {
+        use aneu::io::{Location, RsnaDataset, read_vessel_labels, write_nifti};
+        use aneu::preproc::{VesselLabelSource, labels_on_grid, read_preprocessed};
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("rsna");
+        generate(
+            &PhantomConfig::new(6, 31, SizePreset::Tiny).with_positive_rate(1.0),
+            &root,
+        )
+        .unwrap();
+        let uids: Vec<String> = RsnaDataset::open(&root)
+            .unwrap()
+            .series_uids()
+            .map(String::from)
+            .collect();
+        let seg = |uid: &str| {
+            root.join("segmentations")
+                .join(uid)
+                .join(format!("{uid}_cowseg.nii.gz"))
+        };
+        let original = read_vessel_labels(seg(&uids[0])).unwrap();
+        write_nifti(&transposed_flipped(&original), seg(&uids[0])).unwrap();
+        let mut bad = read_vessel_labels(seg(&uids[1])).unwrap();
+        bad.data_mut()[[1, 2, 3]] = 99;
+        write_nifti(&bad, seg(&uids[1])).unwrap();
+        std::fs::remove_file(seg(&uids[2])).unwrap();
+        let orphan = root.join("segmentations").join("1.2.3");
+        std::fs::create_dir_all(&orphan).unwrap();
+        write_nifti(&original, orphan.join("1.2.3_cowseg.nii")).unwrap();
+
+        let out = dir.path().join("out");
+        // the head mask (the labels are the subject here, and a tiny
+        // phantom's skull stripping may find no intracranial compartment)
+        let mut cfg = PreprocessConfig::default();
+        for steps in [&mut cfg.cta, &mut cfg.mra, &mut cfg.t1post, &mut cfg.t2] {
+            steps.mask = aneu::preproc::MaskMethod::Head;
+        }
+        let s = preprocess_dataset(&root, &out, &cfg, Shard::default(), &|_| {}).unwrap();
+        let errors = std::fs::read_to_string(out.join("errors.csv")).unwrap();
+        assert_eq!((s.done, s.failed), (6, 0), "{s:?} {errors}");
+        let warnings = std::fs::read_to_string(out.join("warnings.csv")).unwrap();
+
+        let mut centres = 0;
+        for uid in [&uids[0], &uids[3], &uids[4], &uids[5]] {
+            let p = read_preprocessed(out.join(uid)).unwrap();
+            assert!(matches!(p.meta.vessel_labels, VesselLabelSource::File { .. }), "{uid}");
+            let v = p.vessels.as_ref().unwrap();
+            for a in &read_truth(&root, uid).unwrap().aneurysms {
+                if a.radius_mm < 1.5 {
+                    continue;
+                }
+                let c = p.image.world_to_voxel(a.centre_world);
+                let at = c.nearest_index(v.size()).and_then(|i| v.get(i).copied());
+                let location: Location = a.location.parse().unwrap();
+                assert_eq!(at, Some(location.vessel_label()), "{uid}: {}", a.location);
+                centres += 1;
+            }
+        }
+        assert!(centres >= 3, "only {centres} aneurysm centres checked");
+        // the transposed, flipped file gives the original's labels
+        let p0 = read_preprocessed(out.join(&uids[0])).unwrap();
+        let direct = labels_on_grid(&original, p0.image.affine(), p0.image.size()).unwrap();
+        let e = agreement(p0.vessels.as_ref().unwrap(), &direct);
+        assert!(e > 0.999, "agreement {e}");
+        // and a flip the affine does not follow would not
+        let mut flipped = original.clone();
+        let [ni, _, _] = original.size().to_ijk();
+        for ((k, j, i), x) in flipped.data_mut().indexed_iter_mut() {
+            *x = original.data()[[k, j, ni - 1 - i]];
+        }
+        let wrong = labels_on_grid(&flipped, p0.image.affine(), p0.image.size()).unwrap();
+        assert!(agreement(&wrong, &direct) < 0.5);
+
+        let p1 = read_preprocessed(out.join(&uids[1])).unwrap();
+        assert!(p1.vessels.is_none());
+        let VesselLabelSource::Failed { reason, .. } = &p1.meta.vessel_labels else {
+            panic!("{:?}", p1.meta.vessel_labels)
+        };
+        assert!(
+            reason.contains("_cowseg.nii") && reason.contains("value 99"),
+            "{reason}"
+        );
+        assert!(
+            warnings.contains(&uids[1]) && warnings.contains("value 99"),
+            "{warnings}"
+        );
+        let p2 = read_preprocessed(out.join(&uids[2])).unwrap();
+        assert_eq!(p2.meta.vessel_labels, VesselLabelSource::None);
+        assert!(warnings.contains(&format!("no {}_cowseg.nii", uids[2])), "{warnings}");
+        assert!(
+            warnings.contains("1.2.3") && warnings.contains("no such series"),
+            "{warnings}"
+        );
+    }
+
     /// Every series is written with its annotations on the output grid;
     /// a second run skips them all and changes no byte.
     #[test]

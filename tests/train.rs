@@ -406,6 +406,56 @@ fn a_second_stage_rescores_the_first_stages_candidates() {
     assert!(bad.validate().is_err());
 }
 
+/// A U-Net with a vessel head trains on the phantoms' vessel labels (every
+/// preprocessed phantom has them), reporting the validation vessel Dice;
+/// at inference each candidate gets the artery it sits on, its location
+/// probabilities being the territory's.
+#[test]
+fn a_vessel_head_learns_the_arteries() {
+    let mut cfg = short(&config("ci_tiny.json"));
+    cfg.epochs = 2;
+    cfg.model = aneu::models::ModelConfig::UNet3d(
+        aneu::models::UNet3dConfig::new()
+            .with_depth(3)
+            .with_base_filters(8)
+            .with_vessel_classes(Some(14)),
+    );
+    cfg.loss.vessel_weight = 1.0;
+    cfg.optimizer.lr = 3e-3;
+    let out = tempfile::tempdir().unwrap();
+    let dev = Default::default();
+    let r = train::<A>(dataset(), &cfg, out.path(), &dev, &TrainOptions::default(), &|e| {
+        println!(
+            "epoch {} loss {:.4} vessel Dice {:?}",
+            e.epoch, e.train_loss, e.val_vessel_dice
+        )
+    })
+    .unwrap();
+    // (a few epochs of a small net do not segment the arteries yet; that
+    // the head learns is aneu-train's unit test, how well the benchmark's)
+    for e in &r.history {
+        let d = e
+            .val_vessel_dice
+            .expect("a vessel Dice with labelled validation patches");
+        assert!((0.0..=1.0).contains(&d), "{d}");
+    }
+    let csv = std::fs::read_to_string(out.path().join("metrics.csv")).unwrap();
+    assert!(csv.lines().next().unwrap().ends_with("val_vessel_dice"), "{csv}");
+
+    let bundle = r.bundle.unwrap();
+    let predictor = Predictor::<Flex>::from_dirs(&[&bundle], Default::default(), &dev).unwrap();
+    let (cases, _) = load_cases(dataset()).unwrap();
+    let case = cases.iter().find(|c| c.is_positive()).unwrap();
+    let (_, found) = predictor.detect(case, None).unwrap();
+    assert!(!found.is_empty());
+    for c in &found {
+        let l = c.locations.expect("territory probabilities");
+        assert!((l.iter().sum::<f64>() - 1.0).abs() < 1e-6, "{l:?}");
+        assert_eq!(c.artery, c.location);
+        assert!(c.artery.is_some());
+    }
+}
+
 /// Malformed or inconsistent configs fail before any training.
 #[test]
 fn bad_configs_fail_early() {
@@ -434,6 +484,21 @@ fn bad_configs_fail_early() {
     assert!(e.to_string().contains("input channels"), "{e}");
     let e = TrainConfig::from_json_file(write("f.json", r#"{"loss": {"dense_weight": 1.0}}"#)).unwrap_err();
     assert!(e.to_string().contains("UNet3d"), "{e}");
+    // a vessel weight needs a vessel head of RSNA's 14 classes
+    let unet = |classes: usize, weight: f64| {
+        let mut c = config("ci_dense.json");
+        let aneu::models::ModelConfig::UNet3d(m) = &mut c.model else {
+            panic!("ci_dense is a UNet3d")
+        };
+        m.vessel_classes = Some(classes);
+        c.loss.vessel_weight = weight;
+        c.validate()
+    };
+    assert!(unet(14, 1.0).is_ok());
+    for (classes, weight) in [(0, 1.0), (5, 1.0), (5, 0.0)] {
+        let e = unet(classes, weight).unwrap_err();
+        assert!(e.to_string().contains("14 classes"), "{classes} {weight}: {e}");
+    }
     assert!(TrainConfig::from_json_file(dir.path().join("missing.json")).is_err());
     // mining windows: never below the patch, and larger only with a dense head
     let mine = |window: usize| {
@@ -460,7 +525,15 @@ fn bad_configs_fail_early() {
     .unwrap_err();
     assert!(e.to_string().contains("exceeds the volume"), "{e}");
     // every shipped config is valid
-    for name in ["ci_tiny.json", "ci_dense.json", "seed_model5.json", "unet_dense.json"] {
+    for name in [
+        "ci_tiny.json",
+        "ci_dense.json",
+        "seed_model5.json",
+        "unet_dense.json",
+        "detector.json",
+        "detector_vessels.json",
+        "second_stage.json",
+    ] {
         config(name).validate().unwrap();
     }
 }

@@ -71,7 +71,7 @@ pub use dataset::{
 };
 pub use error::{Error, Result};
 pub use predict::{
-    Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, Tta, aggregate,
-    world_to_dicom,
+    Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, TERRITORY_RADIUS, Tta,
+    aggregate, territory, world_to_dicom,
 };
 pub use window::{Blend, SlidingWindow, Spread, WindowBatch, WindowOutput, window_input};

@@ -13,7 +13,7 @@ use aneu_models::{AnyModel, PatchModel};
 use aneu_patch::{Case, patch_start};
 use aneu_preproc::{Grid, PreprocessConfig, Preprocessed, preprocess_series};
 use burn::prelude::*;
-use burn::tensor::activation::sigmoid;
+use burn::tensor::activation::{sigmoid, softmax};
 use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
@@ -155,6 +155,46 @@ pub struct PatchOutputs {
     /// The 13 location probabilities per patch, when a member has a
     /// location head.
     pub locations: Option<Vec<[f64; 13]>>,
+    /// Per patch, the probability that its centre lies in each location's
+    /// artery ([`territory`]), when a member has a vessel head.
+    pub territories: Option<Vec<[f64; 13]>>,
+}
+
+/// Voxels within this distance (in voxels) of a patch's centre decide its
+/// territory.
+pub const TERRITORY_RADIUS: f64 = 2.0;
+
+/// The artery a patch's centre lies on, from the vessel head's
+/// probabilities `probs` (`[classes, p, p, p]` of one patch): each
+/// location's probability summed over the voxels within
+/// [`TERRITORY_RADIUS`] of the centre, then normalised over the 13
+/// (background left out; all equal when the centre is background only).
+pub fn territory(probs: &[f32], classes: usize, p: usize) -> [f64; 13] {
+    let mut t = [0f64; 13];
+    let c = (p / 2) as f64;
+    let voxels = p * p * p;
+    for k in 0..p {
+        for j in 0..p {
+            for i in 0..p {
+                let d2 = (k as f64 - c).powi(2) + (j as f64 - c).powi(2) + (i as f64 - c).powi(2);
+                if d2 > TERRITORY_RADIUS * TERRITORY_RADIUS {
+                    continue;
+                }
+                let at = (k * p + j) * p + i;
+                for label in 1..classes.min(256) {
+                    if let Some(l) = Location::from_vessel_label(label as u8) {
+                        t[l.index()] += f64::from(probs[label * voxels + at]);
+                    }
+                }
+            }
+        }
+    }
+    let sum: f64 = t.iter().sum();
+    if sum > 0.0 {
+        t.map(|v| v / sum)
+    } else {
+        [1.0 / 13.0; 13]
+    }
 }
 
 /// One detection.
@@ -177,12 +217,17 @@ pub struct Detection {
     pub voxel: Voxel,
     /// The centre in RAS+ mm.
     pub world: WorldPoint,
-    /// The 13 location probabilities (in `train.csv` order) from the
-    /// location head on a patch centred here; `None` without a location
-    /// head.
+    /// The 13 location probabilities (in `train.csv` order): with a vessel
+    /// head, the probability that the candidate sits on each location's
+    /// artery ([`territory`]); else from the location head on a patch
+    /// centred here; `None` with neither.
     pub locations: Option<[f64; 13]>,
     /// The most probable location.
     pub location: Option<Location>,
+    /// The artery the candidate sits on (the location whose artery the
+    /// vessel head labels its centre with), with a vessel head.
+    #[serde(default)]
+    pub artery: Option<Location>,
     /// The centre on the original DICOM grid, when the prediction started
     /// from DICOM.
     pub dicom: Option<DicomPoint>,
@@ -538,11 +583,13 @@ impl<B: Backend> Predictor<B> {
         let n = centres.len();
         let mut present = vec![0.0f64; n];
         let mut locs = vec![[0.0f64; 13]; n];
-        let (mut present_count, mut loc_count) = (0usize, 0usize);
+        let mut terr = vec![[0.0f64; 13]; n];
+        let (mut present_count, mut loc_count, mut terr_count) = (0usize, 0usize, 0usize);
         if n == 0 {
             return Ok(PatchOutputs {
                 present,
                 locations: None,
+                territories: None,
             });
         }
         let bs = self.config.window.batch_size;
@@ -563,6 +610,21 @@ impl<B: Backend> Predictor<B> {
                 let x = Tensor::<B, 1>::from_floats(data.as_slice(), &self.device).reshape([chunk.len(), c, p, p, p]);
                 for f in &flips {
                     let out = m.model.forward_patches(flip5(x.clone(), *f));
+                    if let Some(v) = out.vessels {
+                        let classes = m.model.vessel_classes();
+                        let probs = to_vec(softmax(v, 1));
+                        if probs.iter().any(|x| !x.is_finite()) {
+                            return Err(nonfinite("a non-finite vessel probability"));
+                        }
+                        for (k, one) in probs.chunks(classes * p * p * p).enumerate() {
+                            let t = territory(one, classes, p);
+                            for l in Location::ALL {
+                                // a flipped i axis swaps left and right
+                                let dst = if f[2] { l.mirrored() } else { l };
+                                terr[first + k][dst.index()] += t[l.index()];
+                            }
+                        }
+                    }
                     let pr = to_vec(sigmoid(out.logit));
                     if pr.iter().any(|v| !v.is_finite()) {
                         return Err(nonfinite("a non-finite patch probability"));
@@ -588,11 +650,18 @@ impl<B: Backend> Predictor<B> {
             if m.model.has_location_head() {
                 loc_count += flips.len();
             }
+            if m.model.vessel_classes() > 0 {
+                terr_count += flips.len();
+            }
         }
         present.iter_mut().for_each(|v| *v /= present_count.max(1) as f64);
+        let mean = |rows: Vec<[f64; 13]>, count: usize| -> Option<Vec<[f64; 13]>> {
+            (count > 0).then(|| rows.into_iter().map(|r| r.map(|v| v / count as f64)).collect())
+        };
         Ok(PatchOutputs {
             present,
-            locations: (loc_count > 0).then(|| locs.into_iter().map(|r| r.map(|v| v / loc_count as f64)).collect()),
+            locations: mean(locs, loc_count),
+            territories: mean(terr, terr_count),
         })
     }
 
@@ -613,7 +682,10 @@ impl<B: Backend> Predictor<B> {
         let centres: Vec<[usize; 3]> = peaks.iter().map(|p| p.voxel).collect();
         let po = self.patch_outputs(case, &centres)?;
         let second = self.second_stage_outputs(case, &centres)?.map(|o| o.present);
-        let locs = po.locations;
+        // the vessel head's territories, when a member has one, else the
+        // location head's answer
+        let territorial = po.territories.is_some();
+        let locs = po.territories.or(po.locations);
         let rescore = self.config.candidates.rescore;
         let mut candidates: Vec<Detection> = peaks
             .iter()
@@ -633,6 +705,11 @@ impl<B: Backend> Predictor<B> {
                     voxel: p.centroid,
                     world,
                     location: l.map(|l| Location::ALL[argmax(&l)]),
+                    artery: if territorial {
+                        l.map(|l| Location::ALL[argmax(&l)])
+                    } else {
+                        None
+                    },
                     locations: l,
                     dicom: series.and_then(|s| world_to_dicom(s, world)),
                 }
@@ -801,8 +878,36 @@ mod tests {
             world: WorldPoint::new(0.0, 0.0, 0.0),
             locations: None,
             location: None,
+            artery: None,
             dicom: None,
         }
+    }
+
+    /// The territory is the artery that labels the patch's centre, with
+    /// the probabilities of the voxels near it only; background alone
+    /// gives all locations alike.
+    #[test]
+    fn territory_reads_the_centre() {
+        let (p, classes) = (5usize, 14usize);
+        let voxels = p * p * p;
+        let mut probs = vec![0f32; classes * voxels];
+        // everywhere background, except: left MCA at the centre, right MCA
+        // in a corner (outside the radius)
+        probs[..voxels].fill(1.0);
+        let centre = (2 * p + 2) * p + 2;
+        let (left, right) = (
+            usize::from(Location::LeftMca.vessel_label()),
+            usize::from(Location::RightMca.vessel_label()),
+        );
+        probs[centre] = 0.2;
+        probs[left * voxels + centre] = 0.8;
+        probs[0] = 0.0;
+        probs[right * voxels] = 1.0;
+        let t = territory(&probs, classes, p);
+        assert!((t[Location::LeftMca.index()] - 1.0).abs() < 1e-9, "{t:?}");
+        assert_eq!(t[Location::RightMca.index()], 0.0);
+        let none = territory(&vec![0f32; classes * voxels], classes, p);
+        assert!(none.iter().all(|v| (v - 1.0 / 13.0).abs() < 1e-12));
     }
 
     #[test]

@@ -251,6 +251,15 @@ pub enum Error {
         /// Why.
         reason: String,
     },
+    /// A vessel label map holds a value that is not one of its labels
+    /// (see [`crate::rsna::VESSEL_LABELS`]).
+    #[error("{path}: invalid vessel labels: {reason}")]
+    InvalidLabels {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
     /// The NIfTI library rejected the file.
     #[error("{path}: NIfTI: {source}")]
     Nifti {

@@ -65,8 +65,8 @@ pub use output::{
     OUTPUT_MARKER, check_disjoint, check_writable_target, claim_output_dir, write_atomic, write_atomic_with,
 };
 pub use rsna::{
-    ANEURYSM_PRESENT, DatasetIssue, Localizer, Location, MappedLocalizer, Modality, Rejection, RsnaDataset,
-    SeriesLabels, list_series_folders, parse_coordinates, read_localizers_csv, read_train_csv, write_localizers_csv,
-    write_train_csv,
+    ANEURYSM_PRESENT, DatasetIssue, Localizer, Location, MAX_VESSEL_LABEL, MappedLocalizer, Modality, Rejection,
+    RsnaDataset, SegmentationFiles, SeriesLabels, VESSEL_LABELS, list_series_folders, parse_coordinates,
+    read_localizers_csv, read_train_csv, read_vessel_labels, write_localizers_csv, write_train_csv,
 };
 pub use volume::Volume;

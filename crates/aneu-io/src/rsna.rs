@@ -1,6 +1,9 @@
 //! The RSNA Intracranial Aneurysm Detection dataset layout:
-//! `series/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`, `train.csv` and
-//! `train_localizers.csv`.
+//! `series/<SeriesInstanceUID>/<SOPInstanceUID>.dcm`, `train.csv`,
+//! `train_localizers.csv`, and for some series the vessel segmentations
+//! `segmentations/<SeriesInstanceUID>/<SeriesInstanceUID>_cowseg.nii`
+//! (labels: [`VESSEL_LABELS`]) next to `<SeriesInstanceUID>.nii` (the
+//! series as NIfTI).
 //!
 //! [`RsnaDataset::open`] reads the two CSVs and lists the series folders
 //! (following symbolic links). Problems with single rows or series are
@@ -81,6 +84,32 @@ impl Location {
         self as usize
     }
 
+    /// The value of this location's artery in the RSNA vessel
+    /// segmentations (`*_cowseg.nii`, [`VESSEL_LABELS`]): 1 to 13, in an
+    /// order of its own (not the column order).
+    ///
+    /// ```
+    /// use aneu_io::Location;
+    /// assert_eq!(Location::OtherPosterior.vessel_label(), 1);
+    /// assert_eq!(Location::AcomA.vessel_label(), 13);
+    /// for l in Location::ALL {
+    ///     assert_eq!(Location::from_vessel_label(l.vessel_label()), Some(l));
+    /// }
+    /// ```
+    pub fn vessel_label(self) -> u8 {
+        // the table is the one source; every location's name is in it
+        VESSEL_LABELS
+            .iter()
+            .find(|(_, name)| *name == self.name())
+            .map_or(0, |(label, _)| *label)
+    }
+
+    /// The location whose artery has vessel label `label` (1 to 13);
+    /// `None` for background (0) and any other value.
+    pub fn from_vessel_label(label: u8) -> Option<Location> {
+        Location::ALL.into_iter().find(|l| l.vessel_label() == label)
+    }
+
     /// The same site on the other side: left ↔ right, midline sites
     /// (AComA, basilar tip, other posterior) unchanged. This is what a
     /// left-right flip of the image does to a label.
@@ -123,6 +152,68 @@ impl FromStr for Location {
             .find(|l| l.name() == s)
             .ok_or_else(|| format!("unknown location {s:?}"))
     }
+}
+
+/// The label table of the RSNA vessel segmentations
+/// (`segmentations/<uid>/<uid>_cowseg.nii`): value, artery. 0 is
+/// background. The names are the `train.csv` columns of the locations
+/// (see [`Location::vessel_label`]).
+pub const VESSEL_LABELS: [(u8, &str); 13] = [
+    (1, "Other Posterior Circulation"),
+    (2, "Basilar Tip"),
+    (3, "Right Posterior Communicating Artery"),
+    (4, "Left Posterior Communicating Artery"),
+    (5, "Right Infraclinoid Internal Carotid Artery"),
+    (6, "Left Infraclinoid Internal Carotid Artery"),
+    (7, "Right Supraclinoid Internal Carotid Artery"),
+    (8, "Left Supraclinoid Internal Carotid Artery"),
+    (9, "Right Middle Cerebral Artery"),
+    (10, "Left Middle Cerebral Artery"),
+    (11, "Right Anterior Cerebral Artery"),
+    (12, "Left Anterior Cerebral Artery"),
+    (13, "Anterior Communicating Artery"),
+];
+
+/// The largest vessel label of [`VESSEL_LABELS`].
+pub const MAX_VESSEL_LABEL: u8 = 13;
+
+/// The files of one series' vessel segmentation, as
+/// [`RsnaDataset::open`] found them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SegmentationFiles {
+    /// `<uid>_cowseg.nii` (or `.nii.gz`): the label map.
+    pub labels: PathBuf,
+    /// `<uid>.nii` (or `.nii.gz`): the series as NIfTI, when present.
+    pub image: Option<PathBuf>,
+}
+
+/// Reads a vessel label map (`*_cowseg.nii`) in its own geometry.
+///
+/// # Errors
+/// The NIfTI errors of [`crate::read_nifti`], and
+/// [`Error::InvalidLabels`] (naming the file, the value and its voxel)
+/// when a voxel is not an integer in 0..=[`MAX_VESSEL_LABEL`].
+pub fn read_vessel_labels(path: impl AsRef<Path>) -> Result<crate::Volume<u8>> {
+    let path = path.as_ref();
+    let v = crate::read_nifti(path)?;
+    if let Some((at, value)) = v
+        .as_slice()
+        .iter()
+        .enumerate()
+        .find(|(_, x)| !(x.fract() == 0.0 && (0.0..=f32::from(MAX_VESSEL_LABEL)).contains(*x)))
+    {
+        let [ni, nj, _] = v.size().to_ijk();
+        return Err(Error::InvalidLabels {
+            path: path.to_path_buf(),
+            reason: format!(
+                "value {value} at voxel (i, j, k) = ({}, {}, {}) is not a label 0..={MAX_VESSEL_LABEL}",
+                at % ni,
+                (at / ni) % nj,
+                at / (ni * nj)
+            ),
+        });
+    }
+    Ok(v.map(|x| *x as u8))
 }
 
 /// The name of the 14th label column.
@@ -641,6 +732,16 @@ pub enum DatasetIssue {
         /// The expected path.
         path: PathBuf,
     },
+    /// An entry of `segmentations/` that cannot be used: not a folder, a
+    /// folder without `<uid>_cowseg.nii`, or a segmentation of a series
+    /// the dataset does not have. The series itself is processed (without
+    /// vessel labels).
+    BadSegmentation {
+        /// The entry.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
 }
 
 impl DatasetIssue {
@@ -654,7 +755,9 @@ impl DatasetIssue {
             | DatasetIssue::MissingSeriesFolder { series_uid }
             | DatasetIssue::UnlabelledSeries { series_uid }
             | DatasetIssue::OrphanLocalizer { series_uid, .. } => Some(series_uid),
-            DatasetIssue::NotASeriesFolder { .. } | DatasetIssue::NoLocalizerFile { .. } => None,
+            DatasetIssue::NotASeriesFolder { .. }
+            | DatasetIssue::NoLocalizerFile { .. }
+            | DatasetIssue::BadSegmentation { .. } => None,
         }
     }
 
@@ -702,6 +805,9 @@ impl fmt::Display for DatasetIssue {
                 write!(f, "localizer on {sop_uid}: series {series_uid} has no row in train.csv")
             }
             DatasetIssue::NoLocalizerFile { path } => write!(f, "{}: missing", path.display()),
+            DatasetIssue::BadSegmentation { path, reason } => {
+                write!(f, "{}: vessel segmentation not used: {reason}", path.display())
+            }
         }
     }
 }
@@ -735,6 +841,67 @@ impl Rejection {
     pub fn is_missing(&self) -> bool {
         matches!(self.issue, DatasetIssue::MissingSeriesFolder { .. })
     }
+}
+
+/// The usable entries of `segmentations/` (absent: none), by series UID;
+/// every other entry becomes a [`DatasetIssue::BadSegmentation`].
+fn list_segmentations(
+    dir: &Path,
+    series: &BTreeMap<String, PathBuf>,
+    issues: &mut Vec<DatasetIssue>,
+) -> BTreeMap<String, SegmentationFiles> {
+    let mut found = BTreeMap::new();
+    let Ok(rd) = std::fs::read_dir(dir) else {
+        if dir.exists() {
+            issues.push(DatasetIssue::BadSegmentation {
+                path: dir.to_path_buf(),
+                reason: "cannot be listed".into(),
+            });
+        }
+        return found;
+    };
+    // the first existing of `<uid><suffix>` and `<uid><suffix>.gz`
+    let either = |folder: &Path, name: String| {
+        [folder.join(&name), folder.join(format!("{name}.gz"))]
+            .into_iter()
+            .find(|p| p.is_file())
+    };
+    for e in rd {
+        let e = match e {
+            Ok(e) => e,
+            Err(err) => {
+                issues.push(DatasetIssue::BadSegmentation {
+                    path: dir.to_path_buf(),
+                    reason: format!("an entry cannot be read: {err}"),
+                });
+                continue;
+            }
+        };
+        let path = e.path();
+        let bad = |reason: &str| DatasetIssue::BadSegmentation {
+            path: path.clone(),
+            reason: reason.into(),
+        };
+        let Some(uid) = e.file_name().to_str().map(str::to_string) else {
+            issues.push(bad("its name is not UTF-8 text"));
+            continue;
+        };
+        if !path.is_dir() {
+            issues.push(bad("not a folder (expected segmentations/<uid>/<uid>_cowseg.nii)"));
+            continue;
+        }
+        let Some(labels) = either(&path, format!("{uid}_cowseg.nii")) else {
+            issues.push(bad(&format!("no {uid}_cowseg.nii in it")));
+            continue;
+        };
+        if !series.contains_key(&uid) {
+            issues.push(bad("the dataset has no such series under series/"));
+            continue;
+        }
+        let image = either(&path, format!("{uid}.nii"));
+        found.insert(uid, SegmentationFiles { labels, image });
+    }
+    found
 }
 
 /// The folders under `series_root`, by name, following symbolic links (a
@@ -821,6 +988,7 @@ pub struct RsnaDataset {
     labels: BTreeMap<String, SeriesLabels>,
     localizers: BTreeMap<String, Vec<Localizer>>,
     folders: BTreeMap<String, PathBuf>,
+    segmentations: BTreeMap<String, SegmentationFiles>,
     issues: Vec<DatasetIssue>,
     rejections: Vec<Rejection>,
 }
@@ -871,6 +1039,7 @@ impl RsnaDataset {
                 });
             }
         }
+        let segmentations = list_segmentations(&root.join("segmentations"), &folders, &mut issues);
         let rejections: Vec<Rejection> = issues
             .iter()
             .filter(|i| i.rejects())
@@ -898,9 +1067,29 @@ impl RsnaDataset {
             labels: labels.into_iter().map(|(u, (_, l))| (u, l)).collect(),
             localizers,
             folders,
+            segmentations,
             issues,
             rejections,
         })
+    }
+
+    /// The vessel segmentation of a series, when `segmentations/` has a
+    /// usable one.
+    pub fn segmentation(&self, uid: &str) -> Option<&SegmentationFiles> {
+        self.segmentations.get(uid)
+    }
+
+    /// The vessel labels of a series ([`VESSEL_LABELS`]) in the
+    /// segmentation's own geometry; `Ok(None)` when the series has no
+    /// segmentation. Put them on a grid in world space with nearest
+    /// neighbour (`aneu_preproc::labels_on_grid`).
+    ///
+    /// # Errors
+    /// As [`read_vessel_labels`], naming the file.
+    pub fn read_vessel_labels(&self, uid: &str) -> Result<Option<crate::Volume<u8>>> {
+        self.segmentation(uid)
+            .map(|s| read_vessel_labels(&s.labels))
+            .transpose()
     }
 
     /// The dataset root.

@@ -2,25 +2,27 @@
 //! are slow (docs/benchmarks.md, "Where a training step's time goes on
 //! Flex"):
 //!
-//! * [`conv3d`]: a convolution layer whose gradients on `Autodiff<Flex>`
-//!   are computed here. The input gradient of a stride-1 convolution is a
-//!   convolution of the output gradient with the flipped, channel-swapped
-//!   weights (Flex's parallel forward kernel instead of its one-threaded
-//!   transposed convolution); the weight gradient is one matrix product
-//!   per block of output voxels with the input's patches (instead of a
-//!   convolution with batch and channels swapped).
+//! * [`conv3d`]: a convolution layer computed here, forward and both
+//!   gradients: im2col in blocks of 4096 output voxels (filled along
+//!   contiguous runs of the input) and one matrix product per block on the
+//!   `gemm` crate, in parallel over samples; the input gradient is the
+//!   transposed product scattered back (col2im), for every stride and
+//!   padding. Flex instead copies the input channels-last and repacks the
+//!   weights on one thread, and Burn's default gradients are a
+//!   one-threaded transposed convolution and a convolution with batch and
+//!   channels swapped.
 //! * [`instance_norm`]: affine instance normalisation in two passes, with
 //!   its analytic backward (Burn composes seven passes forward and about
 //!   fifteen backward).
 //!
-//! The networks stay written in Burn, generic over the backend; the
-//! forward convolution is Flex's own. On `Flex` and on `Autodiff<Flex>`
-//! (the default inference and training backends) these functions run the
-//! kernels, registering their backward in Burn's autodiff graph; on every
-//! other backend (CUDA, wgpu, or Flex under another checkpointing
-//! strategy) they run Burn's own module. The backend is recognised by its
-//! type at run time, which spares every generic function in the workspace
-//! an extra trait bound (Rust has no specialisation).
+//! The networks stay written in Burn, generic over the backend. On `Flex`
+//! and on `Autodiff<Flex>` (the default inference and training backends)
+//! these functions run the kernels, registering their backward in Burn's
+//! autodiff graph; on every other backend (CUDA, wgpu, or Flex under
+//! another checkpointing strategy) they run Burn's own module. The backend
+//! is recognised by its type at run time, which spares every generic
+//! function in the workspace an extra trait bound (Rust has no
+//! specialisation).
 //!
 //! Each kernel is tested against Burn's op, forward and gradients, and a
 //! U-Net trained with them follows the loss curve it has with Burn's ops
@@ -34,13 +36,16 @@ use burn::backend::autodiff::grads::Gradients;
 use burn::backend::autodiff::ops::{Backward, Ops, OpsKind};
 use burn::backend::{Autodiff, Flex};
 use burn::nn::PaddingConfig3d;
-use burn::nn::conv::Conv3d;
+use burn::nn::conv::{Conv3d, ConvTranspose3d};
 use burn::nn::norm::Normalization;
 use burn::prelude::*;
-use burn::tensor::ops::{ConvOptions, FloatTensor, FloatTensorOps, ModuleOps};
+use burn::tensor::ops::{ConvOptions, FloatTensor};
 use burn::tensor::{DType, TensorPrimitive};
 use burn_flex::FlexTensor;
 use rayon::prelude::*;
+
+mod conv;
+use conv::Geometry;
 
 /// Which kernels a backend gets.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -283,11 +288,13 @@ fn norm_backward(st: &NormState, grad: &FlexTensor) -> (FlexTensor, FlexTensor, 
     )
 }
 
-/// A 3D convolution layer, with its gradients on `Autodiff<Flex>` computed
-/// by this module (see the module's documentation) instead of Burn's
-/// defaults (a one-threaded transposed convolution, and a convolution with
-/// batch and channels swapped); the forward is Flex's. Any other backend,
-/// a layer without bias, or "same" padding runs the layer's own `forward`.
+/// A 3D convolution layer, computed on `Flex` and `Autodiff<Flex>` by
+/// this module's kernels (im2col in blocks of output voxels and one matrix
+/// product per block, see the module's documentation), forward and both
+/// gradients, instead of Flex's forward and Burn's default gradients (a
+/// one-threaded transposed convolution, and a convolution with batch and
+/// channels swapped). Any other backend, a layer without bias, grouped
+/// convolutions or "same" padding run the layer's own `forward`.
 ///
 /// ```
 /// use aneu_models::burn::backend::{Autodiff, Flex};
@@ -314,91 +321,260 @@ pub fn conv3d<B: Backend>(conv: &Conv3d<B>, x: Tensor<B, 5>) -> Tensor<B, 5> {
         PaddingConfig3d::Explicit(d, h, w) => Some([d, h, w]),
         PaddingConfig3d::Same => None,
     };
-    if kind::<B>() == Kind::AutodiffFlex
+    let k = kind::<B>();
+    if k != Kind::Other
         && x.dtype() == DType::F32
         && let (Some(padding), Some(bias)) = (padding, &conv.bias)
     {
         let keep = x.clone();
         let options = ConvOptions::new(conv.stride, padding, conv.dilation, conv.groups);
-        return autodiff_conv3d::<B>(
-            primitive(x),
-            primitive(conv.weight.val()),
-            primitive(bias.val()),
-            options,
-        )
-        .map_or_else(|| conv.forward(keep), tensor);
+        let (x, w, b) = (primitive(x), primitive(conv.weight.val()), primitive(bias.val()));
+        let out = match k {
+            Kind::Flex => flex_conv3d::<B>(x, w, b, &options),
+            Kind::AutodiffFlex => autodiff_conv3d::<B>(x, w, b, &options),
+            Kind::Other => None,
+        };
+        return out.map_or_else(|| conv.forward(keep), tensor);
     }
     conv.forward(x)
-}
-
-fn autodiff_conv3d<B: Backend>(
-    x: FloatTensor<B>,
-    weight: FloatTensor<B>,
-    bias: FloatTensor<B>,
-    options: ConvOptions<3>,
-) -> Option<FloatTensor<B>> {
-    type Ad = Autodiff<Flex>;
-    let x: FloatTensor<Ad> = cast(x)?;
-    let w: FloatTensor<Ad> = cast(weight)?;
-    let b: FloatTensor<Ad> = cast(bias)?;
-    let y = Flex::conv3d(
-        x.primitive.clone(),
-        w.primitive.clone(),
-        Some(b.primitive.clone()),
-        options.clone(),
-    );
-    let out = match Conv3dBackward
-        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
-        .compute_bound()
-        .stateful()
-    {
-        OpsKind::Tracked(prep) => prep.finish(
-            ConvState {
-                x: x.primitive.clone(),
-                weight: w.primitive.clone(),
-                options,
-            },
-            y,
-        ),
-        OpsKind::UnTracked(prep) => prep.finish(y),
-    };
-    cast(out)
-}
-
-/// What the convolution's backward needs.
-#[derive(Clone, Debug)]
-struct ConvState {
-    x: FlexTensor,
-    weight: FlexTensor,
-    options: ConvOptions<3>,
-}
-
-#[derive(Debug)]
-struct Conv3dBackward;
-
-impl Backward<Flex, 3> for Conv3dBackward {
-    type State = ConvState;
-
-    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
-        let [px, pw, pb] = ops.parents;
-        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
-        let ConvState { x, weight, options } = ops.state;
-        if let Some(p) = pb {
-            grads.register::<Flex>(p.id, conv3d_bias_grad(&grad));
-        }
-        if let Some(p) = pw {
-            grads.register::<Flex>(p.id, conv3d_weight_grad(&x, &weight, &grad, &options));
-        }
-        if let Some(p) = px {
-            grads.register::<Flex>(p.id, conv3d_input_grad(x, weight, grad, options));
-        }
-    }
 }
 
 /// The shape of a 5-d tensor.
 fn dims5(t: &FlexTensor) -> [usize; 5] {
     let s = t.layout().shape();
     [s[0], s[1], s[2], s[3], s[4]]
+}
+
+/// The forward convolution on Flex tensors, with its geometry; `None`
+/// where [`Geometry::new`] declines.
+fn conv_forward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: &FlexTensor,
+    options: &ConvOptions<3>,
+) -> Option<(FlexTensor, Geometry)> {
+    let g = Geometry::new(dims5(x), dims5(w), options)?;
+    let (xc, wc, bc) = (x.to_contiguous(), w.to_contiguous(), b.to_contiguous());
+    let y = conv::forward(&g, xc.storage::<f32>(), wc.storage::<f32>(), Some(bc.storage::<f32>()));
+    let [od, oh, ow] = g.output;
+    let shape = burn::tensor::Shape::new([dims5(x)[0], g.co, od, oh, ow]);
+    Some((flex_from(y, shape), g))
+}
+
+fn flex_conv3d<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: &ConvOptions<3>,
+) -> Option<FloatTensor<B>> {
+    let (x, w, b): (FlexTensor, FlexTensor, FlexTensor) = (cast(x)?, cast(weight)?, cast(bias)?);
+    cast(conv_forward(&x, &w, &b, options)?.0)
+}
+
+fn autodiff_conv3d<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    options: &ConvOptions<3>,
+) -> Option<FloatTensor<B>> {
+    type Ad = Autodiff<Flex>;
+    let x: FloatTensor<Ad> = cast(x)?;
+    let w: FloatTensor<Ad> = cast(weight)?;
+    let b: FloatTensor<Ad> = cast(bias)?;
+    let (y, geometry) = conv_forward(&x.primitive, &w.primitive, &b.primitive, options)?;
+    cast(tracked(ConvBackward { transposed: false }, [&x, &w, &b], y, geometry))
+}
+
+/// `y`, computed from `x`, `w` and `b` by a convolution of `geometry`,
+/// as a node of the autodiff graph whose backward is `op`.
+fn tracked<Op: Backward<Flex, 3, State = ConvState>>(
+    op: Op,
+    [x, w, b]: [&FloatTensor<Autodiff<Flex>>; 3],
+    y: FlexTensor,
+    geometry: Geometry,
+) -> FloatTensor<Autodiff<Flex>> {
+    match op
+        .prepare::<NoCheckpointing>([x.node.clone(), w.node.clone(), b.node.clone()])
+        .compute_bound()
+        .stateful()
+    {
+        OpsKind::Tracked(prep) => prep.finish(
+            ConvState {
+                x: x.primitive.to_contiguous(),
+                weight: w.primitive.to_contiguous(),
+                geometry,
+            },
+            y,
+        ),
+        OpsKind::UnTracked(prep) => prep.finish(y),
+    }
+}
+
+/// What the convolution's backward needs.
+#[derive(Clone, Debug)]
+struct ConvState {
+    /// The input, contiguous.
+    x: FlexTensor,
+    /// The weights, contiguous.
+    weight: FlexTensor,
+    geometry: Geometry,
+}
+
+/// The backward of a convolution (`transposed: false`) or of a transposed
+/// convolution (`true`, whose input is the convolution's output: its
+/// gradients are the convolution's with the roles of input and output
+/// exchanged).
+#[derive(Debug)]
+struct ConvBackward {
+    transposed: bool,
+}
+
+impl Backward<Flex, 3> for ConvBackward {
+    type State = ConvState;
+
+    fn backward(self, ops: Ops<Self::State, 3>, grads: &mut Gradients, _: &mut Checkpointer) {
+        let [px, pw, pb] = ops.parents;
+        let grad = grads.consume::<Flex>(&ops.node).to_contiguous();
+        let ConvState { x, weight, geometry: g } = ops.state;
+        let (gs, xs, ws) = (grad.storage::<f32>(), x.storage::<f32>(), weight.storage::<f32>());
+        if let Some(p) = pb {
+            grads.register::<Flex>(p.id, conv3d_bias_grad(&grad));
+        }
+        if let Some(p) = pw {
+            let dw = if self.transposed {
+                conv::weight_grad(&g, gs, xs)
+            } else {
+                conv::weight_grad(&g, xs, gs)
+            };
+            grads.register::<Flex>(p.id, flex_from(dw, weight.layout().shape().clone()));
+        }
+        if let Some(p) = px {
+            let dx = if self.transposed {
+                conv::forward(&g, gs, ws, None)
+            } else {
+                conv::input_grad(&g, ws, gs)
+            };
+            grads.register::<Flex>(p.id, flex_from(dx, x.layout().shape().clone()));
+        }
+    }
+}
+
+/// A 3D transposed convolution layer, computed on `Flex` and
+/// `Autodiff<Flex>` by this module's convolution kernels: a transposed
+/// convolution is the input gradient of the convolution whose weights it
+/// holds (`[C_in, C_out, k…]` is that convolution's `[C_out, C_in, k…]`),
+/// so its forward is [`conv3d`]'s col2im pass, its input gradient that
+/// convolution's forward, and its weight gradient that convolution's
+/// weight gradient with input and output exchanged. Flex's own runs the
+/// batch on one thread and Burn's default gradients are generic. Any
+/// other backend, a layer without bias or with groups runs the layer's own
+/// `forward`.
+///
+/// ```
+/// use aneu_models::burn::backend::{Autodiff, Flex};
+/// use aneu_models::burn::nn::conv::ConvTranspose3dConfig;
+/// use aneu_models::burn::prelude::*;
+///
+/// type A = Autodiff<Flex>;
+/// let device = Default::default();
+/// let up = ConvTranspose3dConfig::new([4, 2], [2, 2, 2]).with_stride([2, 2, 2]).init::<A>(&device);
+/// let x = Tensor::<A, 5>::ones([1, 4, 3, 3, 3], &device).require_grad();
+/// let y = aneu_models::cpu::conv_transpose3d(&up, x.clone());
+/// assert_eq!(y.dims(), [1, 2, 6, 6, 6]);
+/// let (a, b) = (y.sum().backward(), up.forward(x.clone()).sum().backward());
+/// let diff = x.grad(&a).unwrap().sub(x.grad(&b).unwrap()).abs().max().into_scalar();
+/// assert!(diff < 1e-4);
+/// ```
+pub fn conv_transpose3d<B: Backend>(conv: &ConvTranspose3d<B>, x: Tensor<B, 5>) -> Tensor<B, 5> {
+    let k = kind::<B>();
+    if k != Kind::Other
+        && x.dtype() == DType::F32
+        && conv.groups == 1
+        && let Some(bias) = &conv.bias
+    {
+        let keep = x.clone();
+        let t = Transposed {
+            options: ConvOptions::new(conv.stride, conv.padding, conv.dilation, 1),
+            padding_out: conv.padding_out,
+        };
+        let (x, w, b) = (primitive(x), primitive(conv.weight.val()), primitive(bias.val()));
+        let out = match k {
+            Kind::Flex => flex_conv_transpose3d::<B>(x, w, b, &t),
+            Kind::AutodiffFlex => autodiff_conv_transpose3d::<B>(x, w, b, &t),
+            Kind::Other => None,
+        };
+        return out.map_or_else(|| conv.forward(keep), tensor);
+    }
+    conv.forward(x)
+}
+
+/// The options of a transposed convolution, as those of the convolution
+/// it transposes plus the extra output padding.
+#[derive(Clone, Debug)]
+struct Transposed {
+    options: ConvOptions<3>,
+    padding_out: [usize; 3],
+}
+
+impl Transposed {
+    /// The geometry of the convolution that this transposes, for an input
+    /// `x` (`[N, C_in, …]`) and weights `w` (`[C_in, C_out, k…]`): its input
+    /// is this layer's output. `None` where it would not map back onto `x`.
+    fn geometry(&self, x: [usize; 5], w: [usize; 5]) -> Option<Geometry> {
+        let o = &self.options;
+        let mut y = [x[0], w[1], 0, 0, 0];
+        for a in 0..3 {
+            let grown = (x[2 + a].checked_sub(1)? * o.stride[a] + o.dilation[a] * w[2 + a].checked_sub(1)?)
+                .checked_add(self.padding_out[a] + 1)?;
+            y[2 + a] = grown.checked_sub(2 * o.padding[a])?;
+        }
+        let g = Geometry::new(y, w, o)?;
+        (g.output == [x[2], x[3], x[4]] && g.co == x[1]).then_some(g)
+    }
+}
+
+/// The transposed convolution's forward on Flex tensors, with the geometry
+/// of the convolution it transposes.
+fn conv_transpose_forward(
+    x: &FlexTensor,
+    w: &FlexTensor,
+    b: &FlexTensor,
+    t: &Transposed,
+) -> Option<(FlexTensor, Geometry)> {
+    let g = t.geometry(dims5(x), dims5(w))?;
+    let (xc, wc, bc) = (x.to_contiguous(), w.to_contiguous(), b.to_contiguous());
+    let mut y = conv::input_grad(&g, wc.storage::<f32>(), xc.storage::<f32>());
+    let voxels: usize = g.input.iter().product();
+    for (n, yc) in y.chunks_mut(voxels.max(1)).enumerate() {
+        let bias = bc.storage::<f32>()[n % g.ci];
+        yc.iter_mut().for_each(|v| *v += bias);
+    }
+    let [d, h, wd] = g.input;
+    Some((flex_from(y, burn::tensor::Shape::new([dims5(x)[0], g.ci, d, h, wd])), g))
+}
+
+fn flex_conv_transpose3d<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    t: &Transposed,
+) -> Option<FloatTensor<B>> {
+    let (x, w, b): (FlexTensor, FlexTensor, FlexTensor) = (cast(x)?, cast(weight)?, cast(bias)?);
+    cast(conv_transpose_forward(&x, &w, &b, t)?.0)
+}
+
+fn autodiff_conv_transpose3d<B: Backend>(
+    x: FloatTensor<B>,
+    weight: FloatTensor<B>,
+    bias: FloatTensor<B>,
+    t: &Transposed,
+) -> Option<FloatTensor<B>> {
+    type Ad = Autodiff<Flex>;
+    let x: FloatTensor<Ad> = cast(x)?;
+    let w: FloatTensor<Ad> = cast(weight)?;
+    let b: FloatTensor<Ad> = cast(bias)?;
+    let (y, geometry) = conv_transpose_forward(&x.primitive, &w.primitive, &b.primitive, t)?;
+    cast(tracked(ConvBackward { transposed: true }, [&x, &w, &b], y, geometry))
 }
 
 /// ∂bias: the output gradient summed over the batch and the voxels, per
@@ -421,113 +597,6 @@ fn conv3d_bias_grad(grad: &FlexTensor) -> FlexTensor {
         })
         .collect();
     flex_from(sums, burn::tensor::Shape::new([c]))
-}
-
-/// ∂x of a convolution. With stride 1, no dilation and one group, it is a
-/// convolution of the output gradient with the weights flipped in space
-/// and with input and output channels swapped, padded by k − 1 − p: Flex's
-/// forward convolution, parallel over batch and tiles. Otherwise Burn's
-/// default.
-fn conv3d_input_grad(x: FlexTensor, weight: FlexTensor, grad: FlexTensor, options: ConvOptions<3>) -> FlexTensor {
-    let [co, ci, kd, kh, kw] = dims5(&weight);
-    let k = [kd, kh, kw];
-    let simple = options.stride == [1; 3]
-        && options.dilation == [1; 3]
-        && options.groups == 1
-        && (0..3).all(|a| options.padding[a] < k[a]);
-    if !simple {
-        return Flex::conv3d_x_backward(x, weight, grad, options);
-    }
-    let wc = weight.to_contiguous();
-    let ws = wc.storage::<f32>();
-    let kk = kd * kh * kw;
-    let mut flipped = vec![0f32; ws.len()];
-    for o in 0..co {
-        for i in 0..ci {
-            let src = &ws[(o * ci + i) * kk..(o * ci + i + 1) * kk];
-            let dst = &mut flipped[(i * co + o) * kk..(i * co + o + 1) * kk];
-            for (t, v) in src.iter().enumerate() {
-                dst[kk - 1 - t] = *v;
-            }
-        }
-    }
-    let flipped = flex_from(flipped, burn::tensor::Shape::new([ci, co, kd, kh, kw]));
-    let padding = [0, 1, 2].map(|a| k[a] - 1 - options.padding[a]);
-    Flex::conv3d(grad, flipped, None, ConvOptions::new([1; 3], padding, [1; 3], 1))
-}
-
-/// Output voxels per block of the weight gradient's patch matrix (bounds
-/// its memory: 4096 × C_in·k³ values).
-const PATCH_ROWS: usize = 4096;
-
-/// ∂weight of a convolution without dilation and with one group: for each
-/// sample and each block of [`PATCH_ROWS`] output voxels, the output
-/// gradient `[C_out, rows]` times the input's patches `[rows, C_in·k³]`
-/// (im2col); the products are added in order, so the result does not
-/// depend on the threads. Otherwise Burn's default.
-fn conv3d_weight_grad(x: &FlexTensor, weight: &FlexTensor, grad: &FlexTensor, options: &ConvOptions<3>) -> FlexTensor {
-    if options.dilation != [1; 3] || options.groups != 1 {
-        return Flex::conv3d_weight_backward(x.clone(), weight.clone(), grad.clone(), options.clone());
-    }
-    let [n, ci, d, h, w] = dims5(x);
-    let [co, _, kd, kh, kw] = dims5(weight);
-    let [_, _, od, oh, ow] = dims5(grad);
-    let (s, kk) = (od * oh * ow, ci * kd * kh * kw);
-    let xc = x.to_contiguous();
-    let xs = xc.storage::<f32>();
-    let [sd, sh, sw] = options.stride;
-    let [pd, ph, pw] = options.padding.map(|p| p as isize);
-    // one row of patches: output voxel v, columns (input channel, kernel offset)
-    let patch_row = |xb: &[f32], v: usize, row: &mut [f32]| {
-        let (z, y, xq) = (v / (oh * ow), (v / ow) % oh, v % ow);
-        let mut col = 0;
-        for c in 0..ci {
-            for a in 0..kd {
-                let iz = (z * sd + a) as isize - pd;
-                for bb in 0..kh {
-                    let iy = (y * sh + bb) as isize - ph;
-                    for cc in 0..kw {
-                        let ix = (xq * sw + cc) as isize - pw;
-                        let inside = (0..d as isize).contains(&iz)
-                            && (0..h as isize).contains(&iy)
-                            && (0..w as isize).contains(&ix);
-                        if inside {
-                            row[col] = xb[((c * d + iz as usize) * h + iy as usize) * w + ix as usize];
-                        }
-                        col += 1;
-                    }
-                }
-            }
-        }
-    };
-    let blocks: Vec<(usize, usize)> = (0..n)
-        .flat_map(|b| (0..s).step_by(PATCH_ROWS).map(move |start| (b, start)))
-        .collect();
-    let partial: Vec<Vec<f32>> = blocks
-        .into_par_iter()
-        .map(|(b, start)| {
-            let rows = PATCH_ROWS.min(s - start);
-            let xb = &xs[b * ci * d * h * w..(b + 1) * ci * d * h * w];
-            let mut cols = vec![0f32; rows * kk];
-            cols.par_chunks_mut(kk)
-                .enumerate()
-                .for_each(|(r, row)| patch_row(xb, start + r, row));
-            let g = grad
-                .narrow(0, b, 1)
-                .reshape(burn::tensor::Shape::new([co, s]))
-                .narrow(1, start, rows)
-                .to_contiguous();
-            let cols = flex_from(cols, burn::tensor::Shape::new([rows, kk]));
-            Flex::float_matmul(g, cols).to_contiguous().storage::<f32>().to_vec()
-        })
-        .collect();
-    let mut sum = vec![0f32; co * kk];
-    for p in &partial {
-        for (acc, v) in sum.iter_mut().zip(p) {
-            *acc += v;
-        }
-    }
-    flex_from(sum, burn::tensor::Shape::new([co, ci, kd, kh, kw]))
 }
 
 #[cfg(test)]
@@ -565,6 +634,40 @@ mod tests {
         norm.gamma = Some(Param::from_tensor(random(1.0)));
         norm.beta = Some(Param::from_tensor(random(0.0)));
         norm
+    }
+
+    /// A layer's output and the gradients of its input, weights and bias
+    /// (`params`) under a fixed, uneven upstream gradient; `layer` applies
+    /// the layer to its input.
+    fn forward_and_grads(
+        x: &Tensor<A, 5>,
+        (weight, bias): (Tensor<A, 5>, Option<Tensor<A, 1>>),
+        layer: impl Fn(Tensor<A, 5>) -> Tensor<A, 5>,
+    ) -> [Vec<f32>; 4] {
+        let xg = x.clone().detach().require_grad();
+        let y = layer(xg.clone());
+        let upstream: Vec<f32> = (0..y.shape().num_elements())
+            .map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0)
+            .collect();
+        let upstream = Tensor::<A, 5>::from_data(TensorData::new(upstream, y.shape()), &y.device());
+        let grads = (y.clone() * upstream).sum().backward();
+        let bias = bias.unwrap_or_else(|| panic!("no bias"));
+        let grad = |t: Option<Tensor<Flex, 5>>| values(t.unwrap_or_else(|| panic!("no gradient")));
+        let grad1 = |t: Option<Tensor<Flex, 1>>| values(t.unwrap_or_else(|| panic!("no gradient")));
+        [
+            values(y),
+            grad(xg.grad(&grads)),
+            grad(weight.grad(&grads)),
+            grad1(bias.grad(&grads)),
+        ]
+    }
+
+    /// Output and gradients within 1e-4 of the reference's largest value.
+    fn assert_match(case: impl std::fmt::Debug, fast: &[Vec<f32>; 4], reference: &[Vec<f32>; 4]) {
+        for (name, (a, r)) in ["forward", "∂x", "∂w", "∂b"].iter().zip(fast.iter().zip(reference)) {
+            let e = max_rel(a, r);
+            assert!(e < 1e-4, "{name} {case:?}: relative error {e}");
+        }
     }
 
     const SHAPES: [[usize; 5]; 5] = [
@@ -703,71 +806,123 @@ mod tests {
         assert!(fused[14] < 0.9 * fused[0], "{fused:?}");
     }
 
-    /// The convolution's three gradients against Burn's, on random shapes:
-    /// odd sizes, kernels 1, 2 and 3, strides 1 and 2, paddings 0 to 2,
-    /// one and several channels, batch 1 and several.
+    /// The convolution's forward and three gradients against Burn's, on
+    /// random shapes: odd sizes, kernels 1, 2 and 3, strides 1 and 2,
+    /// paddings 0 to 2, dilation 2, an input smaller than the kernel, one
+    /// and several channels, batch 1 and several, and outputs of more than
+    /// one block of voxels (block edges inside a row).
     #[test]
     fn conv3d_gradients_match_burn() {
         use burn::nn::conv::Conv3dConfig;
         let device = Default::default();
-        type Case = (usize, usize, usize, [usize; 3], usize, usize, usize);
-        let cases: [Case; 8] = [
-            // (batch, c_in, c_out, input size, kernel, stride, padding)
-            (1, 1, 1, [5, 6, 7], 3, 1, 1),
-            (2, 3, 4, [7, 5, 6], 3, 1, 1),
-            (3, 2, 5, [6, 6, 6], 3, 2, 1),
-            (2, 4, 3, [7, 9, 5], 3, 2, 1),
-            (1, 5, 2, [4, 5, 3], 1, 1, 0),
-            (2, 3, 3, [6, 4, 8], 2, 2, 0),
-            (2, 2, 3, [5, 5, 5], 3, 1, 2),
-            (1, 3, 2, [6, 7, 5], 3, 1, 0),
+        type Case = (usize, usize, usize, [usize; 3], usize, usize, usize, usize);
+        let cases: [Case; 12] = [
+            // (batch, c_in, c_out, input size, kernel, stride, padding, dilation)
+            (1, 1, 1, [5, 6, 7], 3, 1, 1, 1),
+            (2, 3, 4, [7, 5, 6], 3, 1, 1, 1),
+            (3, 2, 5, [6, 6, 6], 3, 2, 1, 1),
+            (2, 4, 3, [7, 9, 5], 3, 2, 1, 1),
+            (1, 5, 2, [4, 5, 3], 1, 1, 0, 1),
+            (2, 3, 3, [6, 4, 8], 2, 2, 0, 1),
+            (2, 2, 3, [5, 5, 5], 3, 1, 2, 1),
+            (1, 3, 2, [6, 7, 5], 3, 1, 0, 1),
+            (2, 1, 2, [2, 3, 1], 3, 1, 1, 1),
+            (1, 2, 3, [7, 8, 9], 3, 1, 2, 2),
+            (1, 2, 3, [17, 16, 18], 3, 1, 1, 1),
+            (2, 2, 2, [40, 40, 23], 3, 2, 1, 1),
         ];
-        for (n, ci, co, [d, h, w], k, stride, pad) in cases {
+        for (n, ci, co, [d, h, w], k, stride, pad, dil) in cases {
+            let options = ConvOptions::new([stride; 3], [pad; 3], [dil; 3], 1);
+            // the kernels run (they are not a fallback to Burn's op)
+            assert!(Geometry::new([n, ci, d, h, w], [co, ci, k, k, k], &options).is_some());
             let conv = crate::with_backend_rng(|| {
                 let conv = Conv3dConfig::new([ci, co], [k; 3])
                     .with_stride([stride; 3])
                     .with_padding(PaddingConfig3d::Explicit(pad, pad, pad))
+                    .with_dilation([dil; 3])
                     .init::<A>(&device);
                 // the parameters are drawn lazily: draw them under the lock
                 let _ = (conv.weight.val(), conv.bias.as_ref().map(Param::val));
                 conv
             });
             let x = random::<A, 5>([n, ci, d, h, w], Distribution::Normal(0.5, 1.0), &device);
-            let run = |fast: bool| {
-                let xg = x.clone().detach().require_grad();
-                let y = if fast {
-                    conv3d(&conv, xg.clone())
-                } else {
-                    conv.forward(xg.clone())
-                };
-                let upstream = Tensor::<A, 5>::from_data(
-                    TensorData::new(
-                        (0..y.shape().num_elements())
-                            .map(|i| ((i * 7919) % 23) as f32 / 11.0 - 1.0)
-                            .collect::<Vec<_>>(),
-                        y.shape(),
-                    ),
-                    &device,
-                );
-                let grads = (y.clone() * upstream).sum().backward();
-                let w = conv.weight.val();
-                let b = conv.bias.as_ref().map(Param::val).unwrap_or_else(|| panic!("no bias"));
-                let grad = |t: Option<Tensor<Flex, 5>>| values(t.unwrap_or_else(|| panic!("no gradient")));
-                let grad1 = |t: Option<Tensor<Flex, 1>>| values(t.unwrap_or_else(|| panic!("no gradient")));
-                [
-                    values(y),
-                    grad(xg.grad(&grads)),
-                    grad(w.grad(&grads)),
-                    grad1(b.grad(&grads)),
-                ]
+            let params = || (conv.weight.val(), conv.bias.as_ref().map(Param::val));
+            let fast = forward_and_grads(&x, params(), |x| conv3d(&conv, x));
+            let reference = forward_and_grads(&x, params(), |x| conv.forward(x));
+            assert_match((n, ci, co, [d, h, w], k, stride, pad, dil), &fast, &reference);
+        }
+    }
+
+    /// Inference on Flex: the forward kernel gives Burn's values, on a
+    /// stride-1 and a stride-2 layer of several blocks of voxels.
+    #[test]
+    fn conv3d_on_flex_matches_burn() {
+        use burn::nn::conv::Conv3dConfig;
+        let device = Default::default();
+        for (stride, size) in [(1, [17, 16, 18]), (2, [19, 24, 40])] {
+            let conv = crate::with_backend_rng(|| {
+                let conv = Conv3dConfig::new([3, 5], [3; 3])
+                    .with_stride([stride; 3])
+                    .with_padding(PaddingConfig3d::Explicit(1, 1, 1))
+                    .init::<Flex>(&device);
+                let _ = (conv.weight.val(), conv.bias.as_ref().map(Param::val));
+                conv
+            });
+            let x = random::<Flex, 5>(
+                [2, 3, size[0], size[1], size[2]],
+                Distribution::Normal(0.0, 1.0),
+                &device,
+            );
+            let e = max_rel(&values(conv3d(&conv, x.clone())), &values(conv.forward(x)));
+            assert!(e < 1e-4, "stride {stride}: relative error {e}");
+        }
+    }
+
+    /// The transposed convolution's forward and three gradients against
+    /// Burn's: the U-Nets' 2×2×2 stride-2 up-convolution, a 3×3×3 one with
+    /// padding and output padding, stride 1, odd sizes, batch 1 and several.
+    #[test]
+    fn conv_transpose3d_matches_burn() {
+        use burn::nn::conv::ConvTranspose3dConfig;
+        let device = Default::default();
+        // (batch, c_in, c_out, input size, kernel, stride, padding, output padding)
+        type Case = (usize, usize, usize, [usize; 3], usize, usize, usize, usize);
+        let cases: [Case; 5] = [
+            (2, 4, 2, [3, 4, 5], 2, 2, 0, 0),
+            (1, 3, 5, [6, 6, 6], 2, 2, 0, 0),
+            (3, 2, 3, [4, 3, 5], 3, 2, 1, 1),
+            (1, 1, 2, [5, 4, 3], 3, 1, 1, 0),
+            (2, 16, 8, [12, 12, 12], 2, 2, 0, 0),
+        ];
+        for (n, ci, co, [d, h, w], k, stride, pad, pad_out) in cases {
+            let up = crate::with_backend_rng(|| {
+                let up = ConvTranspose3dConfig::new([ci, co], [k; 3])
+                    .with_stride([stride; 3])
+                    .with_padding([pad; 3])
+                    .with_padding_out([pad_out; 3])
+                    .init::<A>(&device);
+                let _ = (up.weight.val(), up.bias.as_ref().map(Param::val));
+                up
+            });
+            let t = Transposed {
+                options: ConvOptions::new([stride; 3], [pad; 3], [1; 3], 1),
+                padding_out: [pad_out; 3],
             };
-            let fast = run(true);
-            let reference = run(false);
-            let case = (n, ci, co, [d, h, w], k, stride, pad);
-            for (name, (a, r)) in ["forward", "∂x", "∂w", "∂b"].iter().zip(fast.iter().zip(&reference)) {
-                let e = max_rel(a, r);
-                assert!(e < 1e-4, "{name} {case:?}: relative error {e}");
-            }
+            assert!(t.geometry([n, ci, d, h, w], [ci, co, k, k, k]).is_some());
+            let x = random::<A, 5>([n, ci, d, h, w], Distribution::Normal(0.2, 1.0), &device);
+            let params = || (up.weight.val(), up.bias.as_ref().map(Param::val));
+            let fast = forward_and_grads(&x, params(), |x| conv_transpose3d(&up, x));
+            let reference = forward_and_grads(&x, params(), |x| up.forward(x));
+            let case = (n, ci, co, [d, h, w], k, stride, pad, pad_out);
+            assert_match(case, &fast, &reference);
+            // and on Flex (inference)
+            let up_flex = burn::module::AutodiffModule::valid(&up);
+            let xf = x.clone().inner();
+            let e = max_rel(
+                &values(conv_transpose3d(&up_flex, xf.clone())),
+                &values(up_flex.forward(xf)),
+            );
+            assert!(e < 1e-4, "Flex {case:?}: relative error {e}");
         }
     }
 }

@@ -123,6 +123,15 @@ impl ModelConfig {
         matches!(self, ModelConfig::UNet3d(_))
     }
 
+    /// The classes of the model's vessel head (0: none); the built
+    /// model's [`PatchModel::vessel_classes`] gives the same answer.
+    pub fn vessel_classes(&self) -> usize {
+        match self {
+            ModelConfig::UNet3d(c) => c.vessel_classes.unwrap_or(0),
+            _ => 0,
+        }
+    }
+
     /// Whether the model has the 13-location head; the built model's
     /// [`PatchModel::has_location_head`] gives the same answer.
     pub fn has_location_head(&self) -> bool {
@@ -225,6 +234,12 @@ impl<B: Backend> PatchModel<B> for AnyModel<B> {
     }
     fn has_location_head(&self) -> bool {
         matches!(self, AnyModel::UNet3d(_))
+    }
+    fn vessel_classes(&self) -> usize {
+        match self {
+            AnyModel::UNet3d(m) => m.vessel_classes(),
+            _ => 0,
+        }
     }
 }
 

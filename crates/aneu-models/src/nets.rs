@@ -19,6 +19,10 @@ pub struct ModelOutput<B: Backend> {
     /// The voxel-wise aneurysm logit map at input resolution,
     /// `[N, 1, D, H, W]`, for models with a dense head.
     pub dense: Option<Tensor<B, 5>>,
+    /// The voxel-wise vessel-label logits at input resolution,
+    /// `[N, classes, D, H, W]` (class 0 background, then
+    /// `aneu_io::VESSEL_LABELS`), for models with a vessel head.
+    pub vessels: Option<Tensor<B, 5>>,
 }
 
 /// Everything training and inference need from a patch model, so that all
@@ -38,6 +42,10 @@ pub trait PatchModel<B: Backend> {
     fn has_dense_head(&self) -> bool;
     /// Whether [`ModelOutput::locations`] is set.
     fn has_location_head(&self) -> bool;
+    /// The classes of [`ModelOutput::vessels`] (0: no vessel head).
+    fn vessel_classes(&self) -> usize {
+        0
+    }
 }
 
 // ---------------------------------------------------------------- Simple3dCnn
@@ -97,6 +105,7 @@ impl<B: Backend> PatchModel<B> for Simple3dCnn<B> {
             logit: self.forward(x),
             locations: None,
             dense: None,
+            vessels: None,
         }
     }
     fn in_channels(&self) -> usize {
@@ -175,8 +184,12 @@ impl<B: Backend> TinyUNet3d<B> {
         let e1 = self.enc1.forward(x);
         let e2 = self.enc2.forward(max_pool3d(e1.clone(), [2, 2, 2]));
         let b = self.bottleneck.forward(max_pool3d(e2.clone(), [2, 2, 2]));
-        let d2 = self.dec2.forward(Tensor::cat(vec![self.up2.forward(b), e2], 1));
-        let d1 = self.dec1.forward(Tensor::cat(vec![self.up1.forward(d2), e1], 1));
+        let d2 = self
+            .dec2
+            .forward(Tensor::cat(vec![crate::cpu::conv_transpose3d(&self.up2, b), e2], 1));
+        let d1 = self
+            .dec1
+            .forward(Tensor::cat(vec![crate::cpu::conv_transpose3d(&self.up1, d2), e1], 1));
         self.head.forward(global_avg_pool3d(d1))
     }
 }
@@ -187,6 +200,7 @@ impl<B: Backend> PatchModel<B> for TinyUNet3d<B> {
             logit: self.forward(x),
             locations: None,
             dense: None,
+            vessels: None,
         }
     }
     fn in_channels(&self) -> usize {
@@ -229,6 +243,12 @@ pub struct UNet3dConfig {
     /// Hidden units of the classification head.
     #[config(default = 64)]
     pub head_hidden: usize,
+    /// Classes of the vessel head (none when absent or 0; 14 for
+    /// background and RSNA's 13 artery labels, `aneu_io::VESSEL_LABELS`):
+    /// extra output channels of the dense head's 1×1×1 convolution,
+    /// trained where vessel labels exist. An option, so that the configs
+    /// of bundles written before it existed still read.
+    pub vessel_classes: Option<usize>,
 }
 
 /// The main detector: a 3D U-Net with strided-conv downsampling and
@@ -238,7 +258,9 @@ pub struct UNet3dConfig {
 ///   input resolution;
 /// * a classification head on the global average- and max-pooled features
 ///   of the bottleneck and of every decoder level, giving the "Aneurysm
-///   Present" logit and 13 location logits.
+///   Present" logit and 13 location logits;
+/// * optionally (`vessel_classes` > 0) a vessel head: more channels of the
+///   dense head's convolution, one logit per vessel label and voxel.
 #[derive(Module, Debug)]
 pub struct UNet3d<B: Backend> {
     encoder: Vec<ConvBlock<B>>,
@@ -311,7 +333,7 @@ impl UNet3dConfig {
             encoder,
             ups,
             decoder,
-            dense_head: conv1x1(f[0], 1, device),
+            dense_head: conv1x1(f[0], 1 + self.vessel_classes.unwrap_or(0), device),
             hidden: LinearConfig::new(pooled, self.head_hidden).init(device),
             out: LinearConfig::new(self.head_hidden, 14).init(device),
             in_channels: self.in_channels,
@@ -322,7 +344,8 @@ impl UNet3dConfig {
 
 impl<B: Backend> UNet3d<B> {
     /// # Shapes
-    /// `[N, C, D, H, W]` → dense logits `[N, 1, D, H, W]` and head logits
+    /// `[N, C, D, H, W]` → dense logits `[N, 1 + vessel_classes, D, H, W]`
+    /// (the aneurysm map, then the vessel classes) and head logits
     /// `[N, 14]` (Aneurysm Present, then the 13 locations); D, H, W
     /// multiples of 2^(depth−1).
     pub fn forward(&self, x: Tensor<B, 5>) -> (Tensor<B, 5>, Tensor<B, 2>) {
@@ -336,7 +359,7 @@ impl<B: Backend> UNet3d<B> {
         }
         let mut pooled = vec![global_avg_pool3d(h.clone()), global_max_pool3d(h.clone())];
         for ((u, d), skip) in self.ups.iter().zip(&self.decoder).zip(skips.into_iter().rev()) {
-            h = d.forward(Tensor::cat(vec![u.forward(h), skip], 1));
+            h = d.forward(Tensor::cat(vec![crate::cpu::conv_transpose3d(u, h), skip], 1));
             pooled.push(global_avg_pool3d(h.clone()));
             pooled.push(global_max_pool3d(h.clone()));
         }
@@ -349,10 +372,17 @@ impl<B: Backend> UNet3d<B> {
 impl<B: Backend> PatchModel<B> for UNet3d<B> {
     fn forward_patches(&self, x: Tensor<B, 5>) -> ModelOutput<B> {
         let (dense, head) = self.forward(x);
+        let classes = PatchModel::<B>::vessel_classes(self);
+        let (dense, vessels) = if classes > 0 {
+            (dense.clone().narrow(1, 0, 1), Some(dense.narrow(1, 1, classes)))
+        } else {
+            (dense, None)
+        };
         ModelOutput {
             logit: head.clone().narrow(1, 0, 1),
             locations: Some(head.narrow(1, 1, 13)),
             dense: Some(dense),
+            vessels,
         }
     }
     fn in_channels(&self) -> usize {
@@ -363,6 +393,11 @@ impl<B: Backend> PatchModel<B> for UNet3d<B> {
     }
     fn has_dense_head(&self) -> bool {
         true
+    }
+    fn vessel_classes(&self) -> usize {
+        // the dense head's channels after the aneurysm map's (older
+        // bundles load unchanged: they have one)
+        self.dense_head.weight.dims()[0].saturating_sub(1)
     }
     fn has_location_head(&self) -> bool {
         true

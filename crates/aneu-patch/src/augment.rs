@@ -193,6 +193,16 @@ fn mirror_locations(l: &mut [f32; 13]) {
     }
 }
 
+/// Left ↔ right in a vessel label map: each side's artery label becomes
+/// the other side's (what a left-right flip does to them).
+fn mirror_vessel_labels(v: &mut Array3<u8>) {
+    let table: [u8; 256] = std::array::from_fn(|l| {
+        let l = l as u8;
+        Location::from_vessel_label(l).map_or(l, |loc| loc.mirrored().vessel_label())
+    });
+    v.mapv_inplace(|l| table[usize::from(l)]);
+}
+
 impl RandTransform for RandFlip {
     fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
         if self.axis > 2 || !hit(self.p, rng) {
@@ -202,6 +212,13 @@ impl RandTransform for RandFlip {
         patch.dense.invert_axis(Axis(self.axis));
         patch.image = patch.image.as_standard_layout().into_owned();
         patch.dense = patch.dense.as_standard_layout().into_owned();
+        if let Some(v) = &mut patch.vessels {
+            v.invert_axis(Axis(self.axis));
+            *v = v.as_standard_layout().into_owned();
+            if self.axis == 2 {
+                mirror_vessel_labels(v);
+            }
+        }
         patch.position[self.axis].swap(0, 1);
         if self.axis == 2 {
             mirror_locations(&mut patch.locations);
@@ -211,7 +228,7 @@ impl RandTransform for RandFlip {
 
 /// Rotates the axial plane by `turns` quarter turns; one turn gives
 /// `new[k, j, i] = old[k, i, n−1−j]`.
-fn rot90(a: &Array3<f32>, turns: usize) -> Array3<f32> {
+fn rot90<T: Clone>(a: &Array3<T>, turns: usize) -> Array3<T> {
     match turns % 4 {
         0 => a.clone(),
         2 => {
@@ -242,6 +259,12 @@ impl RandTransform for RandRot90 {
         };
         patch.image = rot90(&patch.image, turns);
         patch.dense = rot90(&patch.dense, turns);
+        if let Some(v) = &mut patch.vessels {
+            *v = rot90(v, turns);
+            if turns == 2 {
+                mirror_vessel_labels(v);
+            }
+        }
         let [_, pj, pi] = patch.position;
         match turns {
             2 => {
@@ -259,6 +282,19 @@ impl RandTransform for RandRot90 {
                 patch.position[2] = [pj[1], pj[0]];
             }
         }
+    }
+}
+
+/// The value of `a` nearest to continuous `[k, j, i]`, 0 outside (for
+/// labels).
+fn nearest(a: &Array3<u8>, p: [f64; 3]) -> u8 {
+    let (d, h, w) = a.dim();
+    let r = p.map(f64::round);
+    let inside = r.iter().zip([d, h, w]).all(|(x, n)| *x >= 0.0 && *x < n as f64);
+    if inside {
+        a[[r[0] as usize, r[1] as usize, r[2] as usize]]
+    } else {
+        0
     }
 }
 
@@ -325,6 +361,9 @@ impl RandTransform for RandAffine {
         let den = &patch.dense;
         let new_img = Array3::from_shape_fn((d, h, w), |(k, j, i)| trilinear(img, map(k, j, i)));
         let new_den = Array3::from_shape_fn((d, h, w), |(k, j, i)| trilinear(den, map(k, j, i)));
+        if let Some(v) = &patch.vessels {
+            patch.vessels = Some(Array3::from_shape_fn((d, h, w), |(k, j, i)| nearest(v, map(k, j, i))));
+        }
         patch.image = new_img;
         patch.dense = new_den;
     }
@@ -417,6 +456,7 @@ mod tests {
             label: 1.0,
             locations: [0.0; 13],
             position: [[0.0, 1.0]; 3],
+            vessels: None,
             spec: PatchSpec {
                 case: 0,
                 centre: VoxelIndex::new(0, 0, 0),

@@ -38,6 +38,7 @@ pub struct Case {
     /// by the trainer between hard-negative rounds.
     pub hard_negatives: Vec<VoxelIndex>,
     pub(crate) vessels: Vec<VoxelIndex>,
+    pub(crate) vessel_labels: Option<Volume<u8>>,
     pub(crate) bbox: [[usize; 2]; 3],
 }
 
@@ -101,8 +102,30 @@ impl Case {
             findings,
             hard_negatives: Vec::new(),
             vessels: Vec::new(),
+            vessel_labels: None,
             bbox: [[lo[0], hi[0]], [lo[1], hi[1]], [lo[2], hi[2]]],
         })
+    }
+
+    /// The case with vessel labels (`aneu_io::VESSEL_LABELS`) on its
+    /// image's grid, for training a vessel head.
+    ///
+    /// # Errors
+    /// [`Error::InvalidCase`] when their grid is not the image's.
+    pub fn with_vessel_labels(mut self, labels: Volume<u8>) -> Result<Self> {
+        if labels.size() != self.image.size() || labels.affine().max_abs_diff(self.image.affine()) > 1e-3 {
+            return Err(Error::InvalidCase {
+                case: self.id.clone(),
+                reason: "the vessel labels' grid differs from the image's".into(),
+            });
+        }
+        self.vessel_labels = Some(labels);
+        Ok(self)
+    }
+
+    /// The vessel labels, when the case has them.
+    pub fn vessel_labels(&self) -> Option<&Volume<u8>> {
+        self.vessel_labels.as_ref()
     }
 
     /// Whether the scan has an aneurysm.

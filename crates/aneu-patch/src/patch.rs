@@ -61,6 +61,9 @@ pub struct Patch {
     /// last voxel): the anatomical-position prior of Di Noto et al. 2023.
     /// [`Patch::position_channels`] expands it to three input channels.
     pub position: [[f32; 2]; 3],
+    /// Vessel labels (`aneu_io::VESSEL_LABELS`), the same shape as
+    /// `image`, when the case has them.
+    pub vessels: Option<Array3<u8>>,
     /// Where the patch came from.
     pub spec: PatchSpec,
 }
@@ -118,8 +121,8 @@ pub fn patch_start(centre: [usize; 3], size: [usize; 3]) -> [i64; 3] {
 /// assert_eq!(p[[1, 1, 0]], v[[0, 3, 3]]);
 /// assert_eq!(p[[1, 1, 1]], 0.0); // i = 4 is outside
 /// ```
-pub fn extract_box(data: ArrayView3<'_, f32>, start: [i64; 3], size: [usize; 3]) -> Array3<f32> {
-    let mut out = Array3::<f32>::zeros((size[0], size[1], size[2]));
+pub fn extract_box<T: Clone + Default>(data: ArrayView3<'_, T>, start: [i64; 3], size: [usize; 3]) -> Array3<T> {
+    let mut out = Array3::<T>::default((size[0], size[1], size[2]));
     let dims = data.dim();
     let dims = [dims.0, dims.1, dims.2];
     let mut src = [(0usize, 0usize); 3];

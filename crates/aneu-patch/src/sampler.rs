@@ -437,6 +437,7 @@ pub fn extract_patch(case: &Case, spec: PatchSpec, size: usize, dense: DenseTarg
         label,
         locations,
         position: std::array::from_fn(|a| [first[a] as f32, last[a] as f32]),
+        vessels: case.vessel_labels().map(|v| extract_box(v.data(), start, sz)),
         spec,
     }
 }

@@ -54,6 +54,49 @@ pub enum Artery {
     Distal,
 }
 
+/// The label of vessels that belong to no RSNA location's artery (distal
+/// branches, distractors) in the per-artery label map
+/// (`ground_truth/<uid>/arteries.nii.gz`).
+pub const OTHER_VESSEL_LABEL: u8 = 14;
+
+/// The label of aneurysm voxels in the per-artery label map.
+pub const ANEURYSM_LABEL: u8 = 15;
+
+impl Artery {
+    /// The label of this artery on `side` in the per-artery label map: the
+    /// RSNA vessel-segmentation value of the location it carries
+    /// ([`aneu_io::Location::vessel_label`], 1 to 13), or
+    /// [`OTHER_VESSEL_LABEL`]. The basilar trunk is "Basilar Tip";
+    /// vertebrals, superior cerebellars and the PCAs are "Other Posterior
+    /// Circulation"; M2 belongs to the MCA and A2 to the ACA.
+    ///
+    /// ```
+    /// use aneu_io::Location;
+    /// use aneu_phantom::anatomy::{Artery, Side};
+    /// assert_eq!(Artery::MiddleCerebralM2.vessel_label(Side::Left), Location::LeftMca.vessel_label());
+    /// assert_eq!(Artery::Vertebral.vessel_label(Side::Right), Location::OtherPosterior.vessel_label());
+    /// assert_eq!(Artery::Distal.vessel_label(Side::Left), aneu_phantom::anatomy::OTHER_VESSEL_LABEL);
+    /// ```
+    pub fn vessel_label(self, side: Side) -> u8 {
+        use aneu_io::Location::*;
+        let sided = |left: aneu_io::Location, right: aneu_io::Location| {
+            if side == Side::Right { right } else { left }
+        };
+        let location = match self {
+            Artery::Vertebral | Artery::SuperiorCerebellar | Artery::PcaP1 | Artery::PcaP2 => OtherPosterior,
+            Artery::Basilar => BasilarTip,
+            Artery::IcaInfraclinoid => sided(LeftInfraclinoidIca, RightInfraclinoidIca),
+            Artery::IcaSupraclinoid => sided(LeftSupraclinoidIca, RightSupraclinoidIca),
+            Artery::PComm => sided(LeftPcomA, RightPcomA),
+            Artery::MiddleCerebralM1 | Artery::MiddleCerebralM2 => sided(LeftMca, RightMca),
+            Artery::AnteriorCerebralA1 | Artery::AnteriorCerebralA2 => sided(LeftAca, RightAca),
+            Artery::AComm => AcomA,
+            Artery::Distal => return OTHER_VESSEL_LABEL,
+        };
+        location.vessel_label()
+    }
+}
+
 /// One artery segment: a smooth centreline and a linearly tapering radius.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Segment {

@@ -54,7 +54,7 @@ use rand::{Rng, SeedableRng};
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::anatomy::{Head, VesselTree, circle_of_willis};
+use crate::anatomy::{ANEURYSM_LABEL, Head, OTHER_VESSEL_LABEL, VesselTree, circle_of_willis};
 use crate::lesions::{Aneurysm, Distractor, aneurysm, distractors};
 use crate::render::{Appearance, Pose, Scene, render};
 use crate::shapes::{V3, add, unit};
@@ -140,6 +140,10 @@ pub struct PhantomConfig {
     pub oblique_share: f64,
     /// Also write the NIfTI label maps of the ground truth.
     pub label_maps: bool,
+    /// The share of series that get a vessel segmentation in the RSNA
+    /// layout, `segmentations/<uid>/<uid>_cowseg.nii.gz` (RSNA ships them
+    /// for about 4 % of its series; every one by default).
+    pub segmentation_share: f64,
 }
 
 impl Default for PhantomConfig {
@@ -153,6 +157,7 @@ impl Default for PhantomConfig {
             multiframe_share: 0.15,
             oblique_share: 0.15,
             label_maps: true,
+            segmentation_share: 1.0,
         }
     }
 }
@@ -200,6 +205,11 @@ impl PhantomConfig {
         self.oblique_share = s;
         self
     }
+    /// Sets the share of series with a vessel segmentation.
+    pub fn with_segmentation_share(mut self, s: f64) -> Self {
+        self.segmentation_share = s;
+        self
+    }
     /// Writes (or not) the NIfTI label maps.
     pub fn with_label_maps(mut self, w: bool) -> Self {
         self.label_maps = w;
@@ -208,7 +218,11 @@ impl PhantomConfig {
 
     fn check(&self) -> Result<()> {
         let share = |v: f64| (0.0..=1.0).contains(&v);
-        if !share(self.positive_rate) || !share(self.multiframe_share) || !share(self.oblique_share) {
+        if !share(self.positive_rate)
+            || !share(self.multiframe_share)
+            || !share(self.oblique_share)
+            || !share(self.segmentation_share)
+        {
             return Err(Error::Config("rates must lie in 0..=1".into()));
         }
         if self.modality_weights.iter().any(|w| w.is_nan() || *w < 0.0)
@@ -479,6 +493,24 @@ fn plan(config: &PhantomConfig, index: usize) -> Case {
     }
 }
 
+/// The per-artery labels as the RSNA vessel segmentations hold them
+/// (`aneu_io::VESSEL_LABELS`): other vessels are background, and an
+/// aneurysm's voxels take the label of its location's artery.
+fn rsna_segmentation(r: &render::Rendered, aneurysms: &[Aneurysm]) -> aneu_io::Volume<u8> {
+    let mut out = r.arteries.clone();
+    for (label, instance) in out.data_mut().iter_mut().zip(r.aneurysms.data().iter()) {
+        *label = match *label {
+            OTHER_VESSEL_LABEL => 0,
+            ANEURYSM_LABEL => usize::from(*instance)
+                .checked_sub(1)
+                .and_then(|n| aneurysms.get(n))
+                .map_or(0, |a| a.location.vessel_label()),
+            l => l,
+        };
+    }
+    out
+}
+
 /// What one generated series contributes to the dataset files.
 struct Written {
     labels: SeriesLabels,
@@ -489,10 +521,11 @@ struct Written {
 fn write_case(case: Case, config: &PhantomConfig, root: &Path) -> Result<Written> {
     let mut vessels = Vec::new();
     for s in &case.tree.segments {
-        vessels.extend(s.primitives());
+        let label = s.artery.vessel_label(s.side);
+        vessels.extend(s.primitives().into_iter().map(|p| (label, p)));
     }
     for d in &case.distractors {
-        vessels.extend(d.primitives.iter().copied());
+        vessels.extend(d.primitives.iter().map(|p| (OTHER_VESSEL_LABEL, *p)));
     }
     let scene = Scene {
         head: &case.head,
@@ -598,7 +631,21 @@ fn write_case(case: Case, config: &PhantomConfig, root: &Path) -> Result<Written
     std::fs::create_dir_all(&gt).at(&gt)?;
     let json = serde_json::to_string_pretty(&truth).map_err(|e| Error::Config(e.to_string()))?;
     aneu_io::write_atomic(&gt.join("truth.json"), json.as_bytes())?;
+    // a share of the series, chosen by a draw the case already made (the
+    // phantoms stay those of earlier versions)
+    let draw = (case.noise_seed >> 11) as f64 / (1u64 << 53) as f64;
+    if draw < config.segmentation_share {
+        let seg = root.join("segmentations").join(&case.uid);
+        std::fs::create_dir_all(&seg).at(&seg)?;
+        write_nifti(
+            &rsna_segmentation(&r, &case.aneurysms),
+            // compressed (labels shrink about 100-fold; RSNA's are plain
+            // .nii, and aneu reads both)
+            seg.join(format!("{}_cowseg.nii.gz", case.uid)),
+        )?;
+    }
     if config.label_maps {
+        write_nifti(&r.arteries, gt.join("arteries.nii.gz"))?;
         write_nifti(&r.vessels, gt.join("vessels.nii.gz"))?;
         write_nifti(&r.aneurysms, gt.join("aneurysms.nii.gz"))?;
         write_nifti(&r.brain, gt.join("brain.nii.gz"))?;
@@ -634,8 +681,10 @@ pub struct DatasetSummary {
 
 /// Generates `config.n` series under `root` in the RSNA layout
 /// (`series/<uid>/<sop>.dcm`, `train.csv`, `train_localizers.csv`), plus
-/// `ground_truth/<uid>/{truth.json, vessels.nii.gz, aneurysms.nii.gz,
-/// brain.nii.gz}`, in parallel. `progress` is called after each series.
+/// `segmentations/<uid>/<uid>_cowseg.nii.gz` (for
+/// [`PhantomConfig::segmentation_share`] of the series) and
+/// `ground_truth/<uid>/{truth.json, arteries.nii.gz, vessels.nii.gz,
+/// aneurysms.nii.gz, brain.nii.gz}`, in parallel. `progress` is called after each series.
 ///
 /// # Errors
 /// [`Error::Config`] for a bad configuration; I/O errors.

@@ -165,6 +165,10 @@ pub struct Rendered {
     pub image: Volume<f32>,
     /// Vessel lumen, aneurysms included (0/1).
     pub vessels: Volume<u8>,
+    /// Per-artery labels of the same voxels: each vessel voxel the label
+    /// of the scene's group that covers most of it, aneurysm voxels
+    /// [`crate::anatomy::ANEURYSM_LABEL`] (0 outside the vessels).
+    pub arteries: Volume<u8>,
     /// Aneurysm instance ids (0 = none, 1.. in truth order).
     pub aneurysms: Volume<u8>,
     /// The cranial cavity (0/1).
@@ -268,8 +272,9 @@ pub struct Scene<'a> {
     pub head: &'a Head,
     /// Pose in the scanner.
     pub pose: &'a Pose,
-    /// Vessel and distractor solids (head frame).
-    pub vessels: Vec<Primitive>,
+    /// Vessel and distractor solids (head frame), each with its label in
+    /// the per-artery map (1 to 254).
+    pub vessels: Vec<(u8, Primitive)>,
     /// Aneurysm solids (head frame), one group per aneurysm.
     pub aneurysms: Vec<Vec<Primitive>>,
     /// Intensities.
@@ -296,13 +301,21 @@ pub fn render(scene: &Scene<'_>) -> aneu_io::Result<Rendered> {
     };
     let pose = scene.pose;
     let to_world = |p: Primitive| p.transformed(&|v| pose.to_world(v), &|d| pose.dir(d), pose.scale);
-    let vessel_world: Vec<Primitive> = scene.vessels.iter().map(|p| to_world(*p)).collect();
+    // one group per label value (group g has label g + 1)
+    let mut vessel_world: Vec<Vec<Primitive>> = Vec::new();
+    for (label, p) in &scene.vessels {
+        let g = usize::from(*label).max(1) - 1;
+        if vessel_world.len() <= g {
+            vessel_world.resize(g + 1, Vec::new());
+        }
+        vessel_world[g].push(to_world(*p));
+    }
     let aneurysm_world: Vec<Vec<Primitive>> = scene
         .aneurysms
         .iter()
         .map(|g| g.iter().map(|p| to_world(*p)).collect())
         .collect();
-    let (vfrac, _) = raster.draw(&[vessel_world]);
+    let (vfrac, vlabel) = raster.draw(&vessel_world);
     let (afrac, alabel) = raster.draw(&aneurysm_world);
 
     let s = scene.size;
@@ -375,9 +388,17 @@ pub fn render(scene: &Scene<'_>) -> aneu_io::Result<Rendered> {
     let vessels = Array3::from_shape_fn(s.to_kji(), |(k, j, i)| {
         u8::from(vfrac[[k, j, i]] >= 0.5 || afrac[[k, j, i]] >= 0.5)
     });
+    let arteries = Array3::from_shape_fn(s.to_kji(), |(k, j, i)| {
+        if afrac[[k, j, i]] >= 0.5 {
+            crate::anatomy::ANEURYSM_LABEL
+        } else {
+            vlabel[[k, j, i]]
+        }
+    });
     let image = Volume::new(image, scene.affine)?;
     Ok(Rendered {
         vessels: image.with_data(vessels)?,
+        arteries: image.with_data(arteries)?,
         aneurysms: image.with_data(alabel)?,
         brain: image.with_data(brain)?,
         image,

@@ -46,10 +46,10 @@ pub use n4::{N4Options, N4Result, n4};
 pub use normalize::{CtWindow, Normalization, normalize};
 pub use pipeline::{
     Annotation, DatasetSummary, Grid, MaskMethod, PIPELINE_VERSION, PreprocessConfig, PreprocessMeta, Preprocessed,
-    Shard, list_preprocessed, preprocess_dataset, preprocess_series, read_dataset_config, read_meta, read_preprocessed,
-    read_stored, stable_hash, worker_threads,
+    Shard, VesselLabelSource, list_preprocessed, preprocess_dataset, preprocess_series, read_dataset_config, read_meta,
+    read_preprocessed, read_stored, stable_hash, worker_threads,
 };
-pub use resample::{Interpolator, ResampleOptions, resample, resample_to_grid, resample_with_options};
+pub use resample::{Interpolator, ResampleOptions, labels_on_grid, resample, resample_to_grid, resample_with_options};
 
 /// Errors of `aneu-preproc`.
 #[derive(Debug, thiserror::Error)]

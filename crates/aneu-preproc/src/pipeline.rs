@@ -9,7 +9,8 @@
 //! the output grid.
 //!
 //! [`preprocess_dataset`] writes `<out>/<uid>/{image.nii.gz, mask.nii.gz,
-//! meta.json}` and `<out>/index.csv`; a failing series is recorded in
+//! meta.json}` (and `vessels.nii.gz`, the series' vessel segmentation put
+//! on the output grid, when the dataset has one) and `<out>/index.csv`; a failing series is recorded in
 //! `errors.csv` and the others go on; every series is written under a
 //! temporary name and renamed, and a series whose `meta.json` carries the
 //! same config hash is skipped, so a killed run resumes where it stopped.
@@ -218,6 +219,34 @@ pub struct PreprocessMeta {
     pub after: Grid,
     /// Localizers in world mm and output voxels.
     pub annotations: Vec<Annotation>,
+    /// The series' vessel labels (`vessels.nii.gz`): where they came
+    /// from, or why they could not be used.
+    #[serde(default)]
+    pub vessel_labels: VesselLabelSource,
+}
+
+/// Where the vessel labels of a preprocessed series come from.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum VesselLabelSource {
+    /// The dataset has no vessel segmentation for the series.
+    #[default]
+    None,
+    /// Put on the output grid from this segmentation (written as
+    /// `vessels.nii.gz`).
+    File {
+        /// The `*_cowseg.nii` file.
+        path: PathBuf,
+    },
+    /// The dataset has a segmentation, but it could not be used: the
+    /// series is preprocessed without labels, and the reason goes to
+    /// `warnings.csv`.
+    Failed {
+        /// The segmentation file.
+        path: PathBuf,
+        /// Why (the typed error's message, naming the file).
+        reason: String,
+    },
 }
 
 /// A preprocessed series.
@@ -226,6 +255,9 @@ pub struct Preprocessed {
     pub image: Volume<f32>,
     /// The mask on the same grid.
     pub mask: Volume<u8>,
+    /// Vessel labels on the same grid (`aneu_io::VESSEL_LABELS`), when the
+    /// dataset has a segmentation of the series.
+    pub vessels: Option<Volume<u8>>,
     /// The sidecar.
     pub meta: PreprocessMeta,
 }
@@ -329,8 +361,14 @@ pub fn preprocess_series(
             size: image.size(),
         },
         annotations,
+        vessel_labels: VesselLabelSource::None,
     };
-    Ok(Preprocessed { image, mask, meta })
+    Ok(Preprocessed {
+        image,
+        mask,
+        vessels: None,
+        meta,
+    })
 }
 
 /// The number of worker threads to run for a request of `requested`: at
@@ -416,8 +454,36 @@ enum Outcome {
     Failed(String),
 }
 
-/// The names of the files aneu writes in a preprocessed series folder.
+/// The names of the files aneu writes in every preprocessed series folder.
 const SERIES_FILES: [&str; 3] = ["image.nii.gz", "mask.nii.gz", "meta.json"];
+
+/// The vessel labels of a preprocessed series, when it has some.
+const VESSELS_FILE: &str = "vessels.nii.gz";
+
+/// Puts the dataset's vessel segmentation of series `uid`, if it has one,
+/// on the grid of `p` ([`crate::labels_on_grid`]), and records in its
+/// sidecar where the labels came from or why they could not be used.
+fn attach_vessel_labels(ds: &RsnaDataset, uid: &str, p: &mut Preprocessed) {
+    let Some(files) = ds.segmentation(uid) else { return };
+    let path = files.labels.clone();
+    let labels = aneu_io::read_vessel_labels(&path)
+        .map_err(Error::from)
+        .and_then(|l| crate::labels_on_grid(&l, p.image.affine(), p.image.size()));
+    match labels {
+        Ok(v) => {
+            p.vessels = Some(v);
+            p.meta.vessel_labels = VesselLabelSource::File { path };
+        }
+        Err(e) => {
+            tracing::warn!(series = %uid, error = %e, "vessel segmentation not used");
+            let reason = match e {
+                Error::InvalidMask(why) => format!("{}: {why}", path.display()),
+                other => other.to_string(),
+            };
+            p.meta.vessel_labels = VesselLabelSource::Failed { path, reason };
+        }
+    }
+}
 
 /// The sidecar of `<out>/<uid>/`, when that folder holds one for `uid`:
 /// the mark that aneu wrote the folder.
@@ -450,7 +516,8 @@ fn process_one(ds: &RsnaDataset, uid: &str, out: &Path, config: &PreprocessConfi
     let labels = ds.labels(uid);
     let series = ds.read_series(uid)?;
     let modality = labels.map_or_else(|| Modality::guess(&series.meta), |l| l.modality);
-    let p = preprocess_series(&series, modality, ds.localizers(uid), labels, config)?;
+    let mut p = preprocess_series(&series, modality, ds.localizers(uid), labels, config)?;
+    attach_vessel_labels(ds, uid, &mut p);
     let tmp = tmp_dir(out, uid);
     if tmp.exists() {
         std::fs::remove_dir_all(&tmp).at(&tmp)?;
@@ -458,6 +525,9 @@ fn process_one(ds: &RsnaDataset, uid: &str, out: &Path, config: &PreprocessConfi
     std::fs::create_dir_all(&tmp).at(&tmp)?;
     write_nifti(&p.image, tmp.join(SERIES_FILES[0]))?;
     write_nifti(&p.mask, tmp.join(SERIES_FILES[1]))?;
+    if let Some(v) = &p.vessels {
+        write_nifti(v, tmp.join(VESSELS_FILE))?;
+    }
     let json = serde_json::to_string_pretty(&p.meta).map_err(|e| Error::InvalidArgument(e.to_string()))?;
     std::fs::write(tmp.join(SERIES_FILES[2]), json).at(&tmp)?;
     if prior.is_none() {
@@ -467,9 +537,15 @@ fn process_one(ds: &RsnaDataset, uid: &str, out: &Path, config: &PreprocessConfi
     // Replace aneu's own files one by one, the sidecar last, and nothing
     // else the folder may hold. A run killed in between leaves the old
     // sidecar, so the next run does the series again.
-    for name in SERIES_FILES {
-        aneu_io::check_writable_target(&dest.join(name))?;
-        std::fs::rename(tmp.join(name), dest.join(name)).at(dest.join(name))?;
+    for name in [SERIES_FILES[0], SERIES_FILES[1], VESSELS_FILE, SERIES_FILES[2]] {
+        let (from, to) = (tmp.join(name), dest.join(name));
+        aneu_io::check_writable_target(&to)?;
+        if from.exists() {
+            std::fs::rename(&from, &to).at(&to)?;
+        } else if name == VESSELS_FILE && to.exists() {
+            // aneu's own labels of an earlier run, which this run has not
+            std::fs::remove_file(&to).at(&to)?;
+        }
     }
     std::fs::remove_dir(&tmp).at(&tmp)?;
     Ok(Outcome::Done)
@@ -530,7 +606,7 @@ fn shard_work(ds: &RsnaDataset, shard: Shard) -> Vec<Work<'_>> {
 /// listed in `warnings.csv`. Nothing of the user's is touched: `out` may
 /// not overlap `root`, must be new, empty or an earlier output, and a
 /// `<out>/<uid>/` folder is replaced only when it holds aneu's own
-/// `meta.json` (and then only aneu's three files in it).
+/// `meta.json` (and then only aneu's own files in it).
 ///
 /// # Errors
 /// Only for problems with the dataset as a whole (unreadable `train.csv`,
@@ -627,6 +703,9 @@ pub fn preprocess_dataset(
         if m.labels.is_none() {
             summary.unlabelled += 1;
         }
+        if let VesselLabelSource::Failed { reason, .. } = &m.vessel_labels {
+            warnings.row(&[uid.as_str(), &format!("vessel segmentation not used: {reason}")])?;
+        }
         let s = m.after.size;
         index.row(&[
             uid.as_str(),
@@ -703,7 +782,8 @@ pub fn read_dataset_config(out: impl AsRef<Path>, hash: &str) -> Result<Preproce
 }
 
 /// Reads one preprocessed series folder (`image.nii.gz`, `mask.nii.gz`,
-/// `meta.json`) as [`preprocess_dataset`] wrote it.
+/// `meta.json`, and `vessels.nii.gz` when the sidecar names a source) as
+/// [`preprocess_dataset`] wrote it.
 ///
 /// # Errors
 /// Unreadable or inconsistent files, each error naming the file: a
@@ -721,7 +801,26 @@ pub fn read_preprocessed(dir: impl AsRef<Path>) -> Result<Preprocessed> {
         )));
     }
     let mask = mask_f.map(|v| u8::from(*v != 0.0));
-    Ok(Preprocessed { image, mask, meta })
+    let vessels = match meta.vessel_labels {
+        VesselLabelSource::File { .. } => {
+            let path = dir.join(VESSELS_FILE);
+            let v = aneu_io::read_vessel_labels(&path)?;
+            if v.size() != image.size() || v.affine().max_abs_diff(image.affine()) > 1e-3 {
+                return Err(Error::InvalidMask(format!(
+                    "{}: the vessel labels' grid differs from the image's",
+                    path.display()
+                )));
+            }
+            Some(v)
+        }
+        _ => None,
+    };
+    Ok(Preprocessed {
+        image,
+        mask,
+        vessels,
+        meta,
+    })
 }
 
 /// Series `uid` of a preprocessed dataset `out` (`<out>/<uid>/`, as
@@ -753,6 +852,10 @@ pub fn read_stored(out: impl AsRef<Path>, uid: &str, hash: &str, modality: Modal
     Ok(Some(Preprocessed {
         image: Volume::new(p.image.into_parts().0, grid.affine)?,
         mask: Volume::new(p.mask.into_parts().0, grid.affine)?,
+        vessels: p
+            .vessels
+            .map(|v| Volume::new(v.into_parts().0, grid.affine))
+            .transpose()?,
         meta: p.meta,
     }))
 }

@@ -110,6 +110,29 @@ pub fn resample_with_options(vol: &Volume<f32>, opts: &ResampleOptions) -> Resul
     resample_to_grid(vol, &affine, size, opts.interpolator, opts.default_value)
 }
 
+/// Puts a label map (vessel labels, say) onto a grid in world space: each
+/// output voxel takes the label of the input voxel nearest to its centre
+/// ([`Interpolator::Nearest`], as `sitkNearestNeighbor`), 0 outside the
+/// input. The two grids may differ in spacing, orientation and axis order.
+///
+/// # Errors
+/// [`Error::InvalidMask`] when `labels` holds no labelled voxel, or none
+/// of its labels lands on the grid (the label map is of another region or
+/// another series); the errors of [`resample_to_grid`].
+pub fn labels_on_grid(labels: &Volume<u8>, affine: &Affine, size: GridSize) -> Result<Volume<u8>> {
+    if labels.as_slice().iter().all(|v| *v == 0) {
+        return Err(Error::InvalidMask("the label map holds no labelled voxel".into()));
+    }
+    let out = resample_to_grid(&labels.map(|&v| f32::from(v)), affine, size, Interpolator::Nearest, 0.0)?;
+    let out = out.map(|&v| v as u8);
+    if out.as_slice().iter().all(|v| *v == 0) {
+        return Err(Error::InvalidMask(
+            "no labelled voxel of the label map lies on the image's grid (another region or another series?)".into(),
+        ));
+    }
+    Ok(out)
+}
+
 /// Resamples a volume onto any grid (an external mask onto an image, say),
 /// with the same interpolators and inside rule as [`resample_with_options`].
 ///

@@ -61,6 +61,11 @@ pub struct LossConfig {
     pub dense_weight: f64,
     /// γ of the focal terms of the dense loss.
     pub dense_focal_gamma: f64,
+    /// Weight of the vessel head's voxel-wise cross-entropy against the
+    /// vessel labels (`aneu_io::VESSEL_LABELS`; models with a vessel head,
+    /// `vessel_classes` of 14; 0 disables). It counts only the patches of
+    /// scans that have labels.
+    pub vessel_weight: f64,
 }
 
 impl Default for LossConfig {
@@ -72,6 +77,7 @@ impl Default for LossConfig {
             dense: DenseLoss::BceDice,
             dense_weight: 0.0,
             dense_focal_gamma: 2.0,
+            vessel_weight: 0.0,
         }
     }
 }
@@ -442,6 +448,7 @@ impl LossConfig {
             self.location_weight,
             self.dense_weight,
             self.dense_focal_gamma,
+            self.vessel_weight,
         ]
         .iter()
         .any(|w| !(w.is_finite() && *w >= 0.0))
@@ -459,6 +466,13 @@ impl LossConfig {
             || (self.location_weight > 0.0 && !model.has_location_head())
         {
             return bad("dense_weight and location_weight need a model with those heads (UNet3d)".into());
+        }
+        let classes = model.vessel_classes();
+        if (self.vessel_weight > 0.0 || classes > 0) && classes != usize::from(aneu_io::MAX_VESSEL_LABEL) + 1 {
+            return bad(format!(
+                "a vessel head has {} classes (background and aneu_io::VESSEL_LABELS), not {classes}; vessel_weight needs one",
+                usize::from(aneu_io::MAX_VESSEL_LABEL) + 1
+            ));
         }
         if self.present_weight + self.location_weight + self.dense_weight <= 0.0 {
             return bad("every loss weight is 0".into());

@@ -16,7 +16,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::Result;
-use crate::loss::Targets;
+use crate::loss::{Targets, VesselTargets};
 
 /// What the trainer knows about a scan besides its voxels.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -79,7 +79,12 @@ pub fn load_cases(dir: impl AsRef<Path>) -> Result<(Vec<Case>, Vec<CaseInfo>)> {
                 positive,
                 config_hash: p.meta.config_hash.clone(),
             };
-            Ok((Case::new(p.meta.series_uid, p.image, p.mask, findings)?, info))
+            let case = Case::new(p.meta.series_uid, p.image, p.mask, findings)?;
+            let case = match p.vessels {
+                Some(v) => case.with_vessel_labels(v)?,
+                None => case,
+            };
+            Ok((case, info))
         })
         .collect();
     let mut cases = Vec::with_capacity(loaded.len());
@@ -122,6 +127,9 @@ impl<B: Backend> Batcher<B, Patch, PatchBatch<B>> for PatchBatcher {
         let mut den = Vec::with_capacity(n * per);
         let mut lab = Vec::with_capacity(n);
         let mut loc = Vec::with_capacity(n * 13);
+        let labelled = items.iter().any(|p| p.vessels.is_some());
+        let mut ves: Vec<i64> = Vec::with_capacity(if labelled { n * per } else { 0 });
+        let mut has = Vec::with_capacity(n);
         for p in &items {
             assert_eq!(p.image.dim(), (d, h, w), "patches of different sizes in one batch");
             img.extend(p.image.iter().copied());
@@ -131,6 +139,13 @@ impl<B: Backend> Batcher<B, Patch, PatchBatch<B>> for PatchBatcher {
             den.extend(p.dense.iter().copied());
             lab.push(p.label);
             loc.extend_from_slice(&p.locations);
+            if labelled {
+                match &p.vessels {
+                    Some(v) => ves.extend(v.iter().map(|&l| i64::from(l))),
+                    None => ves.resize(ves.len() + per, 0),
+                }
+                has.push(f32::from(u8::from(p.vessels.is_some())));
+            }
         }
         let t1 = |v: Vec<f32>| Tensor::<B, 1>::from_floats(v.as_slice(), device);
         PatchBatch {
@@ -139,6 +154,19 @@ impl<B: Backend> Batcher<B, Patch, PatchBatch<B>> for PatchBatcher {
                 labels: t1(lab).reshape([n, 1]),
                 locations: t1(loc).reshape([n, 13]),
                 dense: t1(den).reshape([n, 1, d, h, w]),
+                vessels: labelled.then(|| {
+                    let classes = usize::from(aneu_io::MAX_VESSEL_LABEL) + 1;
+                    let mut hot = vec![0f32; n * classes * per];
+                    for (at, &l) in ves.iter().enumerate() {
+                        let (s, v) = (at / per, at % per);
+                        hot[(s * classes + l as usize) * per + v] = 1.0;
+                    }
+                    VesselTargets {
+                        labels: Tensor::<B, 4, Int>::from_data(TensorData::new(ves, [n, d, h, w]), device),
+                        one_hot: t1(hot).reshape([n, classes, d, h, w]),
+                        has: t1(has),
+                    }
+                }),
             },
         }
     }

@@ -64,6 +64,12 @@ pub struct EpochRecord {
     pub hard_negatives: usize,
     /// Wall time of the epoch.
     pub seconds: f64,
+    /// Vessel Dice on the validation patches that have vessel labels: the
+    /// mean over the artery labels present of `2·TP / (2·TP + FP + FN)`
+    /// of the vessel head's most probable label (empty without a vessel
+    /// head or labels).
+    #[serde(default)]
+    pub val_vessel_dice: Option<f64>,
 }
 
 impl EpochRecord {
@@ -305,6 +311,7 @@ struct Validation {
     loss: f64,
     report: ClassificationReport,
     dense_auc: Option<f64>,
+    vessel_dice: Option<f64>,
 }
 
 fn run<B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>>(
@@ -412,6 +419,7 @@ impl<'a, B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>> Trainer<'a, B, O> {
             val_loss: val.loss,
             val_auc: val.report.auc,
             val_dense_auc: val.dense_auc,
+            val_vessel_dice: val.vessel_dice,
             val_accuracy: val.report.accuracy,
             val_sensitivity: val.report.sensitivity,
             val_specificity: val.report.specificity,
@@ -427,6 +435,7 @@ impl<'a, B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>> Trainer<'a, B, O> {
             val_loss = rec.val_loss,
             val_auc = ?rec.val_auc,
             val_dense_auc = ?rec.val_dense_auc,
+            val_vessel_dice = ?rec.val_vessel_dice,
             val_f2 = rec.val_f2,
             seconds = rec.seconds,
             "epoch"
@@ -498,7 +507,13 @@ impl<'a, B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>> Trainer<'a, B, O> {
     /// Loss and patch-level metrics on the fixed validation patches.
     fn validate(&self, valid: &AnyModel<B::InnerBackend>) -> Result<Validation> {
         let cfg = self.ctx.config;
-        let (loss, labels, scores, peaks) = evaluate(valid, self.ctx.val_patches, cfg, self.batcher, self.ctx.device);
+        let Evaluation {
+            loss,
+            labels,
+            scores,
+            peaks,
+            vessel_dice,
+        } = evaluate(valid, self.ctx.val_patches, cfg, self.batcher, self.ctx.device);
         let report = ClassificationReport::compute(&labels, &scores, 0.5, None)?;
         let dense_auc = match peaks {
             Some(p) => ClassificationReport::compute(&labels, &p, 0.5, None)?.auc,
@@ -508,6 +523,7 @@ impl<'a, B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>> Trainer<'a, B, O> {
             loss,
             report,
             dense_auc,
+            vessel_dice: vessel_dice.dice(),
         })
     }
 
@@ -743,18 +759,72 @@ fn current_lr(cfg: &TrainConfig, plateau_factor: f64, e: usize, b: usize, nb: us
     }
 }
 
-/// Validation loss (patch-weighted), labels, present probabilities and,
-/// with a dense head, each patch's peak voxel probability.
+/// What [`evaluate`] measures on the validation patches.
+struct Evaluation {
+    /// The mean loss.
+    loss: f64,
+    /// Patch labels.
+    labels: Vec<f64>,
+    /// The present head's probabilities.
+    scores: Vec<f64>,
+    /// The dense head's peak probability per patch (with a dense head).
+    peaks: Option<Vec<f64>>,
+    /// The vessel head's label counts.
+    vessel_dice: VesselCounts,
+}
+
+/// Per artery label, true positives, false positives and false negatives
+/// of a vessel head's most probable label.
+#[derive(Default)]
+struct VesselCounts {
+    counts: std::collections::BTreeMap<u8, [u64; 3]>,
+}
+
+impl VesselCounts {
+    fn add(&mut self, truth: &[u8], predicted: &[i64]) {
+        for (&t, &p) in truth.iter().zip(predicted) {
+            let p = u8::try_from(p).unwrap_or(0);
+            if t == p {
+                if t != 0 {
+                    self.counts.entry(t).or_default()[0] += 1;
+                }
+                continue;
+            }
+            if p != 0 {
+                self.counts.entry(p).or_default()[1] += 1;
+            }
+            if t != 0 {
+                self.counts.entry(t).or_default()[2] += 1;
+            }
+        }
+    }
+
+    /// The mean Dice over the labels the truth holds.
+    fn dice(&self) -> Option<f64> {
+        let d: Vec<f64> = self
+            .counts
+            .values()
+            .filter(|[tp, _, fneg]| tp + fneg > 0)
+            .map(|[tp, fp, fneg]| 2.0 * *tp as f64 / (2 * tp + fp + fneg) as f64)
+            .collect();
+        (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64)
+    }
+}
+
+/// Validation loss (patch-weighted), labels, present probabilities, with
+/// a dense head each patch's peak voxel probability, and with a vessel
+/// head its label counts.
 fn evaluate<B: Backend>(
     model: &AnyModel<B>,
     patches: &[aneu_patch::Patch],
     cfg: &TrainConfig,
     batcher: PatchBatcher,
     device: &B::Device,
-) -> (f64, Vec<f64>, Vec<f64>, Option<Vec<f64>>) {
+) -> Evaluation {
     let mut labels = Vec::with_capacity(patches.len());
     let mut scores = Vec::with_capacity(patches.len());
     let mut peaks: Vec<f64> = Vec::new();
+    let mut vessel_dice = VesselCounts::default();
     let (mut ls, mut ln) = (0.0, 0usize);
     for chunk in patches.chunks(cfg.batch_size.max(1)) {
         let batch: crate::data::PatchBatch<B> = batcher.batch(chunk.to_vec(), device);
@@ -773,15 +843,35 @@ fn evaluate<B: Backend>(
                 .unwrap_or_default();
             peaks.extend(peak.iter().map(|v| f64::from(*v)));
         }
+        if let Some(v) = out.vessels.as_ref() {
+            let predicted = v
+                .clone()
+                .argmax(1)
+                .into_data()
+                .convert::<i64>()
+                .to_vec::<i64>()
+                .unwrap_or_default();
+            let per = predicted.len() / chunk.len().max(1);
+            for (p, pred) in chunk.iter().zip(predicted.chunks(per.max(1))) {
+                if let Some(truth) = &p.vessels {
+                    vessel_dice.add(truth.as_slice().unwrap_or(&[]), pred);
+                }
+            }
+        }
         let loss = scalar(total_loss(&cfg.loss, out, &batch.targets));
         ls += loss * chunk.len() as f64;
         ln += chunk.len();
         labels.extend(chunk.iter().map(|p| f64::from(p.label)));
         scores.extend(probs.iter().map(|v| f64::from(*v)));
     }
-    // empty exactly when the model has no dense head
-    let peaks = (!peaks.is_empty()).then_some(peaks);
-    (ls / ln.max(1) as f64, labels, scores, peaks)
+    Evaluation {
+        loss: ls / ln.max(1) as f64,
+        labels,
+        scores,
+        // empty exactly when the model has no dense head
+        peaks: (!peaks.is_empty()).then_some(peaks),
+        vessel_dice,
+    }
 }
 
 /// Adds to each case's hard-negative pool the candidates that

@@ -243,6 +243,7 @@ fn report_works_in_headless_chromium() {
                 world: *w,
                 locations: None,
                 location: Some(Location::AcomA),
+                artery: None,
                 dicom: None,
             })
             .collect(),

@@ -138,6 +138,7 @@ fn prediction(img: &Volume<f32>, points: &[WorldPoint]) -> ScanPrediction {
                 world: *w,
                 locations: Some([0.0; 13]),
                 location: Some(Location::BasilarTip),
+                artery: Some(Location::BasilarTip),
                 dicom: None,
             })
             .collect(),
