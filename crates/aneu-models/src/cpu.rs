@@ -3,11 +3,13 @@
 //! Flex"):
 //!
 //! * [`conv3d`]: a convolution layer computed here, forward and both
-//!   gradients: im2col in blocks of 4096 output voxels (filled along
-//!   contiguous runs of the input) and one matrix product per block on the
-//!   `gemm` crate, in parallel over samples; the input gradient is the
-//!   transposed product scattered back (col2im), for every stride and
-//!   padding. Flex instead copies the input channels-last and repacks the
+//!   gradients, on the `gemm` crate's matrix products. Stride 1 is direct:
+//!   the products read a zero-padded, channels-last copy of the input in
+//!   place, one per row of kernel taps, with no patch matrix; the input
+//!   gradient is the forward convolution of the output gradient with the
+//!   flipped weights. Other strides use im2col in blocks of 4096 output
+//!   voxels (filled along contiguous runs of the input), one matrix
+//!   product per block, and col2im for the input gradient. Flex instead copies the input channels-last and repacks the
 //!   weights on one thread, and Burn's default gradients are a
 //!   one-threaded transposed convolution and a convolution with batch and
 //!   channels swapped.
@@ -289,8 +291,8 @@ fn norm_backward(st: &NormState, grad: &FlexTensor) -> (FlexTensor, FlexTensor, 
 }
 
 /// A 3D convolution layer, computed on `Flex` and `Autodiff<Flex>` by
-/// this module's kernels (im2col in blocks of output voxels and one matrix
-/// product per block, see the module's documentation), forward and both
+/// this module's kernels (direct for stride 1, im2col otherwise, see the
+/// module's documentation), forward and both
 /// gradients, instead of Flex's forward and Burn's default gradients (a
 /// one-threaded transposed convolution, and a convolution with batch and
 /// channels swapped). Any other backend, a layer without bias, grouped

@@ -1,6 +1,11 @@
-//! The convolution's three passes on plain `f32` slices in NCDHW order:
-//! im2col into blocks of output voxels, one matrix product per block on
-//! the `gemm` crate, and col2im (its adjoint) for the input gradient.
+//! The convolution's three passes on plain `f32` slices in NCDHW order,
+//! on the `gemm` crate's matrix products.
+//!
+//! Stride 1 (the U-Nets' 3×3×3 layers, most of their time) takes the
+//! direct path ([`Direct`]): no patch matrix, the products read a padded,
+//! channels-last copy of the input in place. Other strides take im2col
+//! into blocks of output voxels, one matrix product per block, and col2im
+//! (its adjoint) for the input gradient.
 //!
 //! For a block of `rows` output voxels of one sample, the patch matrix `P`
 //! is `[C_in·k³, rows]`: row `(c, tap)` holds, for each voxel of the
@@ -16,8 +21,9 @@
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
 
-/// Output voxels per block: bounds the patch matrix to `C_in·k³ × 4096`
-/// values (14 MB for 32 channels and a 3×3×3 kernel).
+/// Output voxels per block: bounds im2col's patch matrix to `C_in·k³ ×
+/// 4096` values (14 MB for 32 channels and a 3×3×3 kernel); the direct
+/// path's blocks are about as long (1024 to 16384 timed the same).
 const BLOCK: usize = 4096;
 
 /// The geometry of one 3D convolution with one group.
@@ -208,6 +214,17 @@ struct Matrix<'a> {
 }
 
 impl Matrix<'_> {
+    /// The transpose: the same elements, rows and columns exchanged.
+    fn transposed(self) -> Self {
+        Self {
+            rows: self.cols,
+            cols: self.rows,
+            rs: self.cs,
+            cs: self.rs,
+            ..self
+        }
+    }
+
     /// Whether every element lies inside `data`.
     fn fits(&self) -> bool {
         self.rows == 0 || self.cols == 0 || (self.rows - 1) * self.rs + (self.cols - 1) * self.cs < self.data.len()
@@ -215,13 +232,14 @@ impl Matrix<'_> {
 }
 
 /// `dst ← [dst +] lhs · rhs`, where `dst` is row-major with row stride
-/// `dst_rs` (the `gemm` crate's kernels, in parallel on rayon's pool).
+/// `dst_rs` (the `gemm` crate's kernels; in parallel on rayon's pool when
+/// `parallel`, else on the calling thread).
 ///
 /// # Panics
 /// When the shapes do not agree or an operand does not fit its slice (a
 /// bug in this module: every caller derives them from one [`Geometry`]).
 #[allow(unsafe_code)]
-fn matmul(dst: &mut [f32], dst_rs: usize, lhs: Matrix<'_>, rhs: Matrix<'_>, accumulate: bool) {
+fn matmul(dst: &mut [f32], dst_rs: usize, lhs: Matrix<'_>, rhs: Matrix<'_>, accumulate: bool, parallel: bool) {
     let (m, k, n) = (lhs.rows, lhs.cols, rhs.cols);
     assert!(
         rhs.rows == k && lhs.fits() && rhs.fits(),
@@ -263,14 +281,28 @@ fn matmul(dst: &mut [f32], dst_rs: usize, lhs: Matrix<'_>, rhs: Matrix<'_>, accu
             false,
             false,
             false,
-            gemm::Parallelism::Rayon(0),
+            if parallel {
+                gemm::Parallelism::Rayon(0)
+            } else {
+                gemm::Parallelism::None
+            },
         );
     }
 }
 
 /// The convolution of `x` (`[N, C_in, D, H, W]`) with `w`
 /// (`[C_out, C_in, k…]`) plus `bias` (`[C_out]`): `[N, C_out, …]`.
+/// Stride 1 and dilation 1 take the direct path ([`Direct`]), the rest
+/// im2col.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+    match Direct::new(g) {
+        Some(direct) => direct.forward(x, w, bias),
+        None => forward_im2col(g, x, w, bias),
+    }
+}
+
+/// [`forward`] through im2col.
+fn forward_im2col(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     let (si, so, kk) = (g.voxels_in(), g.voxels_out(), g.cols());
     let n = x.len() / (g.ci * si).max(1);
     let mut y = vec![0f32; n * g.co * so];
@@ -299,15 +331,26 @@ pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) 
                     rs: rows,
                     cs: 1,
                 };
-                matmul(&mut yb[start..], so, weights, patches, true);
+                matmul(&mut yb[start..], so, weights, patches, true, true);
             }
         });
     y
 }
 
-/// ∂x of the convolution: `Wᵀ · ∂Y` per block, scattered back by
-/// [`col2im`]. `grad` is `[N, C_out, …]`; the result `[N, C_in, D, H, W]`.
+/// ∂x of the convolution. `grad` is `[N, C_out, …]`; the result
+/// `[N, C_in, D, H, W]`. With stride 1 it is the direct forward
+/// convolution of the gradient with the flipped, channel-swapped weights
+/// ([`Direct::adjoint`]); otherwise `Wᵀ · ∂Y` per block, scattered back by
+/// [`col2im`].
 pub(crate) fn input_grad(g: &Geometry, w: &[f32], grad: &[f32]) -> Vec<f32> {
+    match Direct::new(g).and_then(|d| d.adjoint()) {
+        Some(adjoint) => adjoint.forward(grad, &flip_weights(g, w), None),
+        None => input_grad_col2im(g, w, grad),
+    }
+}
+
+/// [`input_grad`] through col2im.
+fn input_grad_col2im(g: &Geometry, w: &[f32], grad: &[f32]) -> Vec<f32> {
     let (si, so, kk) = (g.voxels_in(), g.voxels_out(), g.cols());
     let n = grad.len() / (g.co * so).max(1);
     let mut dx = vec![0f32; n * g.ci * si];
@@ -330,17 +373,27 @@ pub(crate) fn input_grad(g: &Geometry, w: &[f32], grad: &[f32]) -> Vec<f32> {
                     rs: so,
                     cs: 1,
                 };
-                matmul(&mut cols, rows, weights_t, block, false);
+                matmul(&mut cols, rows, weights_t, block, false, true);
                 col2im(g, &cols, start, rows, dxb);
             }
         });
     dx
 }
 
-/// ∂w of the convolution: the sum over samples and blocks of
-/// `∂Y[:, block] · Pᵀ`, computed in parallel and added in order, so the
-/// result does not depend on the threads. `[C_out, C_in, k…]`.
+/// ∂w of the convolution, `[C_out, C_in, k…]`: with stride 1 by the
+/// direct path ([`Direct::weight_grad`]), otherwise the sum over samples
+/// and blocks of `∂Y[:, block] · Pᵀ`. Either way the partial sums are
+/// computed in parallel and added in order, so the result does not depend
+/// on the threads.
 pub(crate) fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
+    match Direct::new(g) {
+        Some(direct) => direct.weight_grad(x, grad),
+        None => weight_grad_im2col(g, x, grad),
+    }
+}
+
+/// [`weight_grad`] through im2col.
+fn weight_grad_im2col(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
     let (si, so, kk) = (g.voxels_in(), g.voxels_out(), g.cols());
     let n = x.len() / (g.ci * si).max(1);
     let jobs: Vec<(usize, usize, usize)> = (0..n)
@@ -367,16 +420,391 @@ pub(crate) fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
                     cs: rows,
                 };
                 let mut dw = vec![0f32; g.co * kk];
-                matmul(&mut dw, kk, block, patches_t, false);
+                matmul(&mut dw, kk, block, patches_t, false, true);
                 dw
             },
         )
         .collect();
-    let mut sum = vec![0f32; g.co * kk];
-    for p in &partial {
+    sum_in_order(&partial, g.co * kk)
+}
+
+/// Adds the partial results in order (so that the sum does not depend on
+/// which thread computed which part).
+fn sum_in_order(partial: &[Vec<f32>], len: usize) -> Vec<f32> {
+    let mut sum = vec![0f32; len];
+    for p in partial {
         for (acc, v) in sum.iter_mut().zip(p) {
             *acc += v;
         }
     }
     sum
+}
+
+/// `w` (`[C_out, C_in, a, b, c]`) flipped in space with its channels
+/// exchanged: `[C_in, C_out, a, b, c]`, the weights of the stride-1
+/// convolution whose forward is the input gradient.
+fn flip_weights(g: &Geometry, w: &[f32]) -> Vec<f32> {
+    let taps = g.taps();
+    let mut out = vec![0f32; w.len()];
+    for co in 0..g.co {
+        for ci in 0..g.ci {
+            let from = &w[(co * g.ci + ci) * taps..(co * g.ci + ci + 1) * taps];
+            let to = &mut out[(ci * g.co + co) * taps..(ci * g.co + co + 1) * taps];
+            for (t, v) in to.iter_mut().zip(from.iter().rev()) {
+                *t = *v;
+            }
+        }
+    }
+    out
+}
+
+/// A convolution of stride 1 and dilation 1 computed directly, without a
+/// patch matrix.
+///
+/// The input is copied once, zero-padded and channels-last, into `xp`
+/// (`[Dp·Hp·Wp, C_in]`). Output voxel `(z, y, x)` is given the index
+/// `q = (z·Hp + y)·Wp + x` on the padded grid; tap `(a, b, c)` then reads
+/// `xp[q + (a·Hp + b)·Wp + c]`, a fixed shift of `q`. For one `(a, b)`,
+/// the `k_W · C_in` values that the taps `c = 0…k_W-1` read at `q` are
+/// consecutive in `xp` (from `(q + (a·Hp + b)·Wp)·C_in` on), so over a
+/// range of `q` they form a matrix of unit row stride and column stride
+/// `C_in` that `gemm` reads in place. A block of output is the sum of
+/// `k_D·k_H` such products with the repacked weights. The `q` that are
+/// not output voxels (`y ≥ Oh` or `x ≥ Ow`: reads that wrap into the next
+/// line) are computed and dropped; they cost `Hp·Wp / (Oh·Ow)` (17 % at
+/// 24³ with padding 1).
+#[derive(Clone, Copy, Debug)]
+struct Direct {
+    g: Geometry,
+    /// The padded input size (Dp, Hp, Wp).
+    padded: [usize; 3],
+}
+
+impl Direct {
+    /// The direct path of `g`: `None` unless stride and dilation are 1.
+    fn new(g: &Geometry) -> Option<Self> {
+        if g.stride != [1; 3] || g.dilation != [1; 3] {
+            return None;
+        }
+        let padded = [0, 1, 2].map(|a| g.input[a] + 2 * g.padding[a]);
+        Some(Self { g: *g, padded })
+    }
+
+    /// The stride-1 convolution whose forward is this one's input
+    /// gradient: it convolves the output gradient, padded by `k - 1 - p`,
+    /// with [`flip_weights`]. `None` when a padding exceeds `k - 1`.
+    fn adjoint(&self) -> Option<Self> {
+        let g = &self.g;
+        let mut padding = [0; 3];
+        for (p, (k, q)) in padding.iter_mut().zip(g.kernel.iter().zip(g.padding)) {
+            *p = (k - 1).checked_sub(q)?;
+        }
+        Self::new(&Geometry {
+            ci: g.co,
+            co: g.ci,
+            input: g.output,
+            kernel: g.kernel,
+            output: g.input,
+            stride: [1; 3],
+            padding,
+            dilation: [1; 3],
+        })
+    }
+
+    /// The number of `q` from the first output voxel to the last.
+    fn span(&self) -> usize {
+        let [_, hp, wp] = self.padded;
+        let [od, oh, ow] = self.g.output;
+        ((od - 1) * hp + oh - 1) * wp + ow
+    }
+
+    /// The shift of `q` for the taps `(a, b, ·)`.
+    fn shift(&self, a: usize, b: usize) -> usize {
+        let [_, hp, wp] = self.padded;
+        (a * hp + b) * wp
+    }
+
+    /// Blocks of `q`: (first, count), each starting on a line of the
+    /// padded grid, so that a line of output voxels lies in one block.
+    fn blocks(&self) -> Vec<(usize, usize)> {
+        let (wp, span) = (self.padded[2], self.span());
+        let step = (BLOCK / wp).max(1) * wp;
+        (0..span).step_by(step).map(|q| (q, step.min(span - q))).collect()
+    }
+
+    /// Calls `f(q, v)` for the first `q` and the first output index `v`
+    /// of every line of output voxels (each `Ow` long).
+    fn lines(&self, mut f: impl FnMut(usize, usize)) {
+        let [_, hp, wp] = self.padded;
+        let [od, oh, ow] = self.g.output;
+        for z in 0..od {
+            for y in 0..oh {
+                f((z * hp + y) * wp, (z * oh + y) * ow);
+            }
+        }
+    }
+
+    /// One sample (`[C_in, D, H, W]`), zero-padded and channels-last:
+    /// `[Dp·Hp·Wp, C_in]`.
+    fn pad_channels_last(&self, x: &[f32]) -> Vec<f32> {
+        let g = &self.g;
+        let [dp, hp, wp] = self.padded;
+        let [d, h, w] = g.input;
+        let [pd, ph, pw] = g.padding;
+        let mut xp = vec![0f32; dp * hp * wp * g.ci];
+        for c in 0..g.ci {
+            let xc = &x[c * d * h * w..(c + 1) * d * h * w];
+            for z in 0..d {
+                for y in 0..h {
+                    let row = &xc[(z * h + y) * w..(z * h + y + 1) * w];
+                    let q0 = ((z + pd) * hp + y + ph) * wp + pw;
+                    for (i, &v) in row.iter().enumerate() {
+                        xp[(q0 + i) * g.ci + c] = v;
+                    }
+                }
+            }
+        }
+        xp
+    }
+
+    /// The weights `[C_out, C_in, a, b, c]` repacked as `[a, b, C_out, c,
+    /// C_in]`: for each `(a, b)`, a `[C_out, k_W·C_in]` matrix whose
+    /// columns follow the order of the input values in `xp`.
+    fn pack_weights(&self, w: &[f32]) -> Vec<f32> {
+        let g = &self.g;
+        let [kd, kh, kw] = g.kernel;
+        let mut out = vec![0f32; w.len()];
+        for co in 0..g.co {
+            for ci in 0..g.ci {
+                for a in 0..kd {
+                    for b in 0..kh {
+                        for c in 0..kw {
+                            let from = (((co * g.ci + ci) * kd + a) * kh + b) * kw + c;
+                            let to = (((a * kh + b) * g.co + co) * kw + c) * g.ci + ci;
+                            out[to] = w[from];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// The inverse of [`Self::pack_weights`].
+    fn unpack_weights(&self, packed: &[f32]) -> Vec<f32> {
+        let g = &self.g;
+        let [kd, kh, kw] = g.kernel;
+        let mut out = vec![0f32; packed.len()];
+        for co in 0..g.co {
+            for ci in 0..g.ci {
+                for a in 0..kd {
+                    for b in 0..kh {
+                        for c in 0..kw {
+                            let to = (((co * g.ci + ci) * kd + a) * kh + b) * kw + c;
+                            let from = (((a * kh + b) * g.co + co) * kw + c) * g.ci + ci;
+                            out[to] = packed[from];
+                        }
+                    }
+                }
+            }
+        }
+        out
+    }
+
+    /// For taps `(a, b, ·)`, the `[k_W·C_in, count]` matrix of the input
+    /// values that the block of `count` voxels from `q` reads, in `xp`.
+    fn taps_of<'a>(&self, xp: &'a [f32], q: usize, count: usize, a: usize, b: usize) -> Matrix<'a> {
+        let ci = self.g.ci;
+        Matrix {
+            data: &xp[(q + self.shift(a, b)) * ci..],
+            rows: self.g.kernel[2] * ci,
+            cols: count,
+            rs: 1,
+            cs: ci,
+        }
+    }
+
+    /// The forward convolution; see [`forward`].
+    fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        let g = &self.g;
+        let [kd, kh, kw] = g.kernel;
+        let (si, so) = (g.voxels_in(), g.voxels_out());
+        let n = x.len() / (g.ci * si).max(1);
+        let mut y = vec![0f32; n * g.co * so];
+        if so == 0 || g.co == 0 {
+            return y;
+        }
+        let packed = self.pack_weights(w);
+        let cols = kw * g.ci;
+        let inputs: Vec<Vec<f32>> = x
+            .par_chunks((g.ci * si).max(1))
+            .map(|xb| self.pad_channels_last(xb))
+            .collect();
+        let blocks = self.blocks();
+        let jobs: Vec<(usize, usize, usize)> = (0..n)
+            .flat_map(|s| blocks.iter().map(move |&(q, count)| (s, q, count)))
+            .collect();
+        // each block's output: [C_out, count]
+        let outputs: Vec<Vec<f32>> = jobs
+            .par_iter()
+            .map(|&(s, q, count)| {
+                let mut out = vec![0f32; g.co * count];
+                if let Some(bias) = bias {
+                    for (row, &b) in out.chunks_mut(count).zip(bias) {
+                        row.fill(b);
+                    }
+                }
+                for a in 0..kd {
+                    for b in 0..kh {
+                        let weights = Matrix {
+                            data: &packed[(a * kh + b) * g.co * cols..],
+                            rows: g.co,
+                            cols,
+                            rs: cols,
+                            cs: 1,
+                        };
+                        let taps = self.taps_of(&inputs[s], q, count, a, b);
+                        matmul(&mut out, count, weights, taps, true, false);
+                    }
+                }
+                out
+            })
+            .collect();
+        // gather the output voxels' lines into [N, C_out, Od, Oh, Ow]
+        let (step, ow) = (blocks[0].1, g.output[2]);
+        y.par_chunks_mut(so).enumerate().for_each(|(sc, yc)| {
+            let (s, c) = (sc / g.co, sc % g.co);
+            self.lines(|q, v| {
+                let (block, at) = (q / step, q % step);
+                let (_, count) = blocks[block];
+                let out = &outputs[s * blocks.len() + block];
+                yc[v..v + ow].copy_from_slice(&out[c * count + at..c * count + at + ow]);
+            });
+        });
+        y
+    }
+
+    /// The weight gradient; see [`weight_grad`]. Per sample, the output
+    /// gradient is laid on the `q` grid (zero where `q` is not an output
+    /// voxel); per block and `(a, b)`, `∂W_ab += ∂Y[:, block] · Xᵀ_ab`.
+    fn weight_grad(&self, x: &[f32], grad: &[f32]) -> Vec<f32> {
+        let g = &self.g;
+        let [kd, kh, kw] = g.kernel;
+        let (si, so, span) = (g.voxels_in(), g.voxels_out(), self.span());
+        let n = x.len() / (g.ci * si).max(1);
+        let size = g.co * g.cols();
+        if so == 0 || size == 0 {
+            return vec![0f32; size];
+        }
+        let cols = kw * g.ci;
+        let inputs: Vec<Vec<f32>> = x
+            .par_chunks((g.ci * si).max(1))
+            .map(|xb| self.pad_channels_last(xb))
+            .collect();
+        let grads: Vec<Vec<f32>> = grad
+            .par_chunks((g.co * so).max(1))
+            .map(|gb| {
+                let mut on_q = vec![0f32; g.co * span];
+                for (c, gc) in gb.chunks(so).enumerate() {
+                    let row = &mut on_q[c * span..(c + 1) * span];
+                    self.lines(|q, v| row[q..q + g.output[2]].copy_from_slice(&gc[v..v + g.output[2]]));
+                }
+                on_q
+            })
+            .collect();
+        let jobs: Vec<(usize, usize, usize)> = (0..n)
+            .flat_map(|s| self.blocks().into_iter().map(move |(q, count)| (s, q, count)))
+            .collect();
+        let partial: Vec<Vec<f32>> = jobs
+            .par_iter()
+            .map(|&(s, q, count)| {
+                let mut dw = vec![0f32; size];
+                let dy = Matrix {
+                    data: &grads[s][q..],
+                    rows: g.co,
+                    cols: count,
+                    rs: span,
+                    cs: 1,
+                };
+                for a in 0..kd {
+                    for b in 0..kh {
+                        let taps = self.taps_of(&inputs[s], q, count, a, b).transposed();
+                        let at = (a * kh + b) * g.co * cols;
+                        matmul(&mut dw[at..], cols, dy, taps, false, false);
+                    }
+                }
+                dw
+            })
+            .collect();
+        self.unpack_weights(&sum_in_order(&partial, size))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Deterministic values in [-1, 1).
+    fn values(len: usize, seed: u64) -> Vec<f32> {
+        let mut s = seed.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+        (0..len)
+            .map(|_| {
+                s = s.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+            })
+            .collect()
+    }
+
+    fn close(a: &[f32], b: &[f32], what: &str) {
+        assert_eq!(a.len(), b.len(), "{what}");
+        let scale = b.iter().fold(1e-3f32, |m, v| m.max(v.abs()));
+        for (i, (x, y)) in a.iter().zip(b).enumerate() {
+            assert!((x - y).abs() <= 1e-4 * scale, "{what}: element {i}: {x} vs {y}");
+        }
+    }
+
+    /// The direct path gives im2col's values for all three passes, on
+    /// kernels that are not cubes, paddings from 0 to k - 1 and beyond,
+    /// inputs smaller than the kernel along an axis, and outputs of
+    /// several blocks.
+    #[test]
+    fn direct_path_matches_im2col() {
+        // (batch, c_in, c_out, input, kernel, padding)
+        type Case = (usize, usize, usize, [usize; 3], [usize; 3], [usize; 3]);
+        let cases: [Case; 6] = [
+            (2, 3, 4, [5, 6, 7], [3, 3, 3], [1, 1, 1]),
+            (1, 2, 3, [7, 5, 9], [3, 1, 2], [0, 1, 1]),
+            (3, 1, 2, [4, 4, 4], [1, 1, 1], [0, 0, 0]),
+            (1, 4, 2, [3, 8, 2], [3, 3, 3], [2, 1, 1]),
+            (2, 2, 2, [20, 19, 17], [3, 3, 3], [1, 1, 1]),
+            (1, 2, 3, [5, 6, 4], [2, 3, 3], [3, 0, 2]),
+        ];
+        for (n, ci, co, input, kernel, padding) in cases {
+            let options = ConvOptions::new([1; 3], padding, [1; 3], 1);
+            let x_shape = [n, ci, input[0], input[1], input[2]];
+            let w_shape = [co, ci, kernel[0], kernel[1], kernel[2]];
+            let g = Geometry::new(x_shape, w_shape, &options).expect("a valid geometry");
+            let direct = Direct::new(&g).expect("stride 1 takes the direct path");
+            let x = values(x_shape.iter().product(), 1);
+            let w = values(w_shape.iter().product(), 2);
+            let b = values(co, 3);
+            let dy = values(n * co * g.voxels_out(), 4);
+            let case = format!("{x_shape:?} {w_shape:?} {padding:?}");
+            close(
+                &direct.forward(&x, &w, Some(&b)),
+                &forward_im2col(&g, &x, &w, Some(&b)),
+                &format!("forward {case}"),
+            );
+            close(
+                &direct.weight_grad(&x, &dy),
+                &weight_grad_im2col(&g, &x, &dy),
+                &format!("∂w {case}"),
+            );
+            let reference = input_grad_col2im(&g, &w, &dy);
+            close(&input_grad(&g, &w, &dy), &reference, &format!("∂x {case}"));
+            // a padding beyond k - 1 has no direct adjoint: col2im answers
+            let beyond = (0..3).any(|a| padding[a] >= kernel[a]);
+            assert_eq!(direct.adjoint().is_none(), beyond, "{case}");
+        }
+    }
 }
