@@ -456,6 +456,76 @@ fn a_vessel_head_learns_the_arteries() {
     }
 }
 
+/// A vessel-pretrained network (every aneurysm weight 0, the vessel
+/// weight alone) is where a fine-tuning run with `init_from` starts: with
+/// a learning rate too small to move the weights, the fine-tuned bundle's
+/// map equals the pretrained one's, where a run from random weights would
+/// not. A bundle of another architecture is refused before training.
+#[test]
+fn fine_tuning_starts_from_the_pretrained_weights() {
+    let mut pre = short(&config("ci_tiny.json"));
+    pre.epochs = 1;
+    pre.model = aneu::models::ModelConfig::UNet3d(
+        aneu::models::UNet3dConfig::new()
+            .with_depth(2)
+            .with_base_filters(4)
+            .with_vessel_classes(Some(14)),
+    );
+    pre.loss.present_weight = 0.0;
+    pre.loss.location_weight = 0.0;
+    pre.loss.dense_weight = 0.0;
+    pre.loss.vessel_weight = 1.0;
+    pre.early_stopping.metric = aneu::bundle::Metric::Loss;
+    pre.optimizer.lr = 3e-3;
+    let dir = tempfile::tempdir().unwrap();
+    let dev = Default::default();
+    let quiet = |_: &EpochRecord| {};
+    let opts = TrainOptions::default();
+    let a = train::<A>(dataset(), &pre, dir.path().join("pre"), &dev, &opts, &quiet).unwrap();
+    let pretrained = a.bundle.unwrap();
+
+    let mut tune = pre.clone();
+    tune.loss.present_weight = 1.0;
+    tune.loss.dense_weight = 1.0;
+    tune.loss.vessel_weight = 0.3;
+    tune.optimizer.lr = 1e-12;
+    tune.schedule = Schedule::Constant;
+    tune.early_stopping.metric = aneu::bundle::Metric::Auc;
+    tune.seed = 99;
+    tune.init_from = Some(pretrained.clone());
+    let b = train::<A>(dataset(), &tune, dir.path().join("tune"), &dev, &opts, &quiet).unwrap();
+    let (cases, _) = load_cases(dataset()).unwrap();
+    let map = |bundle: &Path| {
+        let p = Predictor::<Flex>::from_dirs(&[bundle], Default::default(), &dev).unwrap();
+        p.detect(&cases[0], None).unwrap().0
+    };
+    let (m_pre, m_tuned) = (map(&pretrained), map(&b.bundle.unwrap()));
+    let diff = (&m_pre - &m_tuned).mapv(f32::abs).fold(0f32, |m, v| m.max(*v));
+    assert!(diff < 1e-4, "the fine-tuned map is {diff} from the pretrained one");
+    // the check can fail: from random weights (seed 99) the map differs
+    tune.init_from = None;
+    let c = train::<A>(dataset(), &tune, dir.path().join("fresh"), &dev, &opts, &quiet).unwrap();
+    let m_fresh = map(&c.bundle.unwrap());
+    let diff = (&m_pre - &m_fresh).mapv(f32::abs).fold(0f32, |m, v| m.max(*v));
+    assert!(diff > 1e-2, "{diff}");
+
+    // another architecture: a typed error naming the bundle, no training
+    let mut other = tune.clone();
+    other.model = aneu::models::ModelConfig::UNet3d(
+        aneu::models::UNet3dConfig::new()
+            .with_depth(2)
+            .with_base_filters(8)
+            .with_vessel_classes(Some(14)),
+    );
+    other.init_from = Some(pretrained.clone());
+    let e = train::<A>(dataset(), &other, dir.path().join("other"), &dev, &opts, &quiet).unwrap_err();
+    assert!(
+        matches!(e, Error::InvalidConfig(_)) && e.to_string().contains("init_from"),
+        "{e}"
+    );
+    assert!(!dir.path().join("other").join("bundle").exists());
+}
+
 /// Malformed or inconsistent configs fail before any training.
 #[test]
 fn bad_configs_fail_early() {

@@ -302,6 +302,14 @@ pub struct TrainConfig {
     /// stage's false alarms from aneurysms. `ModelBundle::combine` then
     /// makes the two-stage detector.
     pub second_stage_of: Option<std::path::PathBuf>,
+    /// Start from the weights of the bundle in this folder instead of
+    /// random ones (fine-tuning): for example a network first trained
+    /// to segment the arteries alone (`loss.vessel_weight` > 0, the
+    /// aneurysm weights 0), then trained for aneurysms — RSNA 2025's
+    /// winning recipe (a vessel-pretrained encoder). The bundle's model
+    /// config must equal `model`, and it must have been trained on the
+    /// data's preprocessing. The optimiser starts afresh.
+    pub init_from: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -322,6 +330,7 @@ impl Default for TrainConfig {
             split: SplitConfig::default(),
             hard_negatives: HardNegativeConfig::default(),
             second_stage_of: None,
+            init_from: None,
         }
     }
 }
@@ -474,7 +483,7 @@ impl LossConfig {
                 usize::from(aneu_io::MAX_VESSEL_LABEL) + 1
             ));
         }
-        if self.present_weight + self.location_weight + self.dense_weight <= 0.0 {
+        if self.present_weight + self.location_weight + self.dense_weight + self.vessel_weight <= 0.0 {
             return bad("every loss weight is 0".into());
         }
         Ok(())

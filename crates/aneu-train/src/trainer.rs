@@ -222,7 +222,10 @@ pub fn train<B: AutodiffBackend>(
 
     // the weights of the config's seed, whatever other threads of the
     // process (tests, folds) initialise meanwhile
-    let model = config.model.init_seeded::<B>(config.seed, device)?;
+    let model = match &config.init_from {
+        Some(dir) => pretrained_bundle(dir, config, &preprocess)?.load_model::<B>(device)?,
+        None => config.model.init_seeded::<B>(config.seed, device)?,
+    };
     let o = &config.optimizer;
     let clip = o
         .grad_clip_norm
@@ -686,6 +689,26 @@ fn in_training_bundle<B: AutodiffBackend>(ctx: &Ctx<'_, B>, split: &Split, st: &
         thresholds: Thresholds::default(),
         second_stage: None,
     }
+}
+
+/// The bundle a run starts from (`init_from`): trained on the data's
+/// preprocessing, with the run's model config.
+fn pretrained_bundle(dir: &Path, config: &TrainConfig, preprocess: &PreprocessConfig) -> Result<ModelBundle> {
+    let b = ModelBundle::read(dir)?;
+    if b.preprocess != *preprocess {
+        return Err(Error::InvalidConfig(format!(
+            "init_from: {} was trained on another preprocessing than the data's",
+            dir.display()
+        )));
+    }
+    if b.model != config.model {
+        return Err(Error::InvalidConfig(format!(
+            "init_from: {} holds a {} with another config than `model`",
+            dir.display(),
+            b.model.architecture()
+        )));
+    }
+    Ok(b)
 }
 
 /// The first stage of a second-stage run: its bundle, which must have been
