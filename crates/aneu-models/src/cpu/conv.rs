@@ -567,46 +567,34 @@ impl Direct {
         xp
     }
 
-    /// The weights `[C_out, C_in, a, b, c]` repacked as `[a, b, C_out, c,
-    /// C_in]`: for each `(a, b)`, a `[C_out, k_W·C_in]` matrix whose
-    /// columns follow the order of the input values in `xp`.
-    fn pack_weights(&self, w: &[f32]) -> Vec<f32> {
-        let g = &self.g;
+    /// For each weight, its index in `[C_out, C_in, a, b, c]` and in the
+    /// packed order `[a, b, C_out, c, C_in]`: for each `(a, b)`, a
+    /// `[C_out, k_W·C_in]` matrix whose columns follow the order of the
+    /// input values in `xp`.
+    fn packing(&self) -> impl Iterator<Item = (usize, usize)> + use<> {
+        let g = self.g;
         let [kd, kh, kw] = g.kernel;
+        (0..g.co * g.ci * kd * kh * kw).map(move |natural| {
+            let (c, b, a) = (natural % kw, (natural / kw) % kh, (natural / (kw * kh)) % kd);
+            let (ci, co) = ((natural / (kw * kh * kd)) % g.ci, natural / (kw * kh * kd * g.ci));
+            (natural, (((a * kh + b) * g.co + co) * kw + c) * g.ci + ci)
+        })
+    }
+
+    /// The weights in the packed order of [`Self::packing`].
+    fn pack_weights(&self, w: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; w.len()];
-        for co in 0..g.co {
-            for ci in 0..g.ci {
-                for a in 0..kd {
-                    for b in 0..kh {
-                        for c in 0..kw {
-                            let from = (((co * g.ci + ci) * kd + a) * kh + b) * kw + c;
-                            let to = (((a * kh + b) * g.co + co) * kw + c) * g.ci + ci;
-                            out[to] = w[from];
-                        }
-                    }
-                }
-            }
+        for (natural, packed) in self.packing() {
+            out[packed] = w[natural];
         }
         out
     }
 
     /// The inverse of [`Self::pack_weights`].
     fn unpack_weights(&self, packed: &[f32]) -> Vec<f32> {
-        let g = &self.g;
-        let [kd, kh, kw] = g.kernel;
         let mut out = vec![0f32; packed.len()];
-        for co in 0..g.co {
-            for ci in 0..g.ci {
-                for a in 0..kd {
-                    for b in 0..kh {
-                        for c in 0..kw {
-                            let to = (((co * g.ci + ci) * kd + a) * kh + b) * kw + c;
-                            let from = (((a * kh + b) * g.co + co) * kw + c) * g.ci + ci;
-                            out[to] = packed[from];
-                        }
-                    }
-                }
-            }
+        for (natural, at) in self.packing() {
+            out[natural] = packed[at];
         }
         out
     }
