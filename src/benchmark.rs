@@ -34,7 +34,7 @@ use std::time::Instant;
 
 use aneu_infer::{InferConfig, PredictOptions, Predictor, ScanPrediction, predict_dataset, read_predictions};
 use aneu_io::{AtPath, Modality, RsnaDataset};
-use aneu_metrics::{BenchmarkFigures, BootstrapOptions, FrocOptions, Interval, Lesion, ScanOutcome};
+use aneu_metrics::{BenchmarkFigures, BootstrapOptions, FrocOptions, Interval, Lesion, PairedDifference, ScanOutcome};
 use aneu_phantom::{PhantomConfig, SizePreset, generate, read_truth};
 use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
@@ -159,6 +159,16 @@ pub struct BenchmarkRow {
     pub figures: BenchmarkFigures,
 }
 
+/// One row of a bundle's comparison with the first bundle.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedRow {
+    /// The modality; `None` for all modalities together.
+    pub modality: Option<Modality>,
+    /// This bundle's figures minus the first bundle's, on the scans both
+    /// predicted, with paired intervals.
+    pub difference: PairedDifference,
+}
+
 /// One bundle's results.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct ModelResult {
@@ -175,6 +185,10 @@ pub struct ModelResult {
     /// included), over the series predicted in this run; `None` when every
     /// series had been predicted before.
     pub seconds_per_series: Option<f64>,
+    /// Against the first bundle, scan by scan: one row per modality, then
+    /// all modalities (when more than one); empty for the first bundle.
+    #[serde(default)]
+    pub versus_first: Vec<PairedRow>,
 }
 
 /// The benchmark's report.
@@ -191,6 +205,14 @@ pub struct BenchmarkReport {
 fn cell(i: Option<Interval>, digits: usize) -> String {
     match i {
         Some(i) => format!("{:.d$} [{:.d$}, {:.d$}]", i.estimate, i.low, i.high, d = digits),
+        None => "—".into(),
+    }
+}
+
+/// A difference with its interval, signed.
+fn signed_cell(i: Option<Interval>, digits: usize) -> String {
+    match i {
+        Some(i) => format!("{:+.d$} [{:+.d$}, {:+.d$}]", i.estimate, i.low, i.high, d = digits),
         None => "—".into(),
     }
 }
@@ -237,6 +259,27 @@ impl BenchmarkReport {
                     cell(f.sensitivity(2.0), 2),
                     cell(f.median_localisation_error_mm, 2),
                 );
+            }
+            if let (false, Some(first)) = (m.versus_first.is_empty(), self.models.first()) {
+                s += &format!(
+                    "\nAgainst `{}` on the same scans (this model minus that one; paired bootstrap: an \
+                     interval that excludes 0 is a difference):\n\n",
+                    first.label
+                );
+                s += "| modality | scans | Δ scan AUC | Δ sensitivity at 0.5 FP/scan | at 1 | at 2 |\n";
+                s += "|---|---|---|---|---|---|\n";
+                for r in &m.versus_first {
+                    let d = &r.difference;
+                    s += &format!(
+                        "| {} | {} | {} | {} | {} | {} |\n",
+                        r.modality.map_or("all", Modality::name),
+                        d.scans,
+                        signed_cell(d.scan_auc, 3),
+                        signed_cell(d.sensitivity(0.5), 2),
+                        signed_cell(d.sensitivity(1.0), 2),
+                        signed_cell(d.sensitivity(2.0), 2),
+                    );
+                }
             }
             if let Some(t) = m.seconds_per_series {
                 s += &format!("\n{t:.1} s per series (DICOM to prediction).\n");
@@ -339,7 +382,11 @@ fn ensure_phantoms(config: &BenchmarkConfig, out: &Path, progress: &dyn Fn(Bench
 
 /// Scores one modality's predictions against the phantoms' ground truth.
 /// Every labelled series is scored or listed in `failed`.
-fn outcomes(root: &Path, preds: Vec<ScanPrediction>, failed: &[(String, String)]) -> BenchmarkResult<Vec<ScanOutcome>> {
+fn outcomes(
+    root: &Path,
+    preds: Vec<ScanPrediction>,
+    failed: &[(String, String)],
+) -> BenchmarkResult<Vec<(String, ScanOutcome)>> {
     let ds = RsnaDataset::open(root)?;
     let mut scored = Vec::with_capacity(preds.len());
     for p in &preds {
@@ -358,7 +405,7 @@ fn outcomes(root: &Path, preds: Vec<ScanPrediction>, failed: &[(String, String)]
                 radius_mm: a.radius_mm,
             })
             .collect();
-        scored.push(p.outcome(labels, aneurysms));
+        scored.push((p.series_uid.clone(), p.outcome(labels, aneurysms)));
     }
     let labelled = ds.all_labels().count();
     if preds.len() + failed.len() != labelled {
@@ -371,6 +418,34 @@ fn outcomes(root: &Path, preds: Vec<ScanPrediction>, failed: &[(String, String)]
         )));
     }
     Ok(scored)
+}
+
+/// A bundle's sets of outcomes against the first bundle's, set by set,
+/// on the series that both predicted.
+fn paired_rows(
+    first: &[(Option<Modality>, Vec<(String, ScanOutcome)>)],
+    sets: &[(Option<Modality>, Vec<(String, ScanOutcome)>)],
+    config: &BenchmarkConfig,
+) -> BenchmarkResult<Vec<PairedRow>> {
+    let mut rows = Vec::new();
+    for ((modality, a), (_, b)) in first.iter().zip(sets) {
+        let theirs: std::collections::HashMap<&str, &ScanOutcome> = a.iter().map(|(u, o)| (u.as_str(), o)).collect();
+        let (mut xa, mut xb) = (Vec::new(), Vec::new());
+        for (uid, o) in b {
+            if let Some(t) = theirs.get(uid.as_str()) {
+                xa.push((*t).clone());
+                xb.push(o.clone());
+            }
+        }
+        if xa.is_empty() {
+            continue;
+        }
+        rows.push(PairedRow {
+            modality: *modality,
+            difference: PairedDifference::compute(&xa, &xb, &config.froc, &config.bootstrap)?,
+        });
+    }
+    Ok(rows)
 }
 
 /// Runs the benchmark of `bundles` into `out` (see the module's
@@ -399,6 +474,8 @@ pub fn run_benchmark<B: Backend>(
         phantom_seeds: config.modalities.iter().map(|&m| (m, config.phantom_seed(m))).collect(),
         models: Vec::new(),
     };
+    // the first bundle's outcomes, which every later one is paired with
+    let mut first: Option<Vec<(Option<Modality>, Vec<(String, ScanOutcome)>)>> = None;
     for (bundle, label) in bundles.iter().zip(labels(bundles)) {
         let predictor = Predictor::<B>::from_dirs(&[bundle], config.infer.clone(), device)?;
         let mut per_modality = Vec::new();
@@ -419,27 +496,35 @@ pub fn run_benchmark<B: Backend>(
             per_modality.push((m, outcomes(&root, read_predictions(&dir)?, &s.errors)?));
             failed.extend(s.errors);
         }
-        let mut rows = Vec::new();
-        for (m, o) in &per_modality {
-            rows.push(BenchmarkRow {
-                modality: Some(*m),
-                figures: BenchmarkFigures::compute(o, &config.froc, &config.bootstrap)?,
-            });
-        }
+        // the rows: each modality, then all of them together
+        let mut sets: Vec<(Option<Modality>, Vec<(String, ScanOutcome)>)> =
+            per_modality.iter().map(|(m, o)| (Some(*m), o.clone())).collect();
         if per_modality.len() > 1 {
-            let all: Vec<ScanOutcome> = per_modality.into_iter().flat_map(|(_, o)| o).collect();
+            sets.push((None, per_modality.into_iter().flat_map(|(_, o)| o).collect()));
+        }
+        let mut rows = Vec::new();
+        for (modality, o) in &sets {
+            let o: Vec<ScanOutcome> = o.iter().map(|(_, o)| o.clone()).collect();
             rows.push(BenchmarkRow {
-                modality: None,
-                figures: BenchmarkFigures::compute(&all, &config.froc, &config.bootstrap)?,
+                modality: *modality,
+                figures: BenchmarkFigures::compute(&o, &config.froc, &config.bootstrap)?,
             });
         }
+        let versus_first = match &first {
+            Some(first) => paired_rows(first, &sets, config)?,
+            None => Vec::new(),
+        };
         report.models.push(ModelResult {
             bundle: bundle.clone(),
             label,
             rows,
             failed,
             seconds_per_series: (timed > 0).then(|| seconds / timed as f64),
+            versus_first,
         });
+        if first.is_none() {
+            first = Some(sets);
+        }
         report.write(out)?;
     }
     Ok(report)

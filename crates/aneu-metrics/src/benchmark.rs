@@ -132,13 +132,7 @@ impl BenchmarkFigures {
             Ok(_) | Err(Error::SingleClass { .. }) => {}
             Err(e) => return Err(e),
         }
-        let pick = |idx: &[usize]| -> Vec<&ScanOutcome> { idx.iter().map(|&i| &scans[i]).collect() };
-        let scan_auc = defined(bootstrap(scans.len(), boot, |idx| {
-            let s = pick(idx);
-            let labels: Vec<f64> = s.iter().map(|o| f64::from(u8::from(o.present))).collect();
-            let scores: Vec<f64> = s.iter().map(|o| o.score).collect();
-            roc_auc(&labels, &scores)
-        }))?;
+        let scan_auc = defined(bootstrap(scans.len(), boot, |idx| scan_auc_of(scans, idx)))?;
 
         let rsna_weighted_auc = defined(bootstrap(scans.len(), boot, |idx| Ok(rsna_score(scans, idx)?.score)))?;
         let mean_location_auc = defined(bootstrap(scans.len(), boot, |idx| {
@@ -161,9 +155,7 @@ impl BenchmarkFigures {
         let mut sensitivity_at = Vec::with_capacity(froc_opts.fp_rates.len());
         for &fp in &froc_opts.fp_rates {
             let one = froc_opts.clone().with_fp_rates(vec![fp]);
-            if let Some(s) = defined(bootstrap(scans.len(), boot, |idx| {
-                Ok(froc(&detections(idx), &one)?.sensitivity_at[0].1)
-            }))? {
+            if let Some(s) = defined(bootstrap(scans.len(), boot, |idx| sensitivity_of(scans, idx, &one)))? {
                 sensitivity_at.push(SensitivityAt {
                     fp_per_scan: fp,
                     sensitivity: s,
@@ -195,10 +187,122 @@ impl BenchmarkFigures {
 
     /// The sensitivity at `fp` false positives per scan, if computed.
     pub fn sensitivity(&self, fp: f64) -> Option<Interval> {
-        self.sensitivity_at
-            .iter()
-            .find(|s| s.fp_per_scan == fp)
-            .map(|s| s.sensitivity)
+        find_sensitivity(&self.sensitivity_at, fp)
+    }
+}
+
+/// The scan-level ROC AUC of the scans `idx` (a bootstrap resample).
+fn scan_auc_of(scans: &[ScanOutcome], idx: &[usize]) -> Result<f64> {
+    let labels: Vec<f64> = idx.iter().map(|&i| f64::from(u8::from(scans[i].present))).collect();
+    let scores: Vec<f64> = idx.iter().map(|&i| scans[i].score).collect();
+    roc_auc(&labels, &scores)
+}
+
+/// The FROC sensitivity of the scans `idx` at `one`'s single rate.
+fn sensitivity_of(scans: &[ScanOutcome], idx: &[usize], one: &FrocOptions) -> Result<f64> {
+    let d: Vec<ScanDetections> = idx.iter().map(|&i| scans[i].detections.clone()).collect();
+    Ok(froc(&d, one)?.sensitivity_at[0].1)
+}
+
+/// The entry of `at` for `fp` false positives per scan.
+fn find_sensitivity(at: &[SensitivityAt], fp: f64) -> Option<Interval> {
+    at.iter().find(|s| s.fp_per_scan == fp).map(|s| s.sensitivity)
+}
+
+/// How much better a model `b` is than a model `a` on the same scans:
+/// `b − a` for the scan AUC and the FROC sensitivities, each with the
+/// bootstrap interval of the *paired* difference (one resample draws the
+/// same scans for both models).
+///
+/// Two models' separate intervals overlap long before their difference
+/// is noise: the scans that are hard for one are mostly hard for the
+/// other, and the paired resampling cancels that shared variation. A
+/// difference whose interval excludes 0 is a difference on scans like
+/// these.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct PairedDifference {
+    /// Scans compared.
+    pub scans: usize,
+    /// `b − a` of the scan AUC.
+    pub scan_auc: Option<Interval>,
+    /// `b − a` of the FROC sensitivity at each of
+    /// [`FrocOptions::fp_rates`].
+    pub sensitivity_at: Vec<SensitivityAt>,
+}
+
+impl PairedDifference {
+    /// Compares `b` with `a`, scan by scan.
+    ///
+    /// ```
+    /// use aneu_metrics::{BootstrapOptions, Candidate, FrocOptions, Lesion, PairedDifference, ScanDetections, ScanOutcome};
+    /// let scan = |present: bool, score: f64| ScanOutcome {
+    ///     present,
+    ///     locations: [present; 13],
+    ///     score,
+    ///     location_scores: [score; 13],
+    ///     detections: ScanDetections {
+    ///         candidates: vec![Candidate { point: [1.0, 0.0, 0.0], score }],
+    ///         lesions: if present { vec![Lesion { centre: [0.0; 3], radius_mm: 3.0 }] } else { vec![] },
+    ///     },
+    /// };
+    /// let a: Vec<ScanOutcome> = (0..20).map(|n| scan(n % 2 == 0, 0.5)).collect();
+    /// let d = PairedDifference::compute(&a, &a, &FrocOptions::default(), &BootstrapOptions::default())?;
+    /// let auc = d.scan_auc.unwrap();
+    /// assert_eq!((auc.estimate, auc.low, auc.high), (0.0, 0.0, 0.0));
+    /// # Ok::<(), aneu_metrics::Error>(())
+    /// ```
+    ///
+    /// # Errors
+    /// [`Error::InvalidArgument`] when the two lists do not hold the same
+    /// scans in the same order (their truths differ); [`Error::Empty`]
+    /// without scans; the metrics' errors on bad values.
+    pub fn compute(
+        a: &[ScanOutcome],
+        b: &[ScanOutcome],
+        froc_opts: &FrocOptions,
+        boot: &BootstrapOptions,
+    ) -> Result<Self> {
+        if a.len() != b.len() {
+            return Err(Error::InvalidArgument {
+                reason: format!("paired scans: {} against {}", a.len(), b.len()),
+            });
+        }
+        if let Some(i) = a.iter().zip(b).position(|(x, y)| {
+            x.present != y.present || x.locations != y.locations || x.detections.lesions != y.detections.lesions
+        }) {
+            return Err(Error::InvalidArgument {
+                reason: format!("paired scans: scan {i} has another truth in each list"),
+            });
+        }
+        let n = a.len();
+        let scan_auc = defined(bootstrap(
+            n,
+            boot,
+            |idx| Ok(scan_auc_of(b, idx)? - scan_auc_of(a, idx)?),
+        ))?;
+        let mut sensitivity_at = Vec::with_capacity(froc_opts.fp_rates.len());
+        for &fp in &froc_opts.fp_rates {
+            let one = froc_opts.clone().with_fp_rates(vec![fp]);
+            if let Some(s) = defined(bootstrap(n, boot, |idx| {
+                Ok(sensitivity_of(b, idx, &one)? - sensitivity_of(a, idx, &one)?)
+            }))? {
+                sensitivity_at.push(SensitivityAt {
+                    fp_per_scan: fp,
+                    sensitivity: s,
+                });
+            }
+        }
+        Ok(Self {
+            scans: n,
+            scan_auc,
+            sensitivity_at,
+        })
+    }
+
+    /// `b − a` of the sensitivity at `fp` false positives per scan, if
+    /// computed.
+    pub fn sensitivity(&self, fp: f64) -> Option<Interval> {
+        find_sensitivity(&self.sensitivity_at, fp)
     }
 }
 
@@ -312,6 +416,69 @@ mod tests {
         let f = BenchmarkFigures::compute(&negatives, &FrocOptions::default(), &BootstrapOptions::default()).unwrap();
         assert!(f.scan_auc.is_none() && f.sensitivity_at.is_empty() && f.median_localisation_error_mm.is_none());
         assert!(BenchmarkFigures::compute(&[], &FrocOptions::default(), &BootstrapOptions::default()).is_err());
+    }
+
+    /// The paired difference: its estimate is the difference of the two
+    /// models' estimates; a model that beats another by the same margin on
+    /// every scan gets an interval that excludes 0 even where the two
+    /// models' own intervals overlap; swapping the models negates it; two
+    /// lists of different scans are refused.
+    #[test]
+    fn paired_differences_see_what_overlapping_intervals_hide() {
+        // a: an informative but noisy score; b: the same plus a margin on
+        // the positives (so the two share every hard scan)
+        let score = |n: usize| ((n * 37) % 60) as f64 / 60.0;
+        let a: Vec<ScanOutcome> = (0..60)
+            .map(|n| {
+                let present = n % 2 == 0;
+                outcome(
+                    present,
+                    score(n) * 0.7 + if present { 0.2 } else { 0.0 },
+                    present.then_some(1.0),
+                )
+            })
+            .collect();
+        let b: Vec<ScanOutcome> = a
+            .iter()
+            .map(|o| {
+                let mut o = o.clone();
+                if o.present {
+                    o.score = (o.score + 0.12).min(1.0);
+                }
+                o
+            })
+            .collect();
+        let (froc_opts, boot) = (FrocOptions::default(), BootstrapOptions::default());
+        let fa = BenchmarkFigures::compute(&a, &froc_opts, &boot).unwrap();
+        let fb = BenchmarkFigures::compute(&b, &froc_opts, &boot).unwrap();
+        let (ia, ib) = (fa.scan_auc.unwrap(), fb.scan_auc.unwrap());
+        assert!(
+            ib.estimate > ia.estimate && ib.low < ia.high,
+            "{ia:?} {ib:?}: the separate intervals overlap"
+        );
+        let d = PairedDifference::compute(&a, &b, &froc_opts, &boot).unwrap();
+        let auc = d.scan_auc.unwrap();
+        assert!((auc.estimate - (ib.estimate - ia.estimate)).abs() < 1e-12);
+        assert!(auc.low > 0.0, "{auc:?}: the paired interval excludes 0");
+        let back = PairedDifference::compute(&b, &a, &froc_opts, &boot)
+            .unwrap()
+            .scan_auc
+            .unwrap();
+        assert!((back.estimate + auc.estimate).abs() < 1e-12 && (back.high + auc.low).abs() < 1e-12);
+        // the sensitivities' differences are those of the two estimates
+        for s in &d.sensitivity_at {
+            let (x, y) = (
+                fa.sensitivity(s.fp_per_scan).unwrap(),
+                fb.sensitivity(s.fp_per_scan).unwrap(),
+            );
+            assert!((s.sensitivity.estimate - (y.estimate - x.estimate)).abs() < 1e-12);
+        }
+        assert_eq!(d.scans, 60);
+        // other scans, or fewer, are an error
+        let mut other = b.clone();
+        other[3].present = !other[3].present;
+        assert!(PairedDifference::compute(&a, &other, &froc_opts, &boot).is_err());
+        assert!(PairedDifference::compute(&a, &b[1..], &froc_opts, &boot).is_err());
     }
 
     /// A perfect ranking has a degenerate interval at 1; a random one on

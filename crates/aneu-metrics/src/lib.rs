@@ -52,7 +52,7 @@ mod report;
 mod rsna;
 mod thresholds;
 
-pub use benchmark::{BenchmarkFigures, ScanOutcome, SensitivityAt};
+pub use benchmark::{BenchmarkFigures, PairedDifference, ScanOutcome, SensitivityAt};
 pub use binary::Confusion;
 pub use bootstrap::{BootstrapOptions, Interval, auc_interval, bootstrap, froc_sensitivity_interval, rsna_interval};
 pub use calibration::{PlattScaling, ReliabilityBin, Temperature, expected_calibration_error, reliability_bins};
