@@ -1,5 +1,5 @@
 //! The whole job on the CPU with nothing downloaded: phantoms → preprocess
-//! → the shipped detector (`models/unet-mra-cta`) predicts the series from
+//! → the shipped detector (`models/unet-vessels-mra-cta`) predicts the series from
 //! DICOM → evaluate → HTML report. With `--train` it also trains
 //! `configs/ci_dense.json` on the phantoms' training split, calibrates it on
 //! the validation split, and scores both models on the held-out split.
@@ -42,7 +42,7 @@ struct Args {
     #[arg(long, default_value_t = 2024)]
     seed: u64,
     /// The detector that predicts the series.
-    #[arg(long, default_value = "models/unet-mra-cta")]
+    #[arg(long, default_value = "models/unet-vessels-mra-cta")]
     bundle: PathBuf,
     /// Also train a model here (`--config`) and compare it with `--bundle`
     /// on the held-out split.

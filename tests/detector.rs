@@ -1,18 +1,20 @@
-//! The guard of the shipped detector (`models/unet-mra-cta`): on fresh
-//! phantoms from a seed that no training and no benchmark used, it must
-//! still find aneurysms.
+//! The guard of the shipped detector (`models/unet-vessels-mra-cta`): on
+//! fresh phantoms from a seed that no training and no benchmark used, it
+//! must still find aneurysms.
 //!
 //! The bound is on the FROC sensitivity at 2 false positives per scan,
 //! which cannot be met by luck: a candidate hits an aneurysm only within
 //! its radius (2–6 mm) of the centre, so a broken model or chain (random
 //! or misplaced candidates) hits next to nothing. The model's benchmark
-//! figure is 0.40 [0.29, 0.51] (120 scans; models/unet-mra-cta/README.md);
-//! on the guard's 24 scans (22 aneurysms) it is 0.27 (6 hits), and the
-//! bound, 0.15, asks for 4: below the interval, for the spread of a small
-//! set, and far above a broken chain's zero.
-//! Its scan AUC, 0.63 [0.52, 0.72], is too close to chance for a 24-scan
-//! test to bound without passing by luck: the guard prints it and leaves
-//! it to the benchmark until a model's interval clears 0.5 by a margin.
+//! figure is 0.54 [0.43, 0.65] (120 scans;
+//! models/unet-vessels-mra-cta/README.md); on the guard's 24 scans (22
+//! aneurysms) it is 0.50 (11 hits), and the bound, 0.30, asks for 7: below
+//! the interval, for the spread of a small set, and far above a broken
+//! chain's zero. (The model shipped before it hit 6 here, 0.27.)
+//! Its scan AUC, 0.65 [0.55, 0.75] on the benchmark, is too close to
+//! chance for a 24-scan test to bound without passing by luck: the guard
+//! prints it and leaves it to the benchmark until a model's interval
+//! clears 0.5 by a margin.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -24,13 +26,13 @@ use aneu::io::Modality;
 use aneu::models::burn::backend::Flex;
 
 /// Lowest FROC sensitivity at 2 false positives per scan.
-const MIN_SENSITIVITY_AT_2FP: f64 = 0.15;
+const MIN_SENSITIVITY_AT_2FP: f64 = 0.30;
 /// Highest median localisation error of the hits (mm).
 const MAX_MEDIAN_ERROR_MM: f64 = 3.0;
 
 #[test]
 fn the_shipped_detector_detects_on_fresh_phantoms() {
-    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-mra-cta");
+    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-vessels-mra-cta");
     let out = tempfile::tempdir().unwrap();
     let config = BenchmarkConfig {
         n: 12,
