@@ -420,13 +420,13 @@ fn outcomes(
     Ok(scored)
 }
 
+/// The scored scans of one row: its modality (`None` for all of them) and
+/// each series' UID with its outcome.
+type ScoredSet = (Option<Modality>, Vec<(String, ScanOutcome)>);
+
 /// A bundle's sets of outcomes against the first bundle's, set by set,
 /// on the series that both predicted.
-fn paired_rows(
-    first: &[(Option<Modality>, Vec<(String, ScanOutcome)>)],
-    sets: &[(Option<Modality>, Vec<(String, ScanOutcome)>)],
-    config: &BenchmarkConfig,
-) -> BenchmarkResult<Vec<PairedRow>> {
+fn paired_rows(first: &[ScoredSet], sets: &[ScoredSet], config: &BenchmarkConfig) -> BenchmarkResult<Vec<PairedRow>> {
     let mut rows = Vec::new();
     for ((modality, a), (_, b)) in first.iter().zip(sets) {
         let theirs: std::collections::HashMap<&str, &ScanOutcome> = a.iter().map(|(u, o)| (u.as_str(), o)).collect();
@@ -475,7 +475,7 @@ pub fn run_benchmark<B: Backend>(
         models: Vec::new(),
     };
     // the first bundle's outcomes, which every later one is paired with
-    let mut first: Option<Vec<(Option<Modality>, Vec<(String, ScanOutcome)>)>> = None;
+    let mut first: Option<Vec<ScoredSet>> = None;
     for (bundle, label) in bundles.iter().zip(labels(bundles)) {
         let predictor = Predictor::<B>::from_dirs(&[bundle], config.infer.clone(), device)?;
         let mut per_modality = Vec::new();
@@ -497,8 +497,7 @@ pub fn run_benchmark<B: Backend>(
             failed.extend(s.errors);
         }
         // the rows: each modality, then all of them together
-        let mut sets: Vec<(Option<Modality>, Vec<(String, ScanOutcome)>)> =
-            per_modality.iter().map(|(m, o)| (Some(*m), o.clone())).collect();
+        let mut sets: Vec<ScoredSet> = per_modality.iter().map(|(m, o)| (Some(*m), o.clone())).collect();
         if per_modality.len() > 1 {
             sets.push((None, per_modality.into_iter().flat_map(|(_, o)| o).collect()));
         }

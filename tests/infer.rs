@@ -654,6 +654,29 @@ fn detection_benchmark_scores_fresh_phantoms() {
     let again = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), out.path(), &config, &dev, &|_| {}).unwrap();
     assert_eq!(again.models[0].rows, r.models[0].rows);
     assert_eq!(again.models[0].seconds_per_series, None);
+    assert!(again.models[0].versus_first.is_empty());
+
+    // the same bundle twice: its own figures, and a paired difference of
+    // exactly 0 (interval [0, 0]) against the first, per modality and all
+    let twice = [t.bundle.clone(), t.bundle.clone()];
+    let both = run_benchmark::<Flex>(&twice, out.path(), &config, &dev, &|_| {}).unwrap();
+    assert_eq!(both.models[1].rows, r.models[0].rows);
+    let paired = &both.models[1].versus_first;
+    let modalities: Vec<Option<Modality>> = paired.iter().map(|p| p.modality).collect();
+    assert_eq!(modalities, [Some(Modality::Mra), Some(Modality::Cta), None]);
+    for p in paired {
+        let d = &p.difference;
+        assert_eq!(d.scans, if p.modality.is_some() { 6 } else { 12 });
+        let zero =
+            |i: Option<aneu::metrics::Interval>| i.is_none_or(|i| (i.estimate, i.low, i.high) == (0.0, 0.0, 0.0));
+        assert!(zero(d.scan_auc), "{d:?}");
+        assert!(d.sensitivity_at.iter().all(|s| zero(Some(s.sensitivity))), "{d:?}");
+    }
+    let md = std::fs::read_to_string(out.path().join("benchmark.md")).unwrap();
+    assert!(
+        md.contains("on the same scans") && md.contains("| all | 12 | +0.000 [+0.000, +0.000]"),
+        "{md}"
+    );
 
     // another set into the same folder, or a folder that is not a benchmark: refused, untouched
     let other = BenchmarkConfig {
