@@ -225,6 +225,18 @@ struct Trained {
 /// Thirty `small` TOF-MRA phantoms (17 positive), preprocessed, and
 /// `configs/ci_dense.json` (a shortened `unet_dense.json`: a depth-3 U-Net
 /// with the dense and location heads) trained on the training split.
+/// Copies the files of folder `from` that `keep` accepts into `to`
+/// (created).
+fn copy_files(from: &Path, to: &Path, keep: impl Fn(&Path) -> bool) {
+    std::fs::create_dir_all(to).unwrap();
+    for f in std::fs::read_dir(from).unwrap() {
+        let f = f.unwrap().path();
+        if f.is_file() && keep(&f) {
+            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
+        }
+    }
+}
+
 fn trained() -> &'static Trained {
     static T: OnceLock<Trained> = OnceLock::new();
     T.get_or_init(|| {
@@ -444,13 +456,8 @@ fn report_reads_the_preprocessed_images(pred: &Path, t: &Trained) {
     let (same, changed, other) = (&uids[0], &uids[1], &uids[2]);
     let store = tempfile::tempdir().unwrap();
     for u in [same, changed, other] {
-        let (from, to) = (t.pre.join(u), store.path().join(u));
-        std::fs::create_dir_all(&to).unwrap();
         // the whole folder: image, mask, sidecar and vessel labels
-        for f in std::fs::read_dir(&from).unwrap() {
-            let f = f.unwrap().path();
-            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
-        }
+        copy_files(&t.pre.join(u), &store.path().join(u), |_| true);
     }
     // `changed` and `other` hold negated images: read, they would show
     for u in [changed, other] {
@@ -532,14 +539,8 @@ fn prediction_reads_the_preprocessed_images(predictor: &Predictor<Flex>, plain: 
     // the first series again, from a store whose image is negated
     let store = tempfile::tempdir().unwrap();
     let (from, to) = (t.pre.join(&uids[0]), store.path().join(&uids[0]));
-    std::fs::create_dir_all(&to).unwrap();
     // every file of the folder but the image (mask, sidecar, vessel labels)
-    for f in std::fs::read_dir(&from).unwrap() {
-        let f = f.unwrap().path();
-        if !f.ends_with("image.nii.gz") {
-            std::fs::copy(&f, to.join(f.file_name().unwrap())).unwrap();
-        }
-    }
+    copy_files(&from, &to, |f| !f.ends_with("image.nii.gz"));
     let v = aneu::io::read_nifti(from.join("image.nii.gz")).unwrap();
     aneu::io::write_nifti(&v.map(|x| -x), to.join("image.nii.gz")).unwrap();
     assert!(
@@ -597,6 +598,11 @@ fn detection_benchmark_scores_fresh_phantoms() {
     use aneu::benchmark::{BenchmarkConfig, BenchmarkError, run_benchmark};
     use aneu::io::Modality;
     let t = trained();
+    // a private copy of the bundle: the chain test calibrates the shared
+    // one meanwhile, and new thresholds are another run (all predicted again)
+    let own = tempfile::tempdir().unwrap();
+    let bundle = own.path().join("bundle");
+    copy_files(&t.bundle, &bundle, |_| true);
     let out = tempfile::tempdir().unwrap();
     let config = BenchmarkConfig {
         n: 6,
@@ -609,7 +615,7 @@ fn detection_benchmark_scores_fresh_phantoms() {
         ..Default::default()
     };
     let dev = Default::default();
-    let r = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), out.path(), &config, &dev, &|_| {}).unwrap();
+    let r = run_benchmark::<Flex>(std::slice::from_ref(&bundle), out.path(), &config, &dev, &|_| {}).unwrap();
     let m = &r.models[0];
     assert!(m.failed.is_empty(), "{:?}", m.failed);
     assert_eq!(m.rows.len(), 3, "MRA, CTA, all");
@@ -651,14 +657,14 @@ fn detection_benchmark_scores_fresh_phantoms() {
     assert_eq!(json, r);
 
     // resuming: nothing predicted again, the same figures
-    let again = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), out.path(), &config, &dev, &|_| {}).unwrap();
+    let again = run_benchmark::<Flex>(std::slice::from_ref(&bundle), out.path(), &config, &dev, &|_| {}).unwrap();
     assert_eq!(again.models[0].rows, r.models[0].rows);
     assert_eq!(again.models[0].seconds_per_series, None);
     assert!(again.models[0].versus_first.is_empty());
 
     // the same bundle twice: its own figures, and a paired difference of
     // exactly 0 (interval [0, 0]) against the first, per modality and all
-    let twice = [t.bundle.clone(), t.bundle.clone()];
+    let twice = [bundle.clone(), bundle.clone()];
     let both = run_benchmark::<Flex>(&twice, out.path(), &config, &dev, &|_| {}).unwrap();
     assert_eq!(both.models[1].rows, r.models[0].rows);
     let paired = &both.models[1].versus_first;
@@ -683,11 +689,11 @@ fn detection_benchmark_scores_fresh_phantoms() {
         seed: 5,
         ..config.clone()
     };
-    let e = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), out.path(), &other, &dev, &|_| {}).unwrap_err();
+    let e = run_benchmark::<Flex>(std::slice::from_ref(&bundle), out.path(), &other, &dev, &|_| {}).unwrap_err();
     assert!(matches!(e, BenchmarkError::Config(_)), "{e}");
     let foreign = tempfile::tempdir().unwrap();
     std::fs::write(foreign.path().join("notes.txt"), "mine").unwrap();
-    let e = run_benchmark::<Flex>(std::slice::from_ref(&t.bundle), foreign.path(), &config, &dev, &|_| {}).unwrap_err();
+    let e = run_benchmark::<Flex>(std::slice::from_ref(&bundle), foreign.path(), &config, &dev, &|_| {}).unwrap_err();
     assert!(matches!(e, BenchmarkError::Config(_)), "{e}");
     assert_eq!(std::fs::read_dir(foreign.path()).unwrap().count(), 1);
 }
