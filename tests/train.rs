@@ -414,12 +414,7 @@ fn a_second_stage_rescores_the_first_stages_candidates() {
 fn a_vessel_head_learns_the_arteries() {
     let mut cfg = short(&config("ci_tiny.json"));
     cfg.epochs = 2;
-    cfg.model = aneu::models::ModelConfig::UNet3d(
-        aneu::models::UNet3dConfig::new()
-            .with_depth(3)
-            .with_base_filters(8)
-            .with_vessel_classes(Some(14)),
-    );
+    cfg.model = vessel_unet(3, 8);
     cfg.loss.vessel_weight = 1.0;
     cfg.optimizer.lr = 3e-3;
     let out = tempfile::tempdir().unwrap();
@@ -465,12 +460,7 @@ fn a_vessel_head_learns_the_arteries() {
 fn fine_tuning_starts_from_the_pretrained_weights() {
     let mut pre = short(&config("ci_tiny.json"));
     pre.epochs = 1;
-    pre.model = aneu::models::ModelConfig::UNet3d(
-        aneu::models::UNet3dConfig::new()
-            .with_depth(2)
-            .with_base_filters(4)
-            .with_vessel_classes(Some(14)),
-    );
+    pre.model = vessel_unet(2, 4);
     pre.loss.present_weight = 0.0;
     pre.loss.location_weight = 0.0;
     pre.loss.dense_weight = 0.0;
@@ -511,12 +501,7 @@ fn fine_tuning_starts_from_the_pretrained_weights() {
 
     // another architecture: a typed error naming the bundle, no training
     let mut other = tune.clone();
-    other.model = aneu::models::ModelConfig::UNet3d(
-        aneu::models::UNet3dConfig::new()
-            .with_depth(2)
-            .with_base_filters(8)
-            .with_vessel_classes(Some(14)),
-    );
+    other.model = vessel_unet(2, 8);
     other.init_from = Some(pretrained.clone());
     let e = train::<A>(dataset(), &other, dir.path().join("other"), &dev, &opts, &quiet).unwrap_err();
     assert!(
@@ -524,6 +509,17 @@ fn fine_tuning_starts_from_the_pretrained_weights() {
         "{e}"
     );
     assert!(!dir.path().join("other").join("bundle").exists());
+}
+
+/// A `UNet3d` of `depth` levels from `filters` filters with the 14-class
+/// vessel head.
+fn vessel_unet(depth: usize, filters: usize) -> aneu::models::ModelConfig {
+    aneu::models::ModelConfig::UNet3d(
+        aneu::models::UNet3dConfig::new()
+            .with_depth(depth)
+            .with_base_filters(filters)
+            .with_vessel_classes(Some(14)),
+    )
 }
 
 /// Malformed or inconsistent configs fail before any training.

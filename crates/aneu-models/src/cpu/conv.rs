@@ -700,8 +700,9 @@ impl Direct {
                 on_q
             })
             .collect();
+        let blocks = self.blocks();
         let jobs: Vec<(usize, usize, usize)> = (0..n)
-            .flat_map(|s| self.blocks().into_iter().map(move |(q, count)| (s, q, count)))
+            .flat_map(|s| blocks.iter().map(move |&(q, count)| (s, q, count)))
             .collect();
         let partial: Vec<Vec<f32>> = jobs
             .par_iter()
