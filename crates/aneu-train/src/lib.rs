@@ -11,6 +11,7 @@
 //!   stopping, precision, seed, split and hard-negative rounds; validated
 //!   before anything runs;
 //! * [`make_split`]: patient-grouped, stratified splits and k-fold;
+//!   [`extend_split`] places new series in an existing split;
 //! * [`load_cases`], [`PatchDataset`] and [`PatchBatcher`]: the data path
 //!   from a preprocessed dataset to Burn batches;
 //! * [`train`]: the loop, with patch-level validation metrics from
@@ -55,7 +56,7 @@ pub use config::{
 pub use data::{CaseInfo, PatchBatch, PatchBatcher, PatchDataset, load_cases};
 pub use error::{Error, Result};
 pub use plot::plot_history;
-pub use split::{Split, make_split};
+pub use split::{Split, extend_split, make_split};
 pub use trainer::{
     EpochRecord, TrainOptions, TrainReport, first_stage_config, mine_hard_negatives, mining_config, train,
 };

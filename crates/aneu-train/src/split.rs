@@ -75,6 +75,61 @@ pub fn make_split(cases: &[CaseInfo], cfg: &SplitConfig) -> Result<Split> {
     Ok(split)
 }
 
+/// Extends a split to series it does not know: every series `split` lists
+/// keeps its part, a new series of a patient `split` already placed joins
+/// that patient's part, and the other new series are split by `cfg`
+/// ([`make_split`]). A second stage uses it on its first stage's split: the
+/// first stage's validation scans stay unseen by both stages, and scans the
+/// first stage never saw (fresh data, where its candidates are those of new
+/// scans) are divided like any dataset, none dropped.
+///
+/// ```
+/// use aneu_train::{Split, SplitConfig, extend_split, CaseInfo};
+/// let info = |u: &str| CaseInfo {
+///     series_uid: u.into(), patient_id: u.into(), modality: aneu_io::Modality::Mra,
+///     positive: false, config_hash: String::new(),
+/// };
+/// let first = Split { train: vec!["a".into()], val: vec!["b".into()], test: vec![] };
+/// let s = extend_split(&first, &[info("a"), info("b"), info("c")], &SplitConfig::default())?;
+/// assert_eq!(s.val, vec!["b".to_string()]);
+/// assert_eq!(s.train.len() + s.val.len() + s.test.len(), 3); // "c" has a part too
+/// # Ok::<(), aneu_train::Error>(())
+/// ```
+///
+/// # Errors
+/// As [`make_split`].
+pub fn extend_split(split: &Split, cases: &[CaseInfo], cfg: &SplitConfig) -> Result<Split> {
+    let part_of_series = |uid: &str| {
+        [&split.train, &split.val, &split.test]
+            .iter()
+            .position(|v| v.iter().any(|u| u == uid))
+    };
+    let mut part_of_patient: BTreeMap<&str, usize> = BTreeMap::new();
+    for c in cases {
+        if let Some(p) = part_of_series(&c.series_uid) {
+            part_of_patient.insert(c.patient_id.as_str(), p);
+        }
+    }
+    let mut out = split.clone();
+    let mut fresh = Vec::new();
+    for c in cases.iter().filter(|c| part_of_series(&c.series_uid).is_none()) {
+        match part_of_patient.get(c.patient_id.as_str()) {
+            Some(&p) => [&mut out.train, &mut out.val, &mut out.test][p].push(c.series_uid.clone()),
+            None => fresh.push(c.clone()),
+        }
+    }
+    if !fresh.is_empty() {
+        let f = make_split(&fresh, cfg)?;
+        out.train.extend(f.train);
+        out.val.extend(f.val);
+        out.test.extend(f.test);
+    }
+    for v in [&mut out.train, &mut out.val, &mut out.test] {
+        v.sort();
+    }
+    Ok(out)
+}
+
 /// `n` items over weights, by largest remainder.
 fn largest_remainder(n: usize, w: &[f64]) -> Vec<usize> {
     let total: f64 = w.iter().sum();
@@ -192,5 +247,36 @@ mod tests {
             .collect();
         expect.sort();
         assert_eq!(seen_val, expect, "every non-test series is validated exactly once");
+    }
+
+    #[test]
+    fn an_extended_split_keeps_known_parts_and_places_every_new_series() {
+        let c = infos();
+        // the first 20 series are known: the first patient-pairs in train,
+        // the rest in validation
+        let first = Split {
+            train: c[..10].iter().map(|i| i.series_uid.clone()).collect(),
+            val: c[10..19].iter().map(|i| i.series_uid.clone()).collect(),
+            test: Vec::new(),
+        };
+        let s = extend_split(&first, &c, &SplitConfig::default()).unwrap();
+        assert_eq!(
+            s.train.len() + s.val.len() + s.test.len(),
+            60,
+            "none dropped, none twice"
+        );
+        for u in &first.train {
+            assert!(s.train.contains(u));
+        }
+        for u in &first.val {
+            assert!(s.val.contains(u));
+        }
+        // s19 is new, but its patient (p9, with s18) was in validation
+        assert!(s.val.contains(&"s19".to_string()));
+        // the 40 series no one knew are split by the fractions
+        let fresh: Vec<&String> = s.train.iter().filter(|u| u.as_str() >= "s20").collect();
+        assert!((fresh.len() as f64 / 40.0 - 0.7).abs() < 0.1, "{}", fresh.len());
+        // a split that knows every series is returned as it is
+        assert_eq!(extend_split(&s, &c, &SplitConfig::default()).unwrap(), s);
     }
 }

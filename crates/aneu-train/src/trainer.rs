@@ -27,7 +27,7 @@ use aneu_preproc::PreprocessConfig;
 use crate::config::{OptimizerKind, Schedule, TrainConfig};
 use crate::data::{CaseInfo, PatchBatcher, PatchDataset, load_cases};
 use crate::loss::total_loss;
-use crate::split::make_split;
+use crate::split::{extend_split, make_split};
 use crate::{Error, Result};
 
 /// One epoch, as a row of `metrics.csv`.
@@ -177,8 +177,9 @@ pub fn train<B: AutodiffBackend>(
         Split::read(&split_path)?
     } else {
         let s = match &first_stage {
-            // the first stage's validation scans stay unseen by both
-            Some(b) => b.split.clone(),
+            // the first stage's validation scans stay unseen by both;
+            // scans it never saw are split afresh
+            Some(b) => extend_split(&b.split, &infos, &config.split)?,
             None => make_split(&infos, &config.split)?,
         };
         s.write(&split_path)?;
