@@ -279,6 +279,35 @@ fn trained() -> &'static Trained {
     })
 }
 
+/// Calibration reads the split's validation series that the folder holds
+/// (a split may span two datasets: a second stage trained on fresh scans
+/// extends its first stage's), and refuses a folder that holds none.
+#[test]
+fn calibration_reads_the_validation_series_the_folder_holds() {
+    let t = trained();
+    let d = tempfile::tempdir().unwrap();
+    let b = d.path().join("bundle");
+    copy_files(&t.bundle, &b, |_| true);
+    let mut split = ModelBundle::read(&b).unwrap().split;
+    split.val.push("9.9.9.elsewhere".into());
+    split.write(b.join("split.json")).unwrap();
+    let config = || InferConfig {
+        window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
+        ..Default::default()
+    };
+    let mut p = Predictor::<Flex>::from_dirs(&[&b], config(), &Default::default()).unwrap();
+    let th = calibrate_on_validation(&mut p, &t.pre, ThresholdMethod::Youden).unwrap();
+    assert!(th.calibrated && (0.0..=1.0).contains(&th.present));
+    split.val = vec!["9.9.9.elsewhere".into()];
+    split.write(b.join("split.json")).unwrap();
+    let mut p = Predictor::<Flex>::from_dirs(&[&b], config(), &Default::default()).unwrap();
+    let e = calibrate_on_validation(&mut p, &t.pre, ThresholdMethod::Youden).unwrap_err();
+    assert!(
+        e.to_string().contains("none of the bundle's 1 validation series"),
+        "{e}"
+    );
+}
+
 /// The whole chain: calibrate on the validation split, predict the held-out
 /// test split from its DICOM folders (with a corrupted series among them),
 /// evaluate: a median localisation error ≤ 3 mm (the target), and

@@ -93,12 +93,16 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
 }
 
 /// Calibrates the predictor's thresholds on the validation series of its
-/// first bundle's split, read from `preprocessed` (the folder training
-/// read), and returns them; the predictor then uses them. Store them with
+/// first bundle's split (its second stage's, for a two-stage bundle), read
+/// from `preprocessed` (the folder training read), and returns them; the
+/// predictor then uses them. Validation series that are not in that folder
+/// (a split spanning two datasets) are left out with a warning that counts
+/// them. Store them with
 /// [`aneu_bundle::ModelBundle::write_thresholds`].
 ///
 /// # Errors
-/// [`Error::InvalidConfig`] when the split has no validation series;
+/// [`Error::InvalidConfig`] when the split has no validation series, or
+/// none in `preprocessed`;
 /// reading and model errors; as [`calibrate_thresholds`].
 pub fn calibrate_on_validation<B: Backend>(
     predictor: &mut Predictor<B>,
@@ -106,15 +110,35 @@ pub fn calibrate_on_validation<B: Backend>(
     method: ThresholdMethod,
 ) -> Result<Thresholds> {
     let dir = preprocessed.as_ref();
+    // a two-stage bundle: its second stage's split extends the first
+    // stage's, and its validation scans are unseen by both stages
     let val: Vec<String> = predictor
         .bundles()
         .next()
-        .map(|b| b.split.val.clone())
+        .map(|b| b.second_stage.as_deref().map_or(&b.split, |s| &s.split).val.clone())
         .unwrap_or_default();
     if val.is_empty() {
         return Err(Error::InvalidConfig(
             "the bundle's split has no validation series".into(),
         ));
+    }
+    // a split may span several datasets (a second stage trained on fresh
+    // scans): calibrate on those in this folder, and say what is left out
+    let (val, elsewhere): (Vec<String>, Vec<String>) = val.into_iter().partition(|u| dir.join(u).is_dir());
+    if val.is_empty() {
+        return Err(Error::InvalidConfig(format!(
+            "none of the bundle's {} validation series is in {}",
+            elsewhere.len(),
+            dir.display()
+        )));
+    }
+    if !elsewhere.is_empty() {
+        tracing::warn!(
+            used = val.len(),
+            elsewhere = elsewhere.len(),
+            "validation series of the split that are not in {}: calibrating on the others",
+            dir.display()
+        );
     }
     let mut preds = Vec::with_capacity(val.len());
     let mut truth = Vec::with_capacity(val.len());
