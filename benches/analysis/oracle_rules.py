@@ -63,6 +63,8 @@ def candidates(bench, label):
             im = nib.load(f"{d}/vessels.nii.gz")
             vessels = np.asarray(im.dataobj) > 0
             parent = vessels & ~(np.asarray(nib.load(f"{d}/aneurysms.nii.gz").dataobj) > 0)
+            # the phantoms' grids are axis-aligned: the spacing is the diagonal
+            assert np.allclose(im.affine[:3, :3], np.diag(np.diag(im.affine)[:3])), f"{d}: an oblique grid"
             sp = np.abs(np.diag(im.affine)[:3])
             # signed depth: > 0 inside, < 0 outside (mm)
             depth = ndi.distance_transform_edt(vessels, sampling=sp) - ndi.distance_transform_edt(~vessels, sampling=sp)

@@ -99,20 +99,21 @@ pub fn make_split(cases: &[CaseInfo], cfg: &SplitConfig) -> Result<Split> {
 /// # Errors
 /// As [`make_split`].
 pub fn extend_split(split: &Split, cases: &[CaseInfo], cfg: &SplitConfig) -> Result<Split> {
-    let part_of_series = |uid: &str| {
-        [&split.train, &split.val, &split.test]
-            .iter()
-            .position(|v| v.iter().any(|u| u == uid))
-    };
-    let mut part_of_patient: BTreeMap<&str, usize> = BTreeMap::new();
-    for c in cases {
-        if let Some(p) = part_of_series(&c.series_uid) {
-            part_of_patient.insert(c.patient_id.as_str(), p);
-        }
-    }
+    let part_of_series: BTreeMap<&str, usize> = [&split.train, &split.val, &split.test]
+        .iter()
+        .enumerate()
+        .flat_map(|(p, v)| v.iter().map(move |u| (u.as_str(), p)))
+        .collect();
+    let part_of_patient: BTreeMap<&str, usize> = cases
+        .iter()
+        .filter_map(|c| Some((c.patient_id.as_str(), *part_of_series.get(c.series_uid.as_str())?)))
+        .collect();
     let mut out = split.clone();
     let mut fresh = Vec::new();
-    for c in cases.iter().filter(|c| part_of_series(&c.series_uid).is_none()) {
+    for c in cases
+        .iter()
+        .filter(|c| !part_of_series.contains_key(c.series_uid.as_str()))
+    {
         match part_of_patient.get(c.patient_id.as_str()) {
             Some(&p) => [&mut out.train, &mut out.val, &mut out.test][p].push(c.series_uid.clone()),
             None => fresh.push(c.clone()),
