@@ -2,8 +2,9 @@
 //! on the `gemm` crate's matrix products.
 //!
 //! Stride 1 (the U-Nets' 3×3×3 layers, most of their time) takes the
-//! direct path ([`Direct`]): no patch matrix, the products read a padded,
-//! channels-last copy of the input in place. Other strides take im2col
+//! direct path ([`Direct`]): no patch matrix; a register-tiled kernel
+//! (the forward and the input gradient) and matrix products (the weight
+//! gradient) read a padded, channels-last copy of the input in place. Other strides take im2col
 //! into blocks of output voxels, one matrix product per block, and col2im
 //! (its adjoint) for the input gradient.
 //!
@@ -20,6 +21,9 @@
 
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
+use tile::{Isa, ROW_MULTIPLE, Tiled};
+
+mod tile;
 
 /// Output voxels per block: bounds im2col's patch matrix to `C_in·k³ ×
 /// 4096` values (14 MB for 32 channels and a 3×3×3 kernel); the direct
@@ -464,12 +468,13 @@ fn flip_weights(g: &Geometry, w: &[f32]) -> Vec<f32> {
 /// The input is copied once, zero-padded and channels-last, into `xp`
 /// (`[Dp·Hp·Wp, C_in]`). Output voxel `(z, y, x)` is given the index
 /// `q = (z·Hp + y)·Wp + x` on the padded grid; tap `(a, b, c)` then reads
-/// `xp[q + (a·Hp + b)·Wp + c]`, a fixed shift of `q`. For one `(a, b)`,
-/// the `k_W · C_in` values that the taps `c = 0…k_W-1` read at `q` are
-/// consecutive in `xp` (from `(q + (a·Hp + b)·Wp)·C_in` on), so over a
-/// range of `q` they form a matrix of unit row stride and column stride
-/// `C_in` that `gemm` reads in place. A block of output is the sum of
-/// `k_D·k_H` such products with the repacked weights. The `q` that are
+/// `xp[q + (a·Hp + b)·Wp + c]`, a fixed shift of `q`. The forward runs
+/// over blocks of `q` with a register-tiled kernel ([`Tiled`]). For the
+/// weight gradient, per `(a, b)` the `k_W · C_in` values that the taps
+/// `c = 0…k_W-1` read at `q` are consecutive in `xp` (from
+/// `(q + (a·Hp + b)·Wp)·C_in` on), so over a range of `q` they form a
+/// matrix of unit row stride and column stride `C_in` that `gemm` reads
+/// in place, and a block's gradient is `k_D·k_H` such products. The `q` that are
 /// not output voxels (`y ≥ Oh` or `x ≥ Ow`: reads that wrap into the next
 /// line) are computed and dropped; they cost `Hp·Wp / (Oh·Ow)` (17 % at
 /// 24³ with padding 1).
@@ -545,13 +550,14 @@ impl Direct {
     }
 
     /// One sample (`[C_in, D, H, W]`), zero-padded and channels-last:
-    /// `[Dp·Hp·Wp, C_in]`.
+    /// `[Dp·Hp·Wp + ROW_MULTIPLE, C_in]` (the extra zero positions are
+    /// read by the last tile of a block rounded up to [`ROW_MULTIPLE`]).
     fn pad_channels_last(&self, x: &[f32]) -> Vec<f32> {
         let g = &self.g;
         let [dp, hp, wp] = self.padded;
         let [d, h, w] = g.input;
         let [pd, ph, pw] = g.padding;
-        let mut xp = vec![0f32; dp * hp * wp * g.ci];
+        let mut xp = vec![0f32; (dp * hp * wp + ROW_MULTIPLE) * g.ci];
         for c in 0..g.ci {
             let xc = &x[c * d * h * w..(c + 1) * d * h * w];
             for z in 0..d {
@@ -581,16 +587,8 @@ impl Direct {
         })
     }
 
-    /// The weights in the packed order of [`Self::packing`].
-    fn pack_weights(&self, w: &[f32]) -> Vec<f32> {
-        let mut out = vec![0f32; w.len()];
-        for (natural, packed) in self.packing() {
-            out[packed] = w[natural];
-        }
-        out
-    }
-
-    /// The inverse of [`Self::pack_weights`].
+    /// The weights in their natural order, from the packed order of
+    /// [`Self::packing`] (the weight gradient's).
     fn unpack_weights(&self, packed: &[f32]) -> Vec<f32> {
         let mut out = vec![0f32; packed.len()];
         for (natural, at) in self.packing() {
@@ -612,9 +610,17 @@ impl Direct {
         }
     }
 
-    /// The forward convolution; see [`forward`].
+    /// The forward convolution; see [`forward`]. Each block of `q` is
+    /// computed by the register-tiled kernel ([`Tiled`]) on the best
+    /// instruction set of this CPU.
     fn forward(&self, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
+        self.forward_on(Isa::detect(), x, w, bias)
+    }
+
+    /// [`Self::forward`] on the instruction set `isa`.
+    fn forward_on(&self, isa: Isa, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
         let g = &self.g;
+        let [_, hp, wp] = self.padded;
         let [kd, kh, kw] = g.kernel;
         let (si, so) = (g.voxels_in(), g.voxels_out());
         let n = x.len() / (g.ci * si).max(1);
@@ -622,8 +628,11 @@ impl Direct {
         if so == 0 || g.co == 0 {
             return y;
         }
-        let packed = self.pack_weights(w);
-        let cols = kw * g.ci;
+        let shifts = (0..kd * kh * kw)
+            .map(|t| ((t / (kh * kw)) * hp + (t / kw) % kh) * wp + t % kw)
+            .collect();
+        let tiled = Tiled::new(isa, g.co, g.ci, shifts, w, bias);
+        let co_pad = tiled.co_pad();
         let inputs: Vec<Vec<f32>> = x
             .par_chunks((g.ci * si).max(1))
             .map(|xb| self.pad_channels_last(xb))
@@ -632,29 +641,13 @@ impl Direct {
         let jobs: Vec<(usize, usize, usize)> = (0..n)
             .flat_map(|s| blocks.iter().map(move |&(q, count)| (s, q, count)))
             .collect();
-        // each block's output: [C_out, count]
+        // each block's output, channels last: [rows, co_pad]
         let outputs: Vec<Vec<f32>> = jobs
             .par_iter()
             .map(|&(s, q, count)| {
-                let mut out = vec![0f32; g.co * count];
-                if let Some(bias) = bias {
-                    for (row, &b) in out.chunks_mut(count).zip(bias) {
-                        row.fill(b);
-                    }
-                }
-                for a in 0..kd {
-                    for b in 0..kh {
-                        let weights = Matrix {
-                            data: &packed[(a * kh + b) * g.co * cols..],
-                            rows: g.co,
-                            cols,
-                            rs: cols,
-                            cs: 1,
-                        };
-                        let taps = self.taps_of(&inputs[s], q, count, a, b);
-                        matmul(&mut out, count, weights, taps, true, false);
-                    }
-                }
+                let rows = count.div_ceil(ROW_MULTIPLE) * ROW_MULTIPLE;
+                let mut out = vec![0f32; rows * co_pad];
+                tiled.block(&inputs[s], q, rows, &mut out);
                 out
             })
             .collect();
@@ -664,9 +657,10 @@ impl Direct {
             let (s, c) = (sc / g.co, sc % g.co);
             self.lines(|q, v| {
                 let (block, at) = (q / step, q % step);
-                let (_, count) = blocks[block];
                 let out = &outputs[s * blocks.len() + block];
-                yc[v..v + ow].copy_from_slice(&out[c * count + at..c * count + at + ow]);
+                for (i, yv) in yc[v..v + ow].iter_mut().enumerate() {
+                    *yv = out[(at + i) * co_pad + c];
+                }
             });
         });
         y
@@ -752,21 +746,25 @@ mod tests {
         }
     }
 
-    /// The direct path gives im2col's values for all three passes, on
-    /// kernels that are not cubes, paddings from 0 to k - 1 and beyond,
+    /// The direct path gives im2col's values for all three passes (the
+    /// forward on this CPU's instruction set and on scalar code), on
+    /// kernels that are not cubes, output channels that fill SIMD vectors
+    /// partly, paddings from 0 to k - 1 and beyond,
     /// inputs smaller than the kernel along an axis, and outputs of
     /// several blocks.
     #[test]
     fn direct_path_matches_im2col() {
         // (batch, c_in, c_out, input, kernel, padding)
         type Case = (usize, usize, usize, [usize; 3], [usize; 3], [usize; 3]);
-        let cases: [Case; 6] = [
+        let cases: [Case; 7] = [
             (2, 3, 4, [5, 6, 7], [3, 3, 3], [1, 1, 1]),
             (1, 2, 3, [7, 5, 9], [3, 1, 2], [0, 1, 1]),
             (3, 1, 2, [4, 4, 4], [1, 1, 1], [0, 0, 0]),
             (1, 4, 2, [3, 8, 2], [3, 3, 3], [2, 1, 1]),
             (2, 2, 2, [20, 19, 17], [3, 3, 3], [1, 1, 1]),
             (1, 2, 3, [5, 6, 4], [2, 3, 3], [3, 0, 2]),
+            // output channels over several SIMD blocks, one of them partial
+            (2, 5, 21, [6, 5, 7], [3, 3, 3], [1, 1, 1]),
         ];
         for (n, ci, co, input, kernel, padding) in cases {
             let options = ConvOptions::new([1; 3], padding, [1; 3], 1);
@@ -779,11 +777,14 @@ mod tests {
             let b = values(co, 3);
             let dy = values(n * co * g.voxels_out(), 4);
             let case = format!("{x_shape:?} {w_shape:?} {padding:?}");
-            close(
-                &direct.forward(&x, &w, Some(&b)),
-                &forward_im2col(&g, &x, &w, Some(&b)),
-                &format!("forward {case}"),
-            );
+            let reference = forward_im2col(&g, &x, &w, Some(&b));
+            for isa in [Isa::detect(), Isa::Scalar] {
+                close(
+                    &direct.forward_on(isa, &x, &w, Some(&b)),
+                    &reference,
+                    &format!("forward {case} on {isa:?}"),
+                );
+            }
             close(
                 &direct.weight_grad(&x, &dy),
                 &weight_grad_im2col(&g, &x, &dy),
