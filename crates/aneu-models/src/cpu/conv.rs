@@ -21,7 +21,7 @@
 
 use burn::tensor::ops::ConvOptions;
 use rayon::prelude::*;
-use tile::{Isa, ROW_MULTIPLE, Tiled};
+use tile::{Isa, MAX_ROWS, Tiled};
 
 mod tile;
 
@@ -296,8 +296,7 @@ fn matmul(dst: &mut [f32], dst_rs: usize, lhs: Matrix<'_>, rhs: Matrix<'_>, accu
 
 /// The convolution of `x` (`[N, C_in, D, H, W]`) with `w`
 /// (`[C_out, C_in, k…]`) plus `bias` (`[C_out]`): `[N, C_out, …]`.
-/// Stride 1 and dilation 1 take the direct path ([`Direct`]), the rest
-/// im2col.
+/// Dilation 1 takes the direct path ([`Direct`]), the rest im2col.
 pub(crate) fn forward(g: &Geometry, x: &[f32], w: &[f32], bias: Option<&[f32]>) -> Vec<f32> {
     match Direct::new(g) {
         Some(direct) => direct.forward(x, w, bias),
@@ -390,7 +389,7 @@ fn input_grad_col2im(g: &Geometry, w: &[f32], grad: &[f32]) -> Vec<f32> {
 /// computed in parallel and added in order, so the result does not depend
 /// on the threads.
 pub(crate) fn weight_grad(g: &Geometry, x: &[f32], grad: &[f32]) -> Vec<f32> {
-    match Direct::new(g) {
+    match Direct::new(g).filter(Direct::unit_stride) {
         Some(direct) => direct.weight_grad(x, grad),
         None => weight_grad_im2col(g, x, grad),
     }
@@ -462,22 +461,31 @@ fn flip_weights(g: &Geometry, w: &[f32]) -> Vec<f32> {
     out
 }
 
-/// A convolution of stride 1 and dilation 1 computed directly, without a
-/// patch matrix.
+/// A convolution of dilation 1 computed directly, without a patch matrix.
 ///
 /// The input is copied once, zero-padded and channels-last, into `xp`
-/// (`[Dp·Hp·Wp, C_in]`). Output voxel `(z, y, x)` is given the index
-/// `q = (z·Hp + y)·Wp + x` on the padded grid; tap `(a, b, c)` then reads
-/// `xp[q + (a·Hp + b)·Wp + c]`, a fixed shift of `q`. The forward runs
-/// over blocks of `q` with a register-tiled kernel ([`Tiled`]). For the
-/// weight gradient, per `(a, b)` the `k_W · C_in` values that the taps
-/// `c = 0…k_W-1` read at `q` are consecutive in `xp` (from
-/// `(q + (a·Hp + b)·Wp)·C_in` on), so over a range of `q` they form a
-/// matrix of unit row stride and column stride `C_in` that `gemm` reads
-/// in place, and a block's gradient is `k_D·k_H` such products. The `q` that are
-/// not output voxels (`y ≥ Oh` or `x ≥ Ow`: reads that wrap into the next
-/// line) are computed and dropped; they cost `Hp·Wp / (Oh·Ow)` (17 % at
-/// 24³ with padding 1).
+/// (`[Dp·Hp·Wp, C_in]`). Output voxel `(z, y, x)` reads, for tap
+/// `(a, b, c)`, the position `(s_D·z + a, s_H·y + b, s_W·x + c)` of the
+/// padded grid: the position of its tap `(0, 0, 0)` plus the fixed shift
+/// `(a·Hp + b)·Wp + c`, and consecutive `x` read positions `s_W` apart.
+/// The forward runs a register-tiled kernel ([`Tiled`]) over such runs of
+/// positions.
+///
+/// With stride 1, output voxel `(z, y, x)` is given the index
+/// `q = (z·Hp + y)·Wp + x`, its position on the padded grid, and the
+/// kernel runs over blocks of consecutive `q` spanning several lines. The
+/// `q` that are not output voxels (`y ≥ Oh` or `x ≥ Ow`: reads that wrap
+/// into the next line) are computed and dropped; they cost
+/// `Hp·Wp / (Oh·Ow)` (17 % at 24³ with padding 1). With a larger stride
+/// the kernel runs over each output line alone.
+///
+/// The gradients have a direct path with stride 1 only: the input
+/// gradient is the forward of [`Self::adjoint`]; for the weight gradient,
+/// per `(a, b)` the `k_W · C_in` values that the taps `c = 0…k_W-1` read
+/// at `q` are consecutive in `xp` (from `(q + (a·Hp + b)·Wp)·C_in` on), so
+/// over a range of `q` they form a matrix of unit row stride and column
+/// stride `C_in` that `gemm` reads in place, and a block's gradient is
+/// `k_D·k_H` such products.
 #[derive(Clone, Copy, Debug)]
 struct Direct {
     g: Geometry,
@@ -486,20 +494,29 @@ struct Direct {
 }
 
 impl Direct {
-    /// The direct path of `g`: `None` unless stride and dilation are 1.
+    /// The direct path of `g`: `None` unless the dilation is 1.
     fn new(g: &Geometry) -> Option<Self> {
-        if g.stride != [1; 3] || g.dilation != [1; 3] {
+        if g.dilation != [1; 3] {
             return None;
         }
         let padded = [0, 1, 2].map(|a| g.input[a] + 2 * g.padding[a]);
         Some(Self { g: *g, padded })
     }
 
+    /// Whether every stride is 1.
+    fn unit_stride(&self) -> bool {
+        self.g.stride == [1; 3]
+    }
+
     /// The stride-1 convolution whose forward is this one's input
-    /// gradient: it convolves the output gradient, padded by `k - 1 - p`,
-    /// with [`flip_weights`]. `None` when a padding exceeds `k - 1`.
+    /// gradient, when this one has stride 1: it convolves the output
+    /// gradient, padded by `k - 1 - p`, with [`flip_weights`]. `None` for
+    /// a larger stride or when a padding exceeds `k - 1`.
     fn adjoint(&self) -> Option<Self> {
         let g = &self.g;
+        if !self.unit_stride() {
+            return None;
+        }
         let mut padding = [0; 3];
         for (p, (k, q)) in padding.iter_mut().zip(g.kernel.iter().zip(g.padding)) {
             *p = (k - 1).checked_sub(q)?;
@@ -550,26 +567,32 @@ impl Direct {
     }
 
     /// One sample (`[C_in, D, H, W]`), zero-padded and channels-last:
-    /// `[Dp·Hp·Wp + ROW_MULTIPLE, C_in]` (the extra zero positions are
-    /// read by the last tile of a block rounded up to [`ROW_MULTIPLE`]).
+    /// `[Dp·Hp·Wp + MAX_ROWS·s_W, C_in]` (the extra zero positions are
+    /// read by the last tile of a run rounded up to the kernel's rows).
     fn pad_channels_last(&self, x: &[f32]) -> Vec<f32> {
         let g = &self.g;
         let [dp, hp, wp] = self.padded;
         let [d, h, w] = g.input;
         let [pd, ph, pw] = g.padding;
-        let mut xp = vec![0f32; (dp * hp * wp + ROW_MULTIPLE) * g.ci];
-        for c in 0..g.ci {
-            let xc = &x[c * d * h * w..(c + 1) * d * h * w];
-            for z in 0..d {
+        let (ci, plane) = (g.ci, h * w);
+        let mut xp = vec![0f32; (dp * hp * wp + MAX_ROWS * g.stride[2]) * ci];
+        // in parallel over the input's z planes; within a line, each
+        // channel's row is spread over a few kB of `xp`
+        xp.par_chunks_mut(hp * wp * ci)
+            .skip(pd)
+            .take(d)
+            .enumerate()
+            .for_each(|(z, xz)| {
                 for y in 0..h {
-                    let row = &xc[(z * h + y) * w..(z * h + y + 1) * w];
-                    let q0 = ((z + pd) * hp + y + ph) * wp + pw;
-                    for (i, &v) in row.iter().enumerate() {
-                        xp[(q0 + i) * g.ci + c] = v;
+                    let line = &mut xz[((y + ph) * wp + pw) * ci..][..w * ci];
+                    for c in 0..ci {
+                        let row = &x[c * d * plane + z * plane + y * w..][..w];
+                        for (v, &r) in line[c..].iter_mut().step_by(ci).zip(row) {
+                            *v = r;
+                        }
                     }
                 }
-            }
-        }
+            });
         xp
     }
 
@@ -633,37 +656,77 @@ impl Direct {
             .collect();
         let tiled = Tiled::new(isa, g.co, g.ci, shifts, w, bias);
         let co_pad = tiled.co_pad();
+        let (jobs, lines) = self.schedule(tiled.row_multiple());
         let inputs: Vec<Vec<f32>> = x
             .par_chunks((g.ci * si).max(1))
             .map(|xb| self.pad_channels_last(xb))
             .collect();
-        let blocks = self.blocks();
-        let jobs: Vec<(usize, usize, usize)> = (0..n)
-            .flat_map(|s| blocks.iter().map(move |&(q, count)| (s, q, count)))
+        let all: Vec<(usize, &[(usize, usize)])> = (0..n)
+            .flat_map(|s| jobs.iter().map(move |calls| (s, calls.as_slice())))
             .collect();
-        // each block's output, channels last: [rows, co_pad]
-        let outputs: Vec<Vec<f32>> = jobs
+        // each job's output, channels last: [rows of its calls, co_pad]
+        let outputs: Vec<Vec<f32>> = all
             .par_iter()
-            .map(|&(s, q, count)| {
-                let rows = count.div_ceil(ROW_MULTIPLE) * ROW_MULTIPLE;
-                let mut out = vec![0f32; rows * co_pad];
-                tiled.block(&inputs[s], q, rows, &mut out);
+            .map(|&(s, calls)| {
+                let mut out = vec![0f32; calls.iter().map(|c| c.1).sum::<usize>() * co_pad];
+                let mut at = 0;
+                for &(q, rows) in calls {
+                    tiled.block(&inputs[s], q, rows, g.stride[2], &mut out[at * co_pad..]);
+                    at += rows;
+                }
                 out
             })
             .collect();
         // gather the output voxels' lines into [N, C_out, Od, Oh, Ow]
-        let (step, ow) = (blocks[0].1, g.output[2]);
+        let ow = g.output[2];
         y.par_chunks_mut(so).enumerate().for_each(|(sc, yc)| {
             let (s, c) = (sc / g.co, sc % g.co);
-            self.lines(|q, v| {
-                let (block, at) = (q / step, q % step);
-                let out = &outputs[s * blocks.len() + block];
-                for (i, yv) in yc[v..v + ow].iter_mut().enumerate() {
+            for (yl, &(job, at)) in yc.chunks_mut(ow).zip(&lines) {
+                let out = &outputs[s * jobs.len() + job];
+                for (i, yv) in yl.iter_mut().enumerate() {
                     *yv = out[(at + i) * co_pad + c];
                 }
-            });
+            }
         });
         y
+    }
+
+    /// The forward's work for one sample: jobs of about [`BLOCK`] output
+    /// voxels, each a list of the kernel's calls `(first position, rows)`
+    /// with rows a multiple of `multiple`; and for each output line, in
+    /// order, its job and the row at which the job's output holds it.
+    fn schedule(&self, multiple: usize) -> (Vec<Vec<(usize, usize)>>, Vec<(usize, usize)>) {
+        let g = &self.g;
+        let [_, hp, wp] = self.padded;
+        let [od, oh, ow] = g.output;
+        let mut lines = Vec::with_capacity(od * oh);
+        if self.unit_stride() {
+            // blocks of consecutive q, each starting on a line
+            let blocks = self.blocks();
+            let step = blocks[0].1;
+            self.lines(|q, _| lines.push((q / step, q % step)));
+            let jobs = blocks
+                .into_iter()
+                .map(|(q, count)| vec![(q, count.div_ceil(multiple) * multiple)])
+                .collect();
+            return (jobs, lines);
+        }
+        // one call per output line, whole lines per job
+        let [sd, sh, _] = g.stride;
+        let rows = ow.div_ceil(multiple) * multiple;
+        let per_job = (BLOCK / rows).max(1);
+        let mut jobs: Vec<Vec<(usize, usize)>> = Vec::new();
+        for z in 0..od {
+            for y in 0..oh {
+                if lines.len() % per_job == 0 {
+                    jobs.push(Vec::with_capacity(per_job));
+                }
+                let job = jobs.len() - 1;
+                lines.push((job, jobs[job].len() * rows));
+                jobs[job].push(((sd * z * hp + sh * y) * wp, rows));
+            }
+        }
+        (jobs, lines)
     }
 
     /// The weight gradient; see [`weight_grad`]. Per sample, the output
@@ -749,34 +812,37 @@ mod tests {
     /// The direct path gives im2col's values for all three passes (the
     /// forward on this CPU's instruction set and on scalar code), on
     /// kernels that are not cubes, output channels that fill SIMD vectors
-    /// partly, paddings from 0 to k - 1 and beyond,
-    /// inputs smaller than the kernel along an axis, and outputs of
-    /// several blocks.
+    /// partly, paddings from 0 to k - 1 and beyond, inputs smaller than
+    /// the kernel along an axis, outputs of several blocks, and strides
+    /// above 1 (forward only: their gradients stay on im2col).
     #[test]
     fn direct_path_matches_im2col() {
-        // (batch, c_in, c_out, input, kernel, padding)
-        type Case = (usize, usize, usize, [usize; 3], [usize; 3], [usize; 3]);
-        let cases: [Case; 7] = [
-            (2, 3, 4, [5, 6, 7], [3, 3, 3], [1, 1, 1]),
-            (1, 2, 3, [7, 5, 9], [3, 1, 2], [0, 1, 1]),
-            (3, 1, 2, [4, 4, 4], [1, 1, 1], [0, 0, 0]),
-            (1, 4, 2, [3, 8, 2], [3, 3, 3], [2, 1, 1]),
-            (2, 2, 2, [20, 19, 17], [3, 3, 3], [1, 1, 1]),
-            (1, 2, 3, [5, 6, 4], [2, 3, 3], [3, 0, 2]),
+        // (batch, c_in, c_out, input, kernel, padding, stride)
+        type Case = (usize, usize, usize, [usize; 3], [usize; 3], [usize; 3], [usize; 3]);
+        let cases: [Case; 10] = [
+            (2, 3, 4, [5, 6, 7], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            (1, 2, 3, [7, 5, 9], [3, 1, 2], [0, 1, 1], [1, 1, 1]),
+            (3, 1, 2, [4, 4, 4], [1, 1, 1], [0, 0, 0], [1, 1, 1]),
+            (1, 4, 2, [3, 8, 2], [3, 3, 3], [2, 1, 1], [1, 1, 1]),
+            (2, 2, 2, [20, 19, 17], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            (1, 2, 3, [5, 6, 4], [2, 3, 3], [3, 0, 2], [1, 1, 1]),
             // output channels over several SIMD blocks, one of them partial
-            (2, 5, 21, [6, 5, 7], [3, 3, 3], [1, 1, 1]),
+            (2, 5, 21, [6, 5, 7], [3, 3, 3], [1, 1, 1], [1, 1, 1]),
+            (2, 3, 16, [9, 8, 11], [3, 3, 3], [1, 1, 1], [2, 2, 2]),
+            (1, 2, 5, [7, 9, 30], [3, 2, 3], [1, 0, 2], [1, 3, 2]),
+            (3, 4, 24, [4, 5, 6], [2, 2, 2], [0, 0, 0], [2, 2, 2]),
         ];
-        for (n, ci, co, input, kernel, padding) in cases {
-            let options = ConvOptions::new([1; 3], padding, [1; 3], 1);
+        for (n, ci, co, input, kernel, padding, stride) in cases {
+            let options = ConvOptions::new(stride, padding, [1; 3], 1);
             let x_shape = [n, ci, input[0], input[1], input[2]];
             let w_shape = [co, ci, kernel[0], kernel[1], kernel[2]];
             let g = Geometry::new(x_shape, w_shape, &options).expect("a valid geometry");
-            let direct = Direct::new(&g).expect("stride 1 takes the direct path");
+            let direct = Direct::new(&g).expect("dilation 1 takes the direct path");
             let x = values(x_shape.iter().product(), 1);
             let w = values(w_shape.iter().product(), 2);
             let b = values(co, 3);
             let dy = values(n * co * g.voxels_out(), 4);
-            let case = format!("{x_shape:?} {w_shape:?} {padding:?}");
+            let case = format!("{x_shape:?} {w_shape:?} {padding:?} {stride:?}");
             let reference = forward_im2col(&g, &x, &w, Some(&b));
             for isa in [Isa::detect(), Isa::Scalar] {
                 close(
@@ -784,6 +850,10 @@ mod tests {
                     &reference,
                     &format!("forward {case} on {isa:?}"),
                 );
+            }
+            if stride != [1; 3] {
+                assert!(direct.adjoint().is_none(), "{case}");
+                continue;
             }
             close(
                 &direct.weight_grad(&x, &dy),

@@ -53,9 +53,9 @@ impl Isa {
 const ROWS_WIDE: usize = 6;
 /// Positions per tile of one vector of channels.
 const ROWS_NARROW: usize = 12;
-/// Every block's row count is rounded up to this, so that tiles of either
-/// width cover it without a remainder.
-pub(super) const ROW_MULTIPLE: usize = 12;
+/// The most positions a call of [`Tiled::block`] computes beyond the rows
+/// asked for, once they are rounded up to [`Tiled::row_multiple`].
+pub(super) const MAX_ROWS: usize = 12;
 
 /// The weights and bias of one stride-1 convolution laid out for the
 /// kernel, and where each tap reads.
@@ -131,16 +131,29 @@ impl Tiled {
         self.co_pad
     }
 
+    /// What the rows of a call of [`Self::block`] must be a multiple of
+    /// (at most [`MAX_ROWS`]): the tiles of every block of channels then
+    /// cover them without a remainder.
+    pub fn row_multiple(&self) -> usize {
+        if self.blocks.iter().any(|&(_, vectors, _)| vectors == 1) {
+            ROWS_NARROW
+        } else {
+            ROWS_WIDE
+        }
+    }
+
     /// Computes `out` (`[rows, co_pad]`, channels last) for the positions
-    /// `q..q + rows` of the padded grid, reading `xp` (`[positions,
-    /// C_in]`). `rows` is a multiple of [`ROW_MULTIPLE`] and `xp` holds
-    /// every position a tap reads: up to `q + rows - 1 + max(shifts)`.
-    pub fn block(&self, xp: &[f32], q: usize, rows: usize, out: &mut [f32]) {
+    /// `q + r · step` (`r < rows`) of the padded grid, reading `xp`
+    /// (`[positions, C_in]`). `rows` is a multiple of
+    /// [`Self::row_multiple`] and `xp` holds every position a tap reads:
+    /// up to `q + (rows - 1) · step + max(shifts)`.
+    pub fn block(&self, xp: &[f32], q: usize, rows: usize, step: usize, out: &mut [f32]) {
         self.isa.dispatch(Block {
             tiled: self,
             xp,
             q,
             rows,
+            step,
             out,
         });
     }
@@ -152,6 +165,7 @@ struct Block<'a> {
     xp: &'a [f32],
     q: usize,
     rows: usize,
+    step: usize,
     out: &'a mut [f32],
 }
 
@@ -165,6 +179,7 @@ impl WithSimd for Block<'_> {
             xp,
             q,
             rows,
+            step,
             out,
         } = self;
         let (ci, lanes) = (tiled.ci, S::F32_LANES);
@@ -177,52 +192,38 @@ impl WithSimd for Block<'_> {
             let (channel, bias) = (first / lanes, &bias[first / lanes..]);
             if vectors == 2 {
                 for p in (0..rows).step_by(ROWS_WIDE) {
-                    tile::<S, ROWS_WIDE, 2>(
-                        simd,
-                        tiled,
-                        &xp[(q + p) * ci..],
-                        w,
-                        bias,
-                        &mut out[p * stride + channel..],
-                        stride,
-                    );
+                    let x = &xp[(q + p * step) * ci..];
+                    tile::<S, ROWS_WIDE, 2>(simd, tiled, x, step, w, bias, &mut out[p * stride + channel..]);
                 }
             } else {
                 for p in (0..rows).step_by(ROWS_NARROW) {
-                    tile::<S, ROWS_NARROW, 1>(
-                        simd,
-                        tiled,
-                        &xp[(q + p) * ci..],
-                        w,
-                        bias,
-                        &mut out[p * stride + channel..],
-                        stride,
-                    );
+                    let x = &xp[(q + p * step) * ci..];
+                    tile::<S, ROWS_NARROW, 1>(simd, tiled, x, step, w, bias, &mut out[p * stride + channel..]);
                 }
             }
         }
     }
 }
 
-/// One tile: `R` positions from the start of `x` (`[positions, C_in]`)
-/// times `NV` vectors of channels, with weights `w` (`[tap][C_in][NV]`)
+/// One tile: `R` positions `step` apart from the start of `x`
+/// (`[positions, C_in]`) times `NV` vectors of channels, with weights `w` (`[tap][C_in][NV]`)
 /// and bias `bias` (from the block's first vector on); row `r` of the
-/// result goes to `out[r · stride..][..NV]`.
+/// result goes to `out[r · co_pad / lanes..][..NV]`.
 #[inline(always)]
 fn tile<S: Simd, const R: usize, const NV: usize>(
     simd: S,
     tiled: &Tiled,
     x: &[f32],
+    step: usize,
     w: &[S::f32s],
     bias: &[S::f32s],
     out: &mut [S::f32s],
-    stride: usize,
 ) {
-    let ci = tiled.ci;
+    let (ci, stride) = (tiled.ci, tiled.co_pad / S::F32_LANES);
     let mut sums: [[S::f32s; NV]; R] = [core::array::from_fn(|j| bias[j]); R];
     for (&shift, wt) in tiled.shifts.iter().zip(w.chunks_exact(ci * NV)) {
-        let xs = &x[shift * ci..][..R * ci];
-        let rows: [&[f32]; R] = core::array::from_fn(|r| &xs[r * ci..][..ci]);
+        let xs = &x[shift * ci..];
+        let rows: [&[f32]; R] = core::array::from_fn(|r| &xs[r * step * ci..][..ci]);
         for (c, wc) in wt.chunks_exact(NV).enumerate() {
             let wv: [S::f32s; NV] = core::array::from_fn(|j| wc[j]);
             for (sum, row) in sums.iter_mut().zip(&rows) {
