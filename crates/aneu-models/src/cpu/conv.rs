@@ -461,6 +461,16 @@ fn flip_weights(g: &Geometry, w: &[f32]) -> Vec<f32> {
     out
 }
 
+/// How [`Direct`]'s forward splits the work of one sample.
+struct Schedule {
+    /// Jobs of about [`BLOCK`] output voxels, each a list of the kernel's
+    /// calls `(first position, rows)`.
+    jobs: Vec<Vec<(usize, usize)>>,
+    /// For each output line, in order: its job, and the row of the job's
+    /// output that holds the line's first voxel.
+    lines: Vec<(usize, usize)>,
+}
+
 /// A convolution of dilation 1 computed directly, without a patch matrix.
 ///
 /// The input is copied once, zero-padded and channels-last, into `xp`
@@ -656,7 +666,7 @@ impl Direct {
             .collect();
         let tiled = Tiled::new(isa, g.co, g.ci, shifts, w, bias);
         let co_pad = tiled.co_pad();
-        let (jobs, lines) = self.schedule(tiled.row_multiple());
+        let Schedule { jobs, lines } = self.schedule(tiled.row_multiple());
         let inputs: Vec<Vec<f32>> = x
             .par_chunks((g.ci * si).max(1))
             .map(|xb| self.pad_channels_last(xb))
@@ -691,11 +701,9 @@ impl Direct {
         y
     }
 
-    /// The forward's work for one sample: jobs of about [`BLOCK`] output
-    /// voxels, each a list of the kernel's calls `(first position, rows)`
-    /// with rows a multiple of `multiple`; and for each output line, in
-    /// order, its job and the row at which the job's output holds it.
-    fn schedule(&self, multiple: usize) -> (Vec<Vec<(usize, usize)>>, Vec<(usize, usize)>) {
+    /// The forward's work for one sample, with the kernel's rows a
+    /// multiple of `multiple`.
+    fn schedule(&self, multiple: usize) -> Schedule {
         let g = &self.g;
         let [_, hp, wp] = self.padded;
         let [od, oh, ow] = g.output;
@@ -709,7 +717,7 @@ impl Direct {
                 .into_iter()
                 .map(|(q, count)| vec![(q, count.div_ceil(multiple) * multiple)])
                 .collect();
-            return (jobs, lines);
+            return Schedule { jobs, lines };
         }
         // one call per output line, whole lines per job
         let [sd, sh, _] = g.stride;
@@ -726,7 +734,7 @@ impl Direct {
                 jobs[job].push(((sd * z * hp + sh * y) * wp, rows));
             }
         }
-        (jobs, lines)
+        Schedule { jobs, lines }
     }
 
     /// The weight gradient; see [`weight_grad`]. Per sample, the output
