@@ -671,28 +671,26 @@ impl Direct {
             .par_chunks((g.ci * si).max(1))
             .map(|xb| self.pad_channels_last(xb))
             .collect();
-        let all: Vec<(usize, &[(usize, usize)])> = (0..n)
-            .flat_map(|s| jobs.iter().map(move |calls| (s, calls.as_slice())))
-            .collect();
-        // each job's output, channels last: [rows of its calls, co_pad]
-        let outputs: Vec<Vec<f32>> = all
-            .par_iter()
-            .map(|&(s, calls)| {
-                let mut out = vec![0f32; calls.iter().map(|c| c.1).sum::<usize>() * co_pad];
-                let mut at = 0;
-                for &(q, rows) in calls {
-                    tiled.block(&inputs[s], q, rows, g.stride[2], &mut out[at * co_pad..]);
-                    at += rows;
-                }
-                out
-            })
-            .collect();
-        // gather the output voxels' lines into [N, C_out, Od, Oh, Ow]
-        let ow = g.output[2];
-        y.par_chunks_mut(so).enumerate().for_each(|(sc, yc)| {
+        // each job's share of y: for every output line it computes, the
+        // line of each channel, with the channel and the job's row of it
+        let (ow, per_sample) = (g.output[2], jobs.len());
+        let mut shares: Vec<Vec<(usize, usize, &mut [f32])>> = (0..n * per_sample).map(|_| Vec::new()).collect();
+        for (sc, yc) in y.chunks_mut(so).enumerate() {
             let (s, c) = (sc / g.co, sc % g.co);
             for (yl, &(job, at)) in yc.chunks_mut(ow).zip(&lines) {
-                let out = &outputs[s * jobs.len() + job];
+                shares[s * per_sample + job].push((c, at, yl));
+            }
+        }
+        shares.into_par_iter().enumerate().for_each(|(j, share)| {
+            let (s, calls) = (j / per_sample, &jobs[j % per_sample]);
+            // the job's output, channels last: [rows of its calls, co_pad]
+            let mut out = vec![0f32; calls.iter().map(|c| c.1).sum::<usize>() * co_pad];
+            let mut at = 0;
+            for &(q, rows) in calls {
+                tiled.block(&inputs[s], q, rows, g.stride[2], &mut out[at * co_pad..]);
+                at += rows;
+            }
+            for (c, at, yl) in share {
                 for (i, yv) in yl.iter_mut().enumerate() {
                     *yv = out[(at + i) * co_pad + c];
                 }
