@@ -3,14 +3,17 @@
 //! Flex"):
 //!
 //! * [`conv3d`]: a convolution layer computed here, forward and both
-//!   gradients, on the `gemm` crate's matrix products. Stride 1 is direct:
-//!   the products read a zero-padded, channels-last copy of the input in
-//!   place, one per row of kernel taps, with no patch matrix; the input
-//!   gradient is the forward convolution of the output gradient with the
-//!   flipped weights. Other strides use im2col in blocks of 4096 output
-//!   voxels (filled along contiguous runs of the input), one matrix
-//!   product per block, and col2im for the input gradient. Flex instead copies the input channels-last and repacks the
-//!   weights on one thread, and Burn's default gradients are a
+//!   gradients. The forward (any stride) is direct: a register-tiled
+//!   kernel keeps a tile of output positions × output channels in SIMD
+//!   registers over every tap and input channel, reading a zero-padded,
+//!   channels-last copy of the input in place (AVX2 + FMA or NEON, chosen
+//!   at run time through `pulp`, the SIMD layer of the `gemm` crate). With
+//!   stride 1 the input gradient is that forward on the output gradient
+//!   with the flipped weights, and the weight gradient a few matrix
+//!   products on `gemm`; other strides use im2col in blocks of 4096
+//!   output voxels, one matrix product per block, and col2im for the input
+//!   gradient. Flex instead copies the input channels-last and repacks
+//!   the weights on one thread, and Burn's default gradients are a
 //!   one-threaded transposed convolution and a convolution with batch and
 //!   channels swapped.
 //! * [`instance_norm`]: affine instance normalisation in two passes, with
