@@ -1,7 +1,7 @@
 //! The direct convolution's register-tiled kernel.
 //!
-//! A tile is `R` consecutive positions `q` of the padded grid times one
-//! block of output channels (`NV` SIMD vectors). Its `R × NV` sums stay
+//! A tile is `R` positions of the padded grid (consecutive, or the
+//! stride apart) times one block of output channels (`NV` SIMD vectors). Its `R × NV` sums stay
 //! in registers while the kernel runs over every tap and input channel:
 //! per (tap, channel) it loads the block's weights once, broadcasts the
 //! `R` input values and does `R · NV` fused multiply-adds. Nothing is
@@ -53,11 +53,11 @@ impl Isa {
 const ROWS_WIDE: usize = 6;
 /// Positions per tile of one vector of channels.
 const ROWS_NARROW: usize = 12;
-/// The most positions a call of [`Tiled::block`] computes beyond the rows
-/// asked for, once they are rounded up to [`Tiled::row_multiple`].
+/// A bound on the positions a run gains when its rows are rounded up to
+/// [`Tiled::row_multiple`] (the padded input holds this many more).
 pub(super) const MAX_ROWS: usize = 12;
 
-/// The weights and bias of one stride-1 convolution laid out for the
+/// The weights and bias of one convolution laid out for the
 /// kernel, and where each tap reads.
 pub(super) struct Tiled {
     isa: Isa,
