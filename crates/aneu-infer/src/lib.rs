@@ -65,7 +65,7 @@ mod predict;
 mod window;
 
 pub use calibrate::{Labelled, ThresholdMethod, calibrate_on_validation, calibrate_thresholds};
-pub use candidates::{CandidateOptions, Peak, find_peaks};
+pub use candidates::{CandidateOptions, Peak, find_peaks, plateau_centroid};
 pub use dataset::{
     EvaluateOptions, PredictOptions, PredictSummary, RunInfo, SeriesFile, evaluate, predict_dataset, read_predictions,
 };

@@ -1,0 +1,142 @@
+"""Paired comparison of two `benchmark_detection` runs on the same phantoms.
+
+`benchmark_detection` pairs the bundles of one run. Two runs with the same
+`--seed` and `--n` hold the same phantoms, so their predictions can be paired
+too: this compares, for example, one bundle under two inference configs (a
+candidate option that the tool applies to every bundle of a run). It recomputes
+the scan AUC, the FROC sensitivity at 0.5, 1 and 2 false positives per scan
+(aneu_metrics::froc's rules: a candidate hits an aneurysm within
+max(radius, 2 mm) of its centre, the best-scoring hit counts, every other
+candidate is a false positive) and the median localisation error, per modality
+and overall, and the paired bootstrap interval of each difference (the same
+resampled scans for both runs; 1000 resamples). The point figures equal the
+tool's own `benchmark.md`; the intervals differ from its by the random draws.
+
+    pip install numpy
+    python benches/analysis/paired_runs.py --a runs/bench_a --b runs/bench_b --label unet-vessels-mra-cta
+"""
+
+import argparse
+import glob
+import json
+import math
+
+import numpy as np
+
+RATES = [0.5, 1.0, 2.0]
+
+
+def auc(y, s):
+    y = np.asarray(y, bool)
+    s = np.asarray(s, float)
+    n1, n0 = y.sum(), (~y).sum()
+    if n1 == 0 or n0 == 0:
+        return float("nan")
+    order = np.argsort(s, kind="mergesort")
+    ss = s[order]
+    ranks = np.empty(len(s))
+    i = 0
+    while i < len(ss):
+        j = i
+        while j < len(ss) and ss[j] == ss[i]:
+            j += 1
+        ranks[order[i:j]] = (i + j + 1) / 2
+        i = j
+    return (ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
+
+
+def load(bench, label):
+    """Per series: (modality, positive, scan score, lesion best scores, FP scores, errors)."""
+    scans = {}
+    for mod in ["MRA", "CTA"]:
+        for f in sorted(glob.glob(f"{bench}/predictions/{label}/{mod}/*.json")):
+            p = json.load(open(f))
+            if "series_uid" not in p:
+                continue
+            truth = json.load(open(f"{bench}/phantoms/{mod}/ground_truth/{p['series_uid']}/truth.json"))
+            lesions = [([a["centre_world"][k] for k in "xyz"], a["radius_mm"]) for a in truth["aneurysms"]]
+            best = [None] * len(lesions)
+            fps = []
+            for c in p["candidates"]:
+                w = [c["world"][k] for k in "xyz"]
+                hit = False
+                for n, (centre, r) in enumerate(lesions):
+                    d = math.dist(w, centre)
+                    if d <= max(r, 2.0):
+                        hit = True
+                        if best[n] is None or c["score"] > best[n][0]:
+                            best[n] = (c["score"], d)
+                if not hit:
+                    fps.append(c["score"])
+            scans[p["series_uid"]] = dict(
+                modality=mod,
+                positive=bool(lesions),
+                score=p["aneurysm_present"],
+                lesions=len(lesions),
+                best=[b[0] for b in best if b is not None],
+                fps=fps,
+                errors=[b[1] for b in best if b is not None],
+            )
+    return scans
+
+
+def sensitivities(scans):
+    lesions = sum(s["lesions"] for s in scans)
+    if lesions == 0:
+        return [float("nan")] * len(RATES)
+    events = sorted(
+        [(v, True) for s in scans for v in s["best"]] + [(v, False) for s in scans for v in s["fps"]],
+        key=lambda e: -e[0],
+    )
+    tp = fp = 0
+    curve = []
+    for n, (score, det) in enumerate(events):
+        tp += det
+        fp += not det
+        if n + 1 == len(events) or events[n + 1][0] != score:
+            curve.append((fp / len(scans), tp / lesions))
+    return [max([s for f, s in curve if f <= r], default=0.0) for r in RATES]
+
+
+def figures(scans):
+    errors = sorted(e for s in scans for e in s["errors"])
+    return [auc([s["positive"] for s in scans], [s["score"] for s in scans]), *sensitivities(scans),
+            float(np.median(errors)) if errors else float("nan")]
+
+
+NAMES = ["scan AUC", *[f"sensitivity at {r:g} FP/scan" for r in RATES], "median localisation error (mm)"]
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--a", required=True, help="the baseline run's folder")
+    ap.add_argument("--b", required=True, help="the other run's folder")
+    ap.add_argument("--label", required=True, help="the bundle's label in both runs")
+    ap.add_argument("--label-b", help="its label in the other run, when it differs")
+    ap.add_argument("--resamples", type=int, default=1000)
+    args = ap.parse_args()
+    a, b = load(args.a, args.label), load(args.b, args.label_b or args.label)
+    assert a.keys() == b.keys(), "the runs hold different series: not the same phantoms"
+    rng = np.random.default_rng(0)
+    print(f"b = {args.b}, a = {args.a}; Δ = b − a with its paired 95 % bootstrap interval\n")
+    print("| modality | scans | figure | a | b | Δ |")
+    print("|---|---|---|---|---|---|")
+    for mod in ["MRA", "CTA", "all"]:
+        uids = [u for u in sorted(a) if mod == "all" or a[u]["modality"] == mod]
+        fa = figures([a[u] for u in uids])
+        fb = figures([b[u] for u in uids])
+        draws = []
+        for _ in range(args.resamples):
+            idx = rng.integers(0, len(uids), len(uids))
+            sa = [a[uids[i]] for i in idx]
+            sb = [b[uids[i]] for i in idx]
+            draws.append(np.array(figures(sb)) - np.array(figures(sa)))
+        draws = np.array(draws)
+        for k, name in enumerate(NAMES):
+            d = draws[:, k][np.isfinite(draws[:, k])]
+            lo, hi = (np.percentile(d, [2.5, 97.5]) if len(d) else (float("nan"),) * 2)
+            print(f"| {mod} | {len(uids)} | {name} | {fa[k]:.3f} | {fb[k]:.3f} | {fb[k] - fa[k]:+.3f} [{lo:+.3f}, {hi:+.3f}] |")
+
+
+if __name__ == "__main__":
+    main()
