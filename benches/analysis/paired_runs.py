@@ -23,26 +23,9 @@ import math
 
 import numpy as np
 
+from scan_auc import auc
+
 RATES = [0.5, 1.0, 2.0]
-
-
-def auc(y, s):
-    y = np.asarray(y, bool)
-    s = np.asarray(s, float)
-    n1, n0 = y.sum(), (~y).sum()
-    if n1 == 0 or n0 == 0:
-        return float("nan")
-    order = np.argsort(s, kind="mergesort")
-    ss = s[order]
-    ranks = np.empty(len(s))
-    i = 0
-    while i < len(ss):
-        j = i
-        while j < len(ss) and ss[j] == ss[i]:
-            j += 1
-        ranks[order[i:j]] = (i + j + 1) / 2
-        i = j
-    return (ranks[y].sum() - n1 * (n1 + 1) / 2) / (n1 * n0)
 
 
 def load(bench, label):
