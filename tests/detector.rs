@@ -16,6 +16,12 @@
 //! lies below the benchmark's interval. Alone it could be met by a model
 //! that ranks at random (about one time in ten on 24 scans), so it guards
 //! against a model that ranks scans worse, together with the first bound.
+//! The third bound is on the median localisation error of the hits, which
+//! the candidates' plateau refinement (`candidates.refine_mm`) sets: 0.75 mm
+//! [0.60, 0.93] on the benchmark, 0.91 mm on the guard's scans, where the
+//! refinement before it gave 1.59 and 1.68 mm. The bound, 1.5 mm, lies
+//! above the guard's interval (0.53–1.22 mm) and fails if candidates go back
+//! to wherever the map's maximum fell.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -31,7 +37,7 @@ const MIN_SENSITIVITY_AT_1FP: f64 = 0.45;
 /// Lowest scan AUC.
 const MIN_SCAN_AUC: f64 = 0.65;
 /// Highest median localisation error of the hits (mm).
-const MAX_MEDIAN_ERROR_MM: f64 = 3.0;
+const MAX_MEDIAN_ERROR_MM: f64 = 1.5;
 
 #[test]
 fn the_shipped_detector_detects_on_fresh_phantoms() {
