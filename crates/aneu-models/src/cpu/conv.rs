@@ -1,12 +1,13 @@
-//! The convolution's three passes on plain `f32` slices in NCDHW order,
-//! on the `gemm` crate's matrix products.
+//! The convolution's three passes on plain `f32` slices in NCDHW order.
 //!
-//! Stride 1 (the U-Nets' 3×3×3 layers, most of their time) takes the
-//! direct path ([`Direct`]): no patch matrix; a register-tiled kernel
-//! (the forward and the input gradient) and matrix products (the weight
-//! gradient) read a padded, channels-last copy of the input in place. Other strides take im2col
-//! into blocks of output voxels, one matrix product per block, and col2im
-//! (its adjoint) for the input gradient.
+//! The forward (dilation 1, every stride) takes the direct path
+//! ([`Direct`]): no patch matrix; a register-tiled kernel reads a padded,
+//! channels-last copy of the input in place. With stride 1 (the U-Nets'
+//! 3×3×3 layers, most of their time) the gradients take it too: the input
+//! gradient is the same kernel, the weight gradient matrix products on the
+//! `gemm` crate that read that copy in place. The gradients of other
+//! strides take im2col into blocks of output voxels, one matrix product
+//! per block, and col2im (its adjoint) for the input gradient.
 //!
 //! For a block of `rows` output voxels of one sample, the patch matrix `P`
 //! is `[C_in·k³, rows]`: row `(c, tap)` holds, for each voxel of the
