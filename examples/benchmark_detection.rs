@@ -6,7 +6,7 @@
 //!
 //! ```sh
 //! cargo run --release --example benchmark_detection -- --bundle B [--bundle B2 …] --out DIR \
-//!     [--n 120] [--seed 9000001] [--modality MRA,CTA] [--config infer.json] [--roi 48] [--tta] [--device cpu|cuda|wgpu]
+//!     [--n 120] [--seed 9000001] [--modality MRA,CTA] [--appearance outside] [--config infer.json] [--roi 48] [--tta] [--device cpu|cuda|wgpu]
 //! ```
 
 use std::path::PathBuf;
@@ -16,6 +16,7 @@ use aneu::benchmark::{BenchmarkConfig, BenchmarkProgress, BenchmarkReport, run_b
 use aneu::infer::{InferConfig, Tta};
 use aneu::io::Modality;
 use aneu::models::burn::prelude::Backend;
+use aneu::phantom::AppearanceRange;
 use clap::Parser;
 
 /// Benchmark detection on fresh phantoms.
@@ -36,6 +37,10 @@ struct Args {
     /// Modalities, comma-separated (MRA, CTA, "MRI T2", "MRI T1post").
     #[arg(long, value_delimiter = ',', default_values_t = BenchmarkConfig::default().modalities)]
     modality: Vec<Modality>,
+    /// The phantoms' appearance: standard, or outside the training ranges
+    /// (lower contrast, more noise, blur; the same anatomy).
+    #[arg(long, default_value = "standard")]
+    appearance: AppearanceRange,
     /// A JSON InferConfig (defaults otherwise).
     #[arg(long)]
     config: Option<PathBuf>,
@@ -82,6 +87,7 @@ fn run(a: &Args) -> Res<BenchmarkReport> {
         n: a.n,
         seed: a.seed,
         modalities: a.modality.clone(),
+        appearance: a.appearance,
         infer,
         ..Default::default()
     };

@@ -1,12 +1,12 @@
 //! Generates a synthetic dataset in the RSNA layout.
 //!
 //! ```sh
-//! cargo run --release --example phantoms -- --out phantoms --n 20 --seed 1 --size small
+//! cargo run --release --example phantoms -- --out phantoms --n 20 --seed 1 --size small [--appearance outside]
 //! ```
 
 use std::process::ExitCode;
 
-use aneu::phantom::{PhantomConfig, SizePreset, generate_with_progress};
+use aneu::phantom::{AppearanceRange, PhantomConfig, SizePreset, generate_with_progress};
 use clap::Parser;
 
 /// Synthetic head angiography phantoms (CTA, TOF-MRA, T1post, T2).
@@ -31,6 +31,10 @@ struct Args {
     /// "MRI T1post"), in equal shares; all four by default.
     #[arg(long, value_delimiter = ',')]
     modality: Vec<aneu::io::Modality>,
+    /// The appearance ranges: standard, or outside (lower contrast, more
+    /// noise, blur; the same anatomy as the standard series of the seed).
+    #[arg(long, default_value = "standard")]
+    appearance: AppearanceRange,
 }
 
 fn main() -> ExitCode {
@@ -39,7 +43,9 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
-    let mut config = PhantomConfig::new(a.n, a.seed, a.size).with_positive_rate(a.positive_rate);
+    let mut config = PhantomConfig::new(a.n, a.seed, a.size)
+        .with_positive_rate(a.positive_rate)
+        .with_appearance(a.appearance);
     if !a.modality.is_empty() {
         config = config.with_modalities(&a.modality);
     }

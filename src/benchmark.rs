@@ -35,7 +35,7 @@ use std::time::Instant;
 use aneu_infer::{InferConfig, PredictOptions, Predictor, ScanPrediction, predict_dataset, read_predictions};
 use aneu_io::{AtPath, Modality, RsnaDataset};
 use aneu_metrics::{BenchmarkFigures, BootstrapOptions, FrocOptions, Interval, Lesion, PairedDifference, ScanOutcome};
-use aneu_phantom::{PhantomConfig, SizePreset, generate, read_truth};
+use aneu_phantom::{AppearanceRange, PhantomConfig, SizePreset, generate, read_truth};
 use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
 
@@ -87,6 +87,11 @@ pub struct BenchmarkConfig {
     pub size: SizePreset,
     /// The share of phantoms with aneurysms.
     pub positive_rate: f64,
+    /// The phantoms' appearance ranges: [`AppearanceRange::Outside`]
+    /// tests a model on contrast, noise and blur beyond its training
+    /// phantoms', on the same anatomy as the standard set of the same
+    /// seed (so [`BenchmarkConfig::phantom_seed`] is shared).
+    pub appearance: AppearanceRange,
     /// How the bundles are run.
     pub infer: InferConfig,
     /// The hit rule (an aneurysm is hit by a candidate within
@@ -104,6 +109,7 @@ impl Default for BenchmarkConfig {
             modalities: vec![Modality::Mra, Modality::Cta],
             size: SizePreset::Small,
             positive_rate: 0.5,
+            appearance: AppearanceRange::Standard,
             infer: InferConfig::default(),
             froc: FrocOptions::default(),
             bootstrap: BootstrapOptions::default(),
@@ -126,6 +132,7 @@ impl BenchmarkConfig {
         PhantomConfig::new(self.n, self.phantom_seed(modality), self.size)
             .with_positive_rate(self.positive_rate)
             .with_modalities(&[modality])
+            .with_appearance(self.appearance)
     }
 
     /// Checks the options.
@@ -222,11 +229,12 @@ impl BenchmarkReport {
     pub fn to_markdown(&self) -> String {
         let c = &self.config;
         let mut s = format!(
-            "# Detection benchmark\n\n{} `{:?}` phantoms per modality (positive rate {}), seeds {}; \
+            "# Detection benchmark\n\n{} `{:?}` phantoms per modality ({} appearance, positive rate {}), seeds {}; \
              {} % bootstrap intervals over scans ({} resamples, seed {}); a candidate hits an aneurysm \
              within max(radius, {} mm) of its centre.\n",
             c.n,
             c.size,
+            c.appearance,
             c.positive_rate,
             self.phantom_seeds
                 .iter()
@@ -344,17 +352,24 @@ fn ensure_phantoms(config: &BenchmarkConfig, out: &Path, progress: &dyn Fn(Bench
     match std::fs::metadata(&stamp) {
         Ok(_) => {
             let old: BenchmarkConfig = aneu_bundle::read_json(&stamp)?;
-            if (old.n, old.seed, old.size, old.positive_rate)
-                != (config.n, config.seed, config.size, config.positive_rate)
+            if (old.n, old.seed, old.size, old.positive_rate, old.appearance)
+                != (
+                    config.n,
+                    config.seed,
+                    config.size,
+                    config.positive_rate,
+                    config.appearance,
+                )
             {
                 return Err(BenchmarkError::Config(format!(
-                    "{} holds a benchmark of {} {:?} phantoms from seed {} (positive rate {}); \
+                    "{} holds a benchmark of {} {:?} phantoms from seed {} (positive rate {}, {} appearance); \
                      use another --out for another set",
                     out.display(),
                     old.n,
                     old.size,
                     old.seed,
-                    old.positive_rate
+                    old.positive_rate,
+                    old.appearance
                 )));
             }
         }

@@ -1,14 +1,15 @@
 //! aneu-phantom through aneu-io: every series reads back on the grid of
 //! its ground truth, localizers land on the truth, aneurysms stand out,
-//! all 13 locations occur, generation is byte-reproducible, and dcm2niix
-//! agrees with aneu-io on phantom series.
+//! all 13 locations occur, generation is byte-reproducible, the outside
+//! appearance pairs with the standard one, and dcm2niix agrees with aneu-io
+//! on phantom series.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::path::Path;
 
 use aneu::io::{DicomSeries, Modality, RsnaDataset, Voxel, read_nifti};
-use aneu::phantom::{PhantomConfig, SizePreset, generate, read_truth};
+use aneu::phantom::{AppearanceRange, PhantomConfig, SizePreset, generate, read_truth};
 
 fn tiny(n: usize, seed: u64) -> PhantomConfig {
     PhantomConfig::new(n, seed, SizePreset::Tiny)
@@ -164,6 +165,60 @@ fn same_seed_same_bytes() {
         std::fs::read(a.path().join("train.csv")).unwrap(),
         std::fs::read(c.path().join("train.csv")).unwrap()
     );
+}
+
+/// The outside appearance keeps everything but the intensities: the same
+/// files, UIDs, labels and ground truth as the standard series of the same
+/// seed, with a lower vessel contrast and more noise in every series (at
+/// most 0.63 × the contrast and at least 1.4 × the noise on these six).
+#[test]
+fn outside_appearance_pairs_with_standard() {
+    let (a, b) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let config = tiny(6, 21).with_modalities(&[Modality::Mra, Modality::Cta]);
+    generate(&config, a.path()).unwrap();
+    generate(&config.clone().with_appearance(AppearanceRange::Outside), b.path()).unwrap();
+    assert_eq!(files(a.path()), files(b.path()));
+    for f in ["train.csv", "train_localizers.csv"] {
+        assert_eq!(
+            std::fs::read(a.path().join(f)).unwrap(),
+            std::fs::read(b.path().join(f)).unwrap()
+        );
+    }
+    let ds = RsnaDataset::open(a.path()).unwrap();
+    let (da, db) = (ds.clone(), RsnaDataset::open(b.path()).unwrap());
+    for uid in ds.series_uids() {
+        assert_eq!(read_truth(a.path(), uid).unwrap(), read_truth(b.path(), uid).unwrap());
+        let gt = a.path().join("ground_truth").join(uid);
+        let ves = read_nifti(gt.join("vessels.nii.gz")).unwrap();
+        let brain = read_nifti(gt.join("brain.nii.gz")).unwrap();
+        // vessel − brain contrast, and the noise as the median absolute
+        // difference of neighbouring brain voxels
+        let measure = |d: &RsnaDataset| {
+            let img = d.read_series(uid).unwrap().volume;
+            let (mut v, mut t, mut steps) = (Vec::new(), Vec::new(), Vec::new());
+            for ((k, j, i), x) in img.data().indexed_iter() {
+                if ves.data()[[k, j, i]] > 0.0 {
+                    v.push(f64::from(*x));
+                } else if brain.data()[[k, j, i]] > 0.0 {
+                    t.push(f64::from(*x));
+                    if i + 1 < img.data().dim().2
+                        && brain.data()[[k, j, i + 1]] > 0.0
+                        && ves.data()[[k, j, i + 1]] == 0.0
+                    {
+                        steps.push((f64::from(img.data()[[k, j, i + 1]]) - f64::from(*x)).abs());
+                    }
+                }
+            }
+            let mean = |x: &[f64]| x.iter().sum::<f64>() / x.len() as f64;
+            steps.sort_by(f64::total_cmp);
+            (mean(&v) - mean(&t), steps[steps.len() / 2])
+        };
+        let ((ca, na), (cb, nb)) = (measure(&da), measure(&db));
+        assert!(
+            cb < 0.75 * ca && nb > 1.2 * na,
+            "{uid}: contrast {ca:.0} -> {cb:.0}, noise {na:.1} -> {nb:.1}"
+        );
+    }
 }
 
 /// dcm2niix converts single-frame and Enhanced multi-frame phantom series

@@ -550,6 +550,20 @@ fn bad_configs_fail_early() {
     assert!(e.to_string().contains("input channels"), "{e}");
     let e = TrainConfig::from_json_file(write("f.json", r#"{"loss": {"dense_weight": 1.0}}"#)).unwrap_err();
     assert!(e.to_string().contains("UNet3d"), "{e}");
+    // augmentation parameters are checked before anything trains
+    for bad in [
+        r#"{"type": "low_resolution", "p": 0.5, "factor": [0.5, 2.0], "axes": [0]}"#,
+        r#"{"type": "low_resolution", "p": 0.5, "factor": [1.5, 2.0], "axes": [3]}"#,
+        r#"{"type": "gaussian_blur", "p": 1.5, "sigma": [0.5, 1.0]}"#,
+        r#"{"type": "gamma", "p": 0.5, "gamma": [1.5, 0.7]}"#,
+    ] {
+        let text = format!(r#"{{"augment": [{bad}]}}"#);
+        let e = TrainConfig::from_json_file(write("h.json", &text)).unwrap_err();
+        assert!(
+            matches!(e, Error::InvalidConfig(_)) && e.to_string().contains("augment[0]"),
+            "{bad}: {e}"
+        );
+    }
     // a vessel weight needs a vessel head of RSNA's 14 classes
     let unet = |classes: usize, weight: f64| {
         let mut c = config("ci_dense.json");

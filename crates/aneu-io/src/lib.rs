@@ -50,6 +50,7 @@ mod output;
 mod volume;
 
 pub mod dicom;
+mod filter;
 pub mod rsna;
 
 pub use crate::dicom::WrittenInstance;
@@ -58,6 +59,7 @@ pub use crate::dicom::{
     TransferSyntaxChoice, read_stored_frames, write_enhanced, write_series,
 };
 pub use error::{AtPath, Error, FileError, Result};
+pub use filter::gaussian_smooth;
 pub use geometry::{Affine, AxisCode, GridSize, Voxel, VoxelIndex, WorldPoint};
 pub use limits::Limits;
 pub use nifti_io::{NiftiElement, header_affine, read_nifti, read_nifti_with_limits, write_nifti};

@@ -97,6 +97,35 @@ pub struct RandBiasField {
     pub max_coefficient: f64,
 }
 
+/// Gaussian blur of the image, σ drawn for each array axis on its own,
+/// uniform in `sigma` (voxels): a wider point-spread function, as from a
+/// coarser acquisition or a smoother reconstruction kernel (MONAI's
+/// `RandGaussianSmooth`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandGaussianBlur {
+    /// Probability.
+    pub p: f64,
+    /// Range of each axis' σ, voxels.
+    pub sigma: [f64; 2],
+}
+
+/// Coarser voxels or thicker slices: along each of `axes` (array axes,
+/// 0 = k, the slice axis of an axial series), the image is averaged over
+/// cells of `factor` voxels (a box slice profile) and linearly
+/// interpolated back onto the patch grid. One factor, uniform in
+/// `factor`, serves all the listed axes (MONAI's
+/// `RandSimulateLowResolution`, with a box rather than a nearest-neighbour
+/// down-sampling).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct RandLowResolution {
+    /// Probability.
+    pub p: f64,
+    /// Range of the cell size, voxels (≥ 1).
+    pub factor: [f64; 2],
+    /// The array axes that get the coarse cells.
+    pub axes: Vec<usize>,
+}
+
 /// Any transform, for configs (`{"type": "flip", "axis": 2, "p": 0.5}`).
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -109,6 +138,8 @@ pub enum Transform {
     Gamma(RandGamma),
     GaussianNoise(RandGaussianNoise),
     BiasField(RandBiasField),
+    GaussianBlur(RandGaussianBlur),
+    LowResolution(RandLowResolution),
 }
 
 /// Transforms applied in order.
@@ -152,6 +183,102 @@ impl Compose {
     }
 }
 
+impl Compose {
+    /// Checks every transform's parameters: probabilities in [0, 1],
+    /// ranges finite and ordered, scales, γ and cell sizes positive (cells
+    /// at least one voxel), σ and coefficients not negative, axes 0–2.
+    ///
+    /// # Errors
+    /// [`crate::Error::InvalidConfig`] naming the transform and field.
+    ///
+    /// ```
+    /// use aneu_patch::augment::{Compose, RandLowResolution, Transform};
+    /// assert!(Compose::standard().validate().is_ok());
+    /// let bad = Compose(vec![Transform::LowResolution(RandLowResolution { p: 0.5, factor: [0.5, 2.0], axes: vec![0] })]);
+    /// assert!(bad.validate().is_err());
+    /// ```
+    pub fn validate(&self) -> crate::Result<()> {
+        for (n, t) in self.0.iter().enumerate() {
+            t.check()
+                .map_err(|e| crate::Error::InvalidConfig(format!("augment[{n}]: {e}")))?;
+        }
+        Ok(())
+    }
+}
+
+impl Transform {
+    /// The probability and the checks of [`Compose::validate`].
+    fn check(&self) -> Result<(), String> {
+        let range = |name: &str, r: [f64; 2], min: f64| {
+            if r.iter().all(|x| x.is_finite() && *x >= min) && r[0] <= r[1] {
+                Ok(())
+            } else {
+                Err(format!("{name} {r:?} must be ordered, finite and ≥ {min}"))
+            }
+        };
+        let at_least = |name: &str, x: f64, min: f64| {
+            if x.is_finite() && x >= min {
+                Ok(())
+            } else {
+                Err(format!("{name} {x} must be finite and ≥ {min}"))
+            }
+        };
+        let axis = |a: usize| {
+            if a < 3 {
+                Ok(())
+            } else {
+                Err(format!("axis {a} is not an array axis (0, 1, 2)"))
+            }
+        };
+        let p = match self {
+            Transform::Flip(t) => {
+                axis(t.axis)?;
+                t.p
+            }
+            Transform::Rot90(t) => t.p,
+            Transform::Affine(t) => {
+                at_least("max_rotation_deg", t.max_rotation_deg, 0.0)?;
+                range("scale", t.scale, f64::MIN_POSITIVE)?;
+                t.p
+            }
+            Transform::ScaleShift(t) => {
+                range("scale", t.scale, f64::MIN)?;
+                range("shift", t.shift, f64::MIN)?;
+                t.p
+            }
+            Transform::Gamma(t) => {
+                range("gamma", t.gamma, f64::MIN_POSITIVE)?;
+                t.p
+            }
+            Transform::GaussianNoise(t) => {
+                at_least("max_std", t.max_std, 0.0)?;
+                t.p
+            }
+            Transform::BiasField(t) => {
+                at_least("max_coefficient", t.max_coefficient, 0.0)?;
+                t.p
+            }
+            Transform::GaussianBlur(t) => {
+                range("sigma", t.sigma, 0.0)?;
+                t.p
+            }
+            Transform::LowResolution(t) => {
+                range("factor", t.factor, 1.0)?;
+                if t.axes.is_empty() {
+                    return Err("axes is empty".into());
+                }
+                t.axes.iter().try_for_each(|a| axis(*a))?;
+                t.p
+            }
+        };
+        if (0.0..=1.0).contains(&p) {
+            Ok(())
+        } else {
+            Err(format!("p {p} must lie in [0, 1]"))
+        }
+    }
+}
+
 impl RandTransform for Compose {
     fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
         for t in &self.0 {
@@ -170,6 +297,8 @@ impl RandTransform for Transform {
             Transform::Gamma(t) => t.apply(patch, rng),
             Transform::GaussianNoise(t) => t.apply(patch, rng),
             Transform::BiasField(t) => t.apply(patch, rng),
+            Transform::GaussianBlur(t) => t.apply(patch, rng),
+            Transform::LowResolution(t) => t.apply(patch, rng),
         }
     }
 }
@@ -442,6 +571,77 @@ impl RandTransform for RandBiasField {
     }
 }
 
+impl RandTransform for RandGaussianBlur {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if !hit(self.p, rng) {
+            return;
+        }
+        let sigma: [f64; 3] = std::array::from_fn(|_| uniform(self.sigma, rng).max(0.0));
+        let image = std::mem::take(&mut patch.image);
+        patch.image = aneu_io::gaussian_smooth(image, sigma);
+    }
+}
+
+impl RandTransform for RandLowResolution {
+    fn apply(&self, patch: &mut Patch, rng: &mut dyn RngCore) {
+        if !hit(self.p, rng) {
+            return;
+        }
+        let f = uniform(self.factor, rng);
+        if !(f > 1.0) {
+            return;
+        }
+        // axes beyond 2 are refused by `Compose::validate`; skipped here
+        for &axis in self.axes.iter().filter(|a| **a < 3) {
+            let n = patch.image.len_of(Axis(axis));
+            let (cells, back) = coarse_cells(n, f);
+            let mut out = patch.image.clone();
+            ndarray::Zip::from(out.lanes_mut(Axis(axis)))
+                .and(patch.image.lanes(Axis(axis)))
+                .for_each(|mut o, l| {
+                    let means: Vec<f32> = cells
+                        .iter()
+                        .map(|cell| cell.iter().map(|&(x, w)| w * l[x]).sum())
+                        .collect();
+                    for (x, &(c, t)) in back.iter().enumerate() {
+                        let c1 = (c + 1).min(means.len() - 1);
+                        o[x] = means[c] * (1.0 - t) + means[c1] * t;
+                    }
+                });
+            patch.image = out;
+        }
+    }
+}
+
+/// The coarse cells of a lane of `n` voxels with cells of `f` voxels:
+/// for each cell its voxels and their normalised overlap weights (voxel
+/// `x` spans `[x, x + 1)`, cell `c` spans `[c·f, (c + 1)·f)`), and for
+/// each voxel the cell below its centre and the linear weight of the next
+/// one.
+#[allow(clippy::type_complexity)]
+fn coarse_cells(n: usize, f: f64) -> (Vec<Vec<(usize, f32)>>, Vec<(usize, f32)>) {
+    let nc = ((n as f64 / f).ceil() as usize).max(1);
+    let cells = (0..nc)
+        .map(|c| {
+            let (lo, hi) = (c as f64 * f, ((c + 1) as f64 * f).min(n as f64));
+            let span: Vec<(usize, f64)> = (lo.floor() as usize..(hi.ceil() as usize).min(n))
+                .map(|x| (x, (hi.min(x as f64 + 1.0) - lo.max(x as f64)).max(0.0)))
+                .filter(|(_, w)| *w > 0.0)
+                .collect();
+            let total: f64 = span.iter().map(|(_, w)| w).sum();
+            span.into_iter().map(|(x, w)| (x, (w / total) as f32)).collect()
+        })
+        .collect();
+    let back = (0..n)
+        .map(|x| {
+            let u = ((x as f64 + 0.5) / f - 0.5).clamp(0.0, (nc - 1) as f64);
+            let c = (u.floor() as usize).min(nc - 1);
+            (c, (u - c as f64) as f32)
+        })
+        .collect();
+    (cells, back)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -474,6 +674,96 @@ mod tests {
         }
         assert_eq!(rot90(&rot90(&p.image, 1), 3), p.image);
         assert_eq!(rot90(&rot90(&p.image, 1), 1), rot90(&p.image, 2));
+    }
+
+    fn rng(seed: u64) -> rand::rngs::StdRng {
+        rand::SeedableRng::seed_from_u64(seed)
+    }
+
+    /// Box averaging and linear interpolation reproduce a ramp exactly
+    /// away from the borders when the cells are whole voxels, and touch
+    /// only the listed axes, the image and nothing else.
+    #[test]
+    fn low_resolution_keeps_a_ramp_and_the_targets() {
+        let mut p = patch(24);
+        let before = p.clone();
+        RandLowResolution {
+            p: 1.0,
+            factor: [2.0, 2.0],
+            axes: vec![0],
+        }
+        .apply(&mut p, &mut rng(1));
+        for ((k, j, i), v) in p.image.indexed_iter() {
+            if (1..23).contains(&k) {
+                assert!((v - before.image[[k, j, i]]).abs() < 1e-3, "{k} {j} {i}: {v}");
+            }
+        }
+        assert_eq!(p.dense, before.dense);
+        // a checkerboard along k is averaged away; along i it stays
+        let mut c = patch(12);
+        c.image = Array3::from_shape_fn((12, 12, 12), |(k, _, i)| ((k + i) % 2) as f32);
+        let orig = c.image.clone();
+        RandLowResolution {
+            p: 1.0,
+            factor: [2.0, 2.0],
+            axes: vec![0],
+        }
+        .apply(&mut c, &mut rng(2));
+        assert!(c.image.iter().all(|v| (v - 0.5).abs() < 1e-6));
+        let mut c = patch(12);
+        c.image = orig.clone();
+        RandLowResolution {
+            p: 1.0,
+            factor: [1.0, 1.0],
+            axes: vec![0, 1, 2],
+        }
+        .apply(&mut c, &mut rng(3));
+        assert_eq!(c.image, orig, "a factor of 1 is the identity");
+    }
+
+    proptest::proptest! {
+        /// Every output is a convex combination of inputs, whatever the
+        /// (fractional) factor: nothing leaves the input's range.
+        #[test]
+        fn low_resolution_stays_in_range(f in 1.0f64..4.0, n in 3usize..14, seed in 0u64..1000) {
+            let mut p = patch(n);
+            let (lo, hi) = (0.0f32, (n * n * n - 1) as f32);
+            RandLowResolution { p: 1.0, factor: [f, f], axes: vec![0, 1, 2] }.apply(&mut p, &mut rng(seed));
+            proptest::prop_assert!(p.image.iter().all(|v| *v >= lo - 1e-2 && *v <= hi + 1e-2));
+            let (cells, back) = coarse_cells(n, f);
+            for cell in &cells {
+                let w: f32 = cell.iter().map(|(_, w)| w).sum();
+                proptest::prop_assert!((w - 1.0).abs() < 1e-5);
+            }
+            proptest::prop_assert_eq!(back.len(), n);
+        }
+    }
+
+    /// The blur keeps a constant image and the mean of a ramp's interior,
+    /// and σ = 0 is the identity.
+    #[test]
+    fn blur_smooths_the_image_only() {
+        let mut p = patch(10);
+        let before = p.clone();
+        RandGaussianBlur {
+            p: 1.0,
+            sigma: [0.0, 0.0],
+        }
+        .apply(&mut p, &mut rng(4));
+        assert_eq!(p, before);
+        p.image = Array3::from_shape_fn((10, 10, 10), |(k, j, i)| ((k * 7 + j * 3 + i) % 5) as f32);
+        let orig = p.image.clone();
+        RandGaussianBlur {
+            p: 1.0,
+            sigma: [0.5, 1.5],
+        }
+        .apply(&mut p, &mut rng(5));
+        let var = |a: &Array3<f32>| {
+            let m = a.mean().unwrap_or(0.0);
+            a.iter().map(|v| (v - m).powi(2)).sum::<f32>()
+        };
+        assert!(var(&p.image) < 0.5 * var(&orig), "blurred noise loses variance");
+        assert_eq!(p.dense, before.dense);
     }
 
     #[test]

@@ -3,7 +3,7 @@
 //! zero), as in Frangi et al. 1998, at one scale.
 
 use aneu_io::{Volume, VoxelIndex};
-use ndarray::{Array3, Axis};
+use ndarray::Array3;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -78,7 +78,7 @@ pub fn vessel_candidates(image: &Volume<f32>, mask: &Volume<u8>, opts: &VesselOp
     let sub = img
         .slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]])
         .to_owned();
-    let smooth = gaussian_smooth(sub, opts.sigma_vox);
+    let smooth = aneu_io::gaussian_smooth(sub, [opts.sigma_vox; 3]);
     // "bright" is judged at the Hessian's scale: the smoothed intensity
     // against its quantile inside the mask (noise averages away)
     let msub = m.slice(ndarray::s![lo[0]..hi[0], lo[1]..hi[1], lo[2]..hi[2]]);
@@ -148,37 +148,6 @@ pub fn vessel_candidates(image: &Volume<f32>, mask: &Volume<u8>, opts: &VesselOp
     (0..opts.max_candidates)
         .map(|x| found[(x as f64 * step) as usize])
         .collect()
-}
-
-/// Separable Gaussian smoothing with clamped borders.
-fn gaussian_smooth(mut a: Array3<f32>, sigma: f64) -> Array3<f32> {
-    if sigma <= 0.0 {
-        return a;
-    }
-    let r = (3.0 * sigma).ceil() as isize;
-    let mut w: Vec<f32> = (-r..=r)
-        .map(|x| (-(x * x) as f64 / (2.0 * sigma * sigma)).exp() as f32)
-        .collect();
-    let s: f32 = w.iter().sum();
-    w.iter_mut().for_each(|x| *x /= s);
-    for axis in 0..3 {
-        let n = a.len_of(Axis(axis));
-        let mut out = a.clone();
-        ndarray::Zip::from(out.lanes_mut(Axis(axis)))
-            .and(a.lanes(Axis(axis)))
-            .par_for_each(|mut o, l| {
-                for x in 0..n {
-                    let mut acc = 0.0f32;
-                    for (t, wt) in w.iter().enumerate() {
-                        let y = (x as isize + t as isize - r).clamp(0, n as isize - 1) as usize;
-                        acc += wt * l[y];
-                    }
-                    o[x] = acc;
-                }
-            });
-        a = out;
-    }
-    a
 }
 
 /// Eigenvalues of a symmetric 3×3 matrix (the trigonometric method of

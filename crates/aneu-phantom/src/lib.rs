@@ -56,6 +56,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::anatomy::{ANEURYSM_LABEL, Head, OTHER_VESSEL_LABEL, VesselTree, circle_of_willis};
 use crate::lesions::{Aneurysm, Distractor, aneurysm, distractors};
+pub use crate::render::AppearanceRange;
 use crate::render::{Appearance, Pose, Scene, render};
 use crate::shapes::{V3, add, unit};
 
@@ -144,6 +145,11 @@ pub struct PhantomConfig {
     /// layout, `segmentations/<uid>/<uid>_cowseg.nii.gz` (RSNA ships them
     /// for about 4 % of its series; every one by default).
     pub segmentation_share: f64,
+    /// The ranges of the series' intensities, noise and blur. A series of
+    /// [`AppearanceRange::Outside`] has the same anatomy, grid, aneurysms
+    /// and UIDs as the [`AppearanceRange::Standard`] series of the same
+    /// seed and index, so the two sets pair scan by scan.
+    pub appearance: AppearanceRange,
 }
 
 impl Default for PhantomConfig {
@@ -158,6 +164,7 @@ impl Default for PhantomConfig {
             oblique_share: 0.15,
             label_maps: true,
             segmentation_share: 1.0,
+            appearance: AppearanceRange::Standard,
         }
     }
 }
@@ -208,6 +215,11 @@ impl PhantomConfig {
     /// Sets the share of series with a vessel segmentation.
     pub fn with_segmentation_share(mut self, s: f64) -> Self {
         self.segmentation_share = s;
+        self
+    }
+    /// Sets the appearance ranges.
+    pub fn with_appearance(mut self, a: AppearanceRange) -> Self {
+        self.appearance = a;
         self
     }
     /// Writes (or not) the NIfTI label maps.
@@ -466,7 +478,13 @@ fn plan(config: &PhantomConfig, index: usize) -> Case {
         }
     }
     let distractors = distractors(&tree, &mut rng);
-    let appearance = Appearance::random(modality, &mut rng);
+    let mut appearance = Appearance::random(modality, &mut rng);
+    if config.appearance == AppearanceRange::Outside {
+        // its own stream, so that every later draw (and the anatomy) stays
+        // that of the standard series
+        let mut own = StdRng::seed_from_u64(hash64((config.seed, index, "outside")));
+        appearance = appearance.outside(modality, &mut own);
+    }
     let multiframe = rng.random_bool(config.multiframe_share);
     let order = match rng.random_range(0..100) {
         0..70 => InstanceOrder::Ascending,

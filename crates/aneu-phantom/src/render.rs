@@ -39,6 +39,46 @@ pub struct Appearance {
     pub texture: [f64; 4],
     /// The lowest value the scanner stores (−1024 HU for CT, 0 for MR).
     pub floor: f64,
+    /// σ of a Gaussian point-spread function on the noiseless signal, mm
+    /// (0: none; the partial-volume edge alone).
+    #[serde(default)]
+    pub blur_mm: f64,
+}
+
+/// The ranges a series' appearance is drawn from.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum AppearanceRange {
+    /// The ranges of [`Appearance::random`], which every training set of
+    /// aneu has been drawn from.
+    #[default]
+    Standard,
+    /// Beyond them on every axis that makes an aneurysm harder to see
+    /// ([`Appearance::outside`]): lower vessel contrast, more noise, a
+    /// blurred point-spread function and, for TOF-MRA, a stronger bias
+    /// field and deeper slab boundaries. For testing how a model trained on
+    /// the standard ranges holds up on data it has not seen.
+    Outside,
+}
+
+impl std::str::FromStr for AppearanceRange {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "standard" => Ok(Self::Standard),
+            "outside" => Ok(Self::Outside),
+            o => Err(format!("unknown appearance range {o:?} (standard, outside)")),
+        }
+    }
+}
+
+impl std::fmt::Display for AppearanceRange {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Standard => "standard",
+            Self::Outside => "outside",
+        })
+    }
 }
 
 impl Appearance {
@@ -60,6 +100,7 @@ impl Appearance {
                 slabs: (0, 0.0),
                 texture,
                 floor: -1024.0,
+                blur_mm: 0.0,
             },
             Modality::Mra => {
                 let bias = [
@@ -84,6 +125,7 @@ impl Appearance {
                     slabs,
                     texture,
                     floor: 0.0,
+                    blur_mm: 0.0,
                 }
             }
             Modality::MriT1post => {
@@ -101,6 +143,7 @@ impl Appearance {
                     slabs: (0, 0.0),
                     texture,
                     floor: 0.0,
+                    blur_mm: 0.0,
                 }
             }
             Modality::MriT2 => Self {
@@ -116,8 +159,66 @@ impl Appearance {
                 slabs: (0, 0.0),
                 texture,
                 floor: 0.0,
+                blur_mm: 0.0,
             },
         }
+    }
+
+    /// This appearance moved outside the ranges of [`Appearance::random`]
+    /// (which drew it) on every axis that hides an aneurysm, keeping the
+    /// tissue intensities, the texture and the floor:
+    ///
+    /// | | standard | outside |
+    /// |---|---|---|
+    /// | CTA vessel (HU) | 250–450 | 150–230 |
+    /// | CTA noise σ (HU) | 10–20 | 24–36 |
+    /// | TOF-MRA vessel | 380–560 | 240–330 |
+    /// | TOF-MRA noise σ | 6–12 | 14–20 |
+    /// | TOF-MRA bias coefficients | within ±0.15–0.25 | 1.2–1.6 × those bounds, random sign |
+    /// | TOF-MRA slab signal loss | 0.10–0.25 | 0.30–0.40 |
+    /// | T1post vessel / brain | 1.3–1.5 | 1.12–1.22 |
+    /// | T2 vessel (flow void) | 50–80 | 88–100 |
+    /// | T1post, T2 noise σ | 4–8 | 10–14 |
+    /// | point-spread σ (mm) | 0 | 0.5–0.8 |
+    ///
+    /// ```
+    /// use aneu_io::Modality;
+    /// use aneu_phantom::render::Appearance;
+    /// use rand::SeedableRng;
+    /// let mut rng = rand::rngs::StdRng::seed_from_u64(7);
+    /// let a = Appearance::random(Modality::Cta, &mut rng);
+    /// let o = a.clone().outside(Modality::Cta, &mut rng);
+    /// assert!(o.vessel < 250.0 && o.noise > 20.0 && o.blur_mm >= 0.5);
+    /// assert_eq!((o.brain, o.bone), (a.brain, a.bone));
+    /// ```
+    pub fn outside(mut self, m: Modality, rng: &mut StdRng) -> Self {
+        let mut r = |lo: f64, hi: f64| rng.random_range(lo..=hi);
+        self.blur_mm = r(0.5, 0.8);
+        match m {
+            Modality::Cta => {
+                self.vessel = r(150.0, 230.0);
+                self.noise = r(24.0, 36.0);
+            }
+            Modality::Mra => {
+                self.vessel = r(240.0, 330.0);
+                self.noise = r(14.0, 20.0);
+                let bounds = [0.2, 0.2, 0.25, 0.15, 0.15, 0.15];
+                for (b, bound) in self.bias.iter_mut().zip(bounds) {
+                    let sign = if r(0.0, 1.0) < 0.5 { -1.0 } else { 1.0 };
+                    *b = sign * bound * r(1.2, 1.6);
+                }
+                self.slabs.1 = r(0.3, 0.4);
+            }
+            Modality::MriT1post => {
+                self.vessel = self.brain * r(1.12, 1.22);
+                self.noise = r(10.0, 14.0);
+            }
+            Modality::MriT2 => {
+                self.vessel = r(88.0, 100.0);
+                self.noise = r(10.0, 14.0);
+            }
+        }
+        self
     }
 }
 
@@ -334,57 +435,88 @@ pub fn render(scene: &Scene<'_>) -> aneu_io::Result<Rendered> {
         });
     };
     let slab_len = if app.slabs.0 > 0 { s.nk.div_ceil(app.slabs.0) } else { 0 };
-    img.par_chunks_mut(plane)
-        .zip(brn.par_chunks_mut(plane))
-        .enumerate()
-        .for_each(|(k, (ip, bp))| {
-            let mut rng = StdRng::seed_from_u64(scene.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
-            let slab = if slab_len > 0 {
-                1.0 - app.slabs.1 * ((k % slab_len) as f64 / slab_len as f64)
-            } else {
-                1.0
-            };
-            for j in 0..s.nj {
-                for i in 0..s.ni {
-                    let at = j * s.ni + i;
-                    let w = scene.affine.voxel_to_world(Voxel::new(i as f64, j as f64, k as f64));
-                    let p = pose.to_head([w.x, w.y, w.z]);
-                    let t = scene.head.tissues(p, edge);
-                    let air = (1.0 - t.soft - t.bone - t.csf - t.brain).max(0.0);
-                    let tx = &app.texture;
-                    let texture = 1.0
-                        + 0.07
-                            * (0.21 * p[0] + tx[0]).sin()
-                            * (0.17 * p[1] + tx[1]).sin()
-                            * (0.19 * p[2] + tx[2]).sin()
-                        + 0.04 * (0.5 * p[0] + 0.3 * p[1] - 0.4 * p[2] + tx[3]).sin();
-                    let tissue = air * app.air
-                        + t.soft * app.soft
-                        + t.bone * app.bone
-                        + t.csf * app.csf
-                        + t.brain * app.brain * texture;
-                    let v = f64::from(vf[k * plane + at].max(af[k * plane + at]));
-                    let mut val = tissue * (1.0 - v) + app.vessel * v * slab.powi(2);
-                    if app.rician {
-                        let q = [p[0] / 100.0, p[1] / 100.0, p[2] / 100.0];
-                        let b = &app.bias;
-                        let logb = b[0] * q[0]
-                            + b[1] * q[1]
-                            + b[2] * q[2]
-                            + b[3] * q[0] * q[0]
-                            + b[4] * q[1] * q[1]
-                            + b[5] * q[2] * q[2];
-                        val *= logb.exp() * slab.sqrt();
-                        let (n1, n2) = (gauss(&mut rng) * app.noise, gauss(&mut rng) * app.noise);
-                        val = ((val + n1).powi(2) + n2 * n2).sqrt();
-                    } else {
-                        val += gauss(&mut rng) * app.noise;
-                    }
-                    ip[at] = val.max(app.floor).round() as f32;
-                    bp[at] = u8::from(t.brain + t.csf > 0.5);
+    // the noiseless value of voxel (i, j, k) (after the bias field and the
+    // slab profile) and whether it lies in the cranial cavity
+    let signal = |i: usize, j: usize, k: usize| -> (f64, bool) {
+        let slab = if slab_len > 0 {
+            1.0 - app.slabs.1 * ((k % slab_len) as f64 / slab_len as f64)
+        } else {
+            1.0
+        };
+        let at = (k * s.nj + j) * s.ni + i;
+        let w = scene.affine.voxel_to_world(Voxel::new(i as f64, j as f64, k as f64));
+        let p = pose.to_head([w.x, w.y, w.z]);
+        let t = scene.head.tissues(p, edge);
+        let air = (1.0 - t.soft - t.bone - t.csf - t.brain).max(0.0);
+        let tx = &app.texture;
+        let texture = 1.0
+            + 0.07 * (0.21 * p[0] + tx[0]).sin() * (0.17 * p[1] + tx[1]).sin() * (0.19 * p[2] + tx[2]).sin()
+            + 0.04 * (0.5 * p[0] + 0.3 * p[1] - 0.4 * p[2] + tx[3]).sin();
+        let tissue =
+            air * app.air + t.soft * app.soft + t.bone * app.bone + t.csf * app.csf + t.brain * app.brain * texture;
+        let v = f64::from(vf[at].max(af[at]));
+        let mut val = tissue * (1.0 - v) + app.vessel * v * slab.powi(2);
+        if app.rician {
+            let q = [p[0] / 100.0, p[1] / 100.0, p[2] / 100.0];
+            let b = &app.bias;
+            let logb =
+                b[0] * q[0] + b[1] * q[1] + b[2] * q[2] + b[3] * q[0] * q[0] + b[4] * q[1] * q[1] + b[5] * q[2] * q[2];
+            val *= logb.exp() * slab.sqrt();
+        }
+        (val, t.brain + t.csf > 0.5)
+    };
+    // the stored value: noise (Rician for MR) on the signal, the floor, rounding
+    let noisy = |val: f64, rng: &mut StdRng| -> f32 {
+        let val = if app.rician {
+            let (n1, n2) = (gauss(rng) * app.noise, gauss(rng) * app.noise);
+            ((val + n1).powi(2) + n2 * n2).sqrt()
+        } else {
+            val + gauss(rng) * app.noise
+        };
+        val.max(app.floor).round() as f32
+    };
+    let plane_rng = |k: usize| StdRng::seed_from_u64(scene.seed ^ (k as u64).wrapping_mul(0x9E37_79B9_7F4A_7C15));
+    if app.blur_mm > 0.0 {
+        // the point-spread function blurs the signal, not the noise
+        let mut clean = Array3::<f32>::zeros(s.to_kji());
+        clean
+            .axis_iter_mut(ndarray::Axis(0))
+            .into_par_iter()
+            .zip(brn.par_chunks_mut(plane))
+            .enumerate()
+            .for_each(|(k, (mut cp, bp))| {
+                for ((j, i), c) in cp.indexed_iter_mut() {
+                    let (val, inside) = signal(i, j, k);
+                    *c = val as f32;
+                    bp[j * s.ni + i] = u8::from(inside);
                 }
-            }
-        });
+            });
+        let sp = scene.affine.spacing();
+        let clean = aneu_io::gaussian_smooth(clean, [2, 1, 0].map(|a| app.blur_mm / sp[a]));
+        img.par_chunks_mut(plane)
+            .zip(clean.axis_iter(ndarray::Axis(0)).into_par_iter())
+            .enumerate()
+            .for_each(|(k, (ip, cp))| {
+                let mut rng = plane_rng(k);
+                for (o, c) in ip.iter_mut().zip(cp.iter()) {
+                    *o = noisy(f64::from(*c), &mut rng);
+                }
+            });
+    } else {
+        img.par_chunks_mut(plane)
+            .zip(brn.par_chunks_mut(plane))
+            .enumerate()
+            .for_each(|(k, (ip, bp))| {
+                let mut rng = plane_rng(k);
+                for j in 0..s.nj {
+                    for i in 0..s.ni {
+                        let (val, inside) = signal(i, j, k);
+                        ip[j * s.ni + i] = noisy(val, &mut rng);
+                        bp[j * s.ni + i] = u8::from(inside);
+                    }
+                }
+            });
+    }
     let vessels = Array3::from_shape_fn(s.to_kji(), |(k, j, i)| {
         u8::from(vfrac[[k, j, i]] >= 0.5 || afrac[[k, j, i]] >= 0.5)
     });

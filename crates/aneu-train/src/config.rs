@@ -381,6 +381,9 @@ impl TrainConfig {
         self.sampler
             .validate()
             .map_err(|e| Error::InvalidConfig(format!("sampler: {e}")))?;
+        self.augment
+            .validate()
+            .map_err(|e| Error::InvalidConfig(e.to_string()))?;
         self.model
             .validate_for_patch(self.sampler.patch_size)
             .map_err(|e| Error::InvalidConfig(format!("model: {e}")))?;
