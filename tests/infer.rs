@@ -281,7 +281,8 @@ fn trained() -> &'static Trained {
 
 /// Calibration reads the split's validation series that the folder holds
 /// (a split may span two datasets: a second stage trained on fresh scans
-/// extends its first stage's), and refuses a folder that holds none.
+/// extends its first stage's), and refuses a folder that holds none. The
+/// thresholds carry the window they were chosen on, and inference uses it.
 #[test]
 fn calibration_reads_the_validation_series_the_folder_holds() {
     let t = trained();
@@ -298,6 +299,24 @@ fn calibration_reads_the_validation_series_the_folder_holds() {
     let mut p = Predictor::<Flex>::from_dirs(&[&b], config(), &Default::default()).unwrap();
     let th = calibrate_on_validation(&mut p, &t.pre, ThresholdMethod::Youden).unwrap();
     assert!(th.calibrated && (0.0..=1.0).contains(&th.present));
+    // the thresholds remember their window, and a config without one runs
+    // the bundle on it: the same scores as that window set by hand
+    assert_eq!(th.window_roi, Some(48));
+    let mut bundle = ModelBundle::read(&b).unwrap();
+    bundle.write_thresholds(th).unwrap();
+    let by_default = Predictor::<Flex>::from_dirs(&[&b], InferConfig::default(), &Default::default()).unwrap();
+    assert_eq!(by_default.window_roi(), Some(48));
+    let by_hand = InferConfig {
+        window: SlidingWindow::default().with_roi(48),
+        ..Default::default()
+    };
+    let by_hand = Predictor::<Flex>::from_dirs(&[&b], by_hand, &Default::default()).unwrap();
+    let uid = &ModelBundle::read(&b).unwrap().split.val[0];
+    let score = |p: &Predictor<Flex>| {
+        let pre = aneu::preproc::read_preprocessed(t.pre.join(uid)).unwrap();
+        p.predict_preprocessed(pre, None).unwrap().scan.aneurysm_present
+    };
+    assert_eq!(score(&by_default), score(&by_hand));
     split.val = vec!["9.9.9.elsewhere".into()];
     split.write(b.join("split.json")).unwrap();
     let mut p = Predictor::<Flex>::from_dirs(&[&b], config(), &Default::default()).unwrap();

@@ -201,6 +201,11 @@ pub struct Thresholds {
     pub present: f64,
     /// Per-location thresholds, when calibrated.
     pub locations: Option<Vec<f64>>,
+    /// The sliding-window edge (voxels) the calibration ran with, when it
+    /// set one. Thresholds hold for the window they were chosen on, so
+    /// inference uses this edge whenever its own config sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub window_roi: Option<usize>,
 }
 
 impl Default for Thresholds {
@@ -210,6 +215,7 @@ impl Default for Thresholds {
             method: None,
             present: 0.5,
             locations: None,
+            window_roi: None,
         }
     }
 }

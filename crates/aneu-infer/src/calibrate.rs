@@ -89,6 +89,7 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
         method: Some(method.name()),
         present,
         locations: Some(locations),
+        window_roi: None,
     })
 }
 
@@ -97,8 +98,9 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
 /// from `preprocessed` (the folder training read), and returns them; the
 /// predictor then uses them. Validation series that are not in that folder
 /// (a split spanning two datasets) are left out with a warning that counts
-/// them. Store them with
-/// [`aneu_bundle::ModelBundle::write_thresholds`].
+/// them. The thresholds record the window edge they were chosen with
+/// ([`Thresholds::window_roi`]), which inference then uses by default. Store
+/// them with [`aneu_bundle::ModelBundle::write_thresholds`].
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] when the split has no validation series, or
@@ -158,7 +160,8 @@ pub fn calibrate_on_validation<B: Backend>(
         preds.push(out.scan);
     }
     let labelled: Vec<Labelled<'_>> = truth.iter().zip(&preds).map(|((a, b), p)| (*a, *b, p)).collect();
-    let t = calibrate_thresholds(&labelled, method)?;
+    let mut t = calibrate_thresholds(&labelled, method)?;
+    t.window_roi = predictor.window_roi();
     predictor.set_thresholds(t.clone());
     Ok(t)
 }

@@ -398,7 +398,7 @@ impl<B: Backend> Predictor<B> {
                         .map_or(String::new(), |m: &Member<B>| m.bundle.dir.display().to_string())
                 )));
             }
-            if let Some(r) = config.window.roi {
+            if let Some(r) = config.window.roi.or(thresholds.window_roi) {
                 let m = b.model.size_multiple();
                 let dense = b.model.has_dense_head();
                 if !r.is_multiple_of(m) || (!dense && r != b.manifest.patch_size) {
@@ -450,6 +450,13 @@ impl<B: Backend> Predictor<B> {
     /// The thresholds in use.
     pub fn thresholds(&self) -> &Thresholds {
         &self.thresholds
+    }
+
+    /// The sliding-window edge every member runs with: the config's, else
+    /// the one the thresholds were calibrated with; `None` leaves each
+    /// model at its training patch size.
+    pub fn window_roi(&self) -> Option<usize> {
+        self.config.window.roi.or(self.thresholds.window_roi)
     }
 
     /// The inference config.
@@ -534,7 +541,7 @@ impl<B: Backend> Predictor<B> {
     pub fn probability_map(&self, case: &Case) -> Result<Array3<f32>> {
         let mut acc: Option<Array3<f32>> = None;
         for m in &self.members {
-            let roi = self.config.window.roi.unwrap_or(m.bundle.manifest.patch_size);
+            let roi = self.window_roi().unwrap_or(m.bundle.manifest.patch_size);
             let map = self
                 .config
                 .window

@@ -3,7 +3,6 @@
 //! zero), as in Frangi et al. 1998, at one scale.
 
 use aneu_io::{Volume, VoxelIndex};
-use ndarray::Array3;
 use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
@@ -174,6 +173,7 @@ pub(crate) fn sym3_eigenvalues(m: [[f64; 3]; 3]) -> [f64; 3] {
 mod tests {
     use super::*;
     use aneu_io::Affine;
+    use ndarray::Array3;
 
     #[test]
     fn eigenvalues_of_a_known_matrix() {
