@@ -12,7 +12,7 @@ use aneu::infer::*;
 use aneu::io::{Affine, DicomSeries, Volume, Voxel, WorldPoint};
 use aneu::models::burn::backend::{Autodiff, Flex};
 use aneu::patch::Case;
-use aneu::phantom::{PhantomConfig, SizePreset, generate};
+use aneu::phantom::{AppearanceRange, PhantomConfig, SizePreset, generate};
 use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset};
 use aneu::train::{TrainConfig, TrainOptions, train};
 use ndarray::Array3;
@@ -739,6 +739,16 @@ fn detection_benchmark_scores_fresh_phantoms() {
     };
     let e = run_benchmark::<Flex>(std::slice::from_ref(&bundle), out.path(), &other, &dev, &|_| {}).unwrap_err();
     assert!(matches!(e, BenchmarkError::Config(_)), "{e}");
+    // the same seed in the other appearance is another set too
+    let outside = BenchmarkConfig {
+        appearance: AppearanceRange::Outside,
+        ..config.clone()
+    };
+    let e = run_benchmark::<Flex>(std::slice::from_ref(&bundle), out.path(), &outside, &dev, &|_| {}).unwrap_err();
+    assert!(
+        matches!(e, BenchmarkError::Config(_)) && e.to_string().contains("standard appearance"),
+        "{e}"
+    );
     let foreign = tempfile::tempdir().unwrap();
     std::fs::write(foreign.path().join("notes.txt"), "mine").unwrap();
     let e = run_benchmark::<Flex>(std::slice::from_ref(&bundle), foreign.path(), &config, &dev, &|_| {}).unwrap_err();
