@@ -588,7 +588,7 @@ impl RandTransform for RandLowResolution {
             return;
         }
         let f = uniform(self.factor, rng);
-        if !(f > 1.0) {
+        if f.is_nan() || f <= 1.0 {
             return;
         }
         // axes beyond 2 are refused by `Compose::validate`; skipped here
