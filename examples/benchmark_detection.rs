@@ -37,8 +37,8 @@ struct Args {
     /// Modalities, comma-separated (MRA, CTA, "MRI T2", "MRI T1post").
     #[arg(long, value_delimiter = ',', default_values_t = BenchmarkConfig::default().modalities)]
     modality: Vec<Modality>,
-    /// The phantoms' appearance: standard, or outside the training ranges
-    /// (lower contrast, more noise, blur; the same anatomy).
+    /// The phantoms' appearance: standard, wide, or outside the training
+    /// ranges (lower contrast, more noise, blur; the same anatomy).
     #[arg(long, default_value = "standard")]
     appearance: AppearanceRange,
     /// A JSON InferConfig (defaults otherwise).

@@ -1,7 +1,7 @@
 //! Generates a synthetic dataset in the RSNA layout.
 //!
 //! ```sh
-//! cargo run --release --example phantoms -- --out phantoms --n 20 --seed 1 --size small [--appearance outside]
+//! cargo run --release --example phantoms -- --out phantoms --n 20 --seed 1 --size small [--appearance wide|outside]
 //! ```
 
 use std::process::ExitCode;
@@ -31,8 +31,9 @@ struct Args {
     /// "MRI T1post"), in equal shares; all four by default.
     #[arg(long, value_delimiter = ',')]
     modality: Vec<aneu::io::Modality>,
-    /// The appearance ranges: standard, or outside (lower contrast, more
-    /// noise, blur; the same anatomy as the standard series of the seed).
+    /// The appearance ranges: standard; wide (for training: ranges that hold
+    /// the standard ones); or outside (lower contrast, more noise, blur,
+    /// beyond both). The anatomy is that of the standard series of the seed.
     #[arg(long, default_value = "standard")]
     appearance: AppearanceRange,
 }

@@ -18,7 +18,9 @@
 //!   bulges, infundibula under 1.5 mm, loops and kinks);
 //! * a modality appearance (CTA in HU with RescaleIntercept −1024, TOF-MRA
 //!   with bias field, Rician noise and slab boundaries, T1post and T2 with
-//!   low vessel contrast and thick slices) and an acquisition (axial or
+//!   low vessel contrast and thick slices), or one beyond those ranges
+//!   ([`AppearanceRange::Outside`]: lower contrast, more noise, blur) on the
+//!   same anatomy, and an acquisition (axial or
 //!   oblique grid, shuffled or reversed InstanceNumbers, 15 % Enhanced
 //!   multi-frame).
 //!
@@ -146,9 +148,10 @@ pub struct PhantomConfig {
     /// for about 4 % of its series; every one by default).
     pub segmentation_share: f64,
     /// The ranges of the series' intensities, noise and blur. A series of
-    /// [`AppearanceRange::Outside`] has the same anatomy, grid, aneurysms
-    /// and UIDs as the [`AppearanceRange::Standard`] series of the same
-    /// seed and index, so the two sets pair scan by scan.
+    /// [`AppearanceRange::Wide`] or [`AppearanceRange::Outside`] has the
+    /// same anatomy, grid, aneurysms and UIDs as the
+    /// [`AppearanceRange::Standard`] series of the same seed and index, so
+    /// the sets pair scan by scan.
     pub appearance: AppearanceRange,
 }
 
@@ -479,11 +482,11 @@ fn plan(config: &PhantomConfig, index: usize) -> Case {
     }
     let distractors = distractors(&tree, &mut rng);
     let mut appearance = Appearance::random(modality, &mut rng);
-    if config.appearance == AppearanceRange::Outside {
+    if config.appearance != AppearanceRange::Standard {
         // its own stream, so that every later draw (and the anatomy) stays
         // that of the standard series
-        let mut own = StdRng::seed_from_u64(hash64((config.seed, index, "outside")));
-        appearance = appearance.outside(modality, &mut own);
+        let mut own = StdRng::seed_from_u64(hash64((config.seed, index, config.appearance.to_string().as_str())));
+        appearance = appearance.redrawn(modality, config.appearance, &mut own);
     }
     let multiframe = rng.random_bool(config.multiframe_share);
     let order = match rng.random_range(0..100) {

@@ -53,8 +53,12 @@ pub enum AppearanceRange {
     /// aneu has been drawn from.
     #[default]
     Standard,
+    /// Wider ranges that hold the standard ones, on the axes that
+    /// [`AppearanceRange::Outside`] moves (and never reaching its ranges):
+    /// for training sets whose own appearance varies widely.
+    Wide,
     /// Beyond them on every axis that makes an aneurysm harder to see
-    /// ([`Appearance::outside`]): lower vessel contrast, more noise, a
+    /// ([`AppearanceRange::redraw`]): lower vessel contrast, more noise, a
     /// blurred point-spread function and, for TOF-MRA, a stronger bias
     /// field and deeper slab boundaries. For testing how a model trained on
     /// the standard ranges holds up on data it has not seen.
@@ -66,8 +70,9 @@ impl std::str::FromStr for AppearanceRange {
     fn from_str(s: &str) -> Result<Self, String> {
         match s {
             "standard" => Ok(Self::Standard),
+            "wide" => Ok(Self::Wide),
             "outside" => Ok(Self::Outside),
-            o => Err(format!("unknown appearance range {o:?} (standard, outside)")),
+            o => Err(format!("unknown appearance range {o:?} (standard, wide, outside)")),
         }
     }
 }
@@ -76,6 +81,7 @@ impl std::fmt::Display for AppearanceRange {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(match self {
             Self::Standard => "standard",
+            Self::Wide => "wide",
             Self::Outside => "outside",
         })
     }
@@ -103,14 +109,7 @@ impl Appearance {
                 blur_mm: 0.0,
             },
             Modality::Mra => {
-                let bias = [
-                    r(-0.2, 0.2),
-                    r(-0.2, 0.2),
-                    r(-0.25, 0.25),
-                    r(-0.15, 0.15),
-                    r(-0.15, 0.15),
-                    r(-0.15, 0.15),
-                ];
+                let bias = TOF_BIAS_BOUNDS.map(|b| r(-b, b));
                 let slabs = (2 + (r(0.0, 2.999) as usize), r(0.1, 0.25));
                 Self {
                     air: 0.0,
@@ -164,61 +163,106 @@ impl Appearance {
         }
     }
 
-    /// This appearance moved outside the ranges of [`Appearance::random`]
-    /// (which drew it) on every axis that hides an aneurysm, keeping the
-    /// tissue intensities, the texture and the floor:
-    ///
-    /// | | standard | outside |
-    /// |---|---|---|
-    /// | CTA vessel (HU) | 250–450 | 150–230 |
-    /// | CTA noise σ (HU) | 10–20 | 24–36 |
-    /// | TOF-MRA vessel | 380–560 | 240–330 |
-    /// | TOF-MRA noise σ | 6–12 | 14–20 |
-    /// | TOF-MRA bias coefficients | within ±0.15–0.25 | 1.2–1.6 × those bounds, random sign |
-    /// | TOF-MRA slab signal loss | 0.10–0.25 | 0.30–0.40 |
-    /// | T1post vessel / brain | 1.3–1.5 | 1.12–1.22 |
-    /// | T2 vessel (flow void) | 50–80 | 88–100 |
-    /// | T1post, T2 noise σ | 4–8 | 10–14 |
-    /// | point-spread σ (mm) | 0 | 0.5–0.8 |
+    /// This appearance (drawn by [`Appearance::random`]) with the axes
+    /// that hide an aneurysm redrawn from `range`'s ranges
+    /// ([`AppearanceRange::redraw`]), keeping the tissue intensities, the
+    /// texture and the floor. [`AppearanceRange::Standard`] changes nothing.
     ///
     /// ```
     /// use aneu_io::Modality;
+    /// use aneu_phantom::AppearanceRange;
     /// use aneu_phantom::render::Appearance;
     /// use rand::SeedableRng;
     /// let mut rng = rand::rngs::StdRng::seed_from_u64(7);
     /// let a = Appearance::random(Modality::Cta, &mut rng);
-    /// let o = a.clone().outside(Modality::Cta, &mut rng);
+    /// let o = a.clone().redrawn(Modality::Cta, AppearanceRange::Outside, &mut rng);
     /// assert!(o.vessel < 250.0 && o.noise > 20.0 && o.blur_mm >= 0.5);
     /// assert_eq!((o.brain, o.bone), (a.brain, a.bone));
     /// ```
-    pub fn outside(mut self, m: Modality, rng: &mut StdRng) -> Self {
-        let mut r = |lo: f64, hi: f64| rng.random_range(lo..=hi);
-        self.blur_mm = r(0.5, 0.8);
-        match m {
-            Modality::Cta => {
-                self.vessel = r(150.0, 230.0);
-                self.noise = r(24.0, 36.0);
+    pub fn redrawn(mut self, m: Modality, range: AppearanceRange, rng: &mut StdRng) -> Self {
+        let Some(d) = range.redraw(m) else {
+            return self;
+        };
+        let mut r = |x: [f64; 2]| rng.random_range(x[0]..=x[1]);
+        self.blur_mm = r(d.blur_mm);
+        self.vessel = if m == Modality::MriT1post {
+            self.brain * r(d.vessel)
+        } else {
+            r(d.vessel)
+        };
+        self.noise = r(d.noise);
+        if m == Modality::Mra {
+            for (b, bound) in self.bias.iter_mut().zip(TOF_BIAS_BOUNDS) {
+                let sign = if r([0.0, 1.0]) < 0.5 { -1.0 } else { 1.0 };
+                *b = sign * bound * r(d.bias_scale);
             }
-            Modality::Mra => {
-                self.vessel = r(240.0, 330.0);
-                self.noise = r(14.0, 20.0);
-                let bounds = [0.2, 0.2, 0.25, 0.15, 0.15, 0.15];
-                for (b, bound) in self.bias.iter_mut().zip(bounds) {
-                    let sign = if r(0.0, 1.0) < 0.5 { -1.0 } else { 1.0 };
-                    *b = sign * bound * r(1.2, 1.6);
-                }
-                self.slabs.1 = r(0.3, 0.4);
-            }
-            Modality::MriT1post => {
-                self.vessel = self.brain * r(1.12, 1.22);
-                self.noise = r(10.0, 14.0);
-            }
-            Modality::MriT2 => {
-                self.vessel = r(88.0, 100.0);
-                self.noise = r(10.0, 14.0);
-            }
+            self.slabs.1 = r(d.slab_loss);
         }
         self
+    }
+}
+
+/// The bounds of the standard TOF-MRA bias coefficients (linear x, y, z,
+/// then quadratic).
+const TOF_BIAS_BOUNDS: [f64; 6] = [0.2, 0.2, 0.25, 0.15, 0.15, 0.15];
+
+/// The ranges an [`AppearanceRange`] redraws ([`Appearance::redrawn`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Redraw {
+    /// Vessel intensity (T1post: as a multiple of the brain's).
+    pub vessel: [f64; 2],
+    /// Noise σ.
+    pub noise: [f64; 2],
+    /// Point-spread σ, mm.
+    pub blur_mm: [f64; 2],
+    /// TOF-MRA: each bias coefficient's size as a multiple of its standard
+    /// bound (the sign is random).
+    pub bias_scale: [f64; 2],
+    /// TOF-MRA: the signal lost across each slab.
+    pub slab_loss: [f64; 2],
+}
+
+impl AppearanceRange {
+    /// The ranges this set redraws for modality `m`; `None` for the
+    /// standard set, which keeps [`Appearance::random`]'s draw.
+    ///
+    /// | | standard | wide | outside |
+    /// |---|---|---|---|
+    /// | CTA vessel (HU) | 250–450 | 235–520 | 150–230 |
+    /// | CTA noise σ (HU) | 10–20 | 7–23 | 24–36 |
+    /// | TOF-MRA vessel | 380–560 | 335–600 | 240–330 |
+    /// | TOF-MRA noise σ | 6–12 | 5–13.5 | 14–20 |
+    /// | TOF-MRA bias coefficients, × the standard bounds | 0–1 | 0–1.15 | 1.2–1.6 |
+    /// | TOF-MRA slab signal loss | 0.10–0.25 | 0.05–0.29 | 0.30–0.40 |
+    /// | T1post vessel / brain | 1.3–1.5 | 1.23–1.6 | 1.12–1.22 |
+    /// | T2 vessel (flow void) | 50–80 | 40–86 | 88–100 |
+    /// | T1post, T2 noise σ | 4–8 | 3–9.5 | 10–14 |
+    /// | point-spread σ (mm) | 0 | 0–0.45 | 0.5–0.8 |
+    ///
+    /// Each wide range holds the standard one and none reaches the outside
+    /// one, so a model trained on wide phantoms is still tested beyond its
+    /// training ranges by the outside set.
+    pub fn redraw(self, m: Modality) -> Option<Redraw> {
+        let tof = |vessel, noise, bias_scale, slab_loss, blur_mm| Redraw {
+            vessel,
+            noise,
+            blur_mm,
+            bias_scale,
+            slab_loss,
+        };
+        let plain = |vessel, noise, blur_mm| tof(vessel, noise, [0.0, 0.0], [0.0, 0.0], blur_mm);
+        let (wide_blur, outside_blur) = ([0.0, 0.45], [0.5, 0.8]);
+        Some(match (self, m) {
+            (Self::Standard, _) => return None,
+            (Self::Wide, Modality::Cta) => plain([235.0, 520.0], [7.0, 23.0], wide_blur),
+            (Self::Outside, Modality::Cta) => plain([150.0, 230.0], [24.0, 36.0], outside_blur),
+            (Self::Wide, Modality::Mra) => tof([335.0, 600.0], [5.0, 13.5], [0.0, 1.15], [0.05, 0.29], wide_blur),
+            (Self::Outside, Modality::Mra) => tof([240.0, 330.0], [14.0, 20.0], [1.2, 1.6], [0.3, 0.4], outside_blur),
+            (Self::Wide, Modality::MriT1post) => plain([1.23, 1.6], [3.0, 9.5], wide_blur),
+            (Self::Outside, Modality::MriT1post) => plain([1.12, 1.22], [10.0, 14.0], outside_blur),
+            (Self::Wide, Modality::MriT2) => plain([40.0, 86.0], [3.0, 9.5], wide_blur),
+            (Self::Outside, Modality::MriT2) => plain([88.0, 100.0], [10.0, 14.0], outside_blur),
+        })
     }
 }
 
@@ -535,4 +579,69 @@ pub fn render(scene: &Scene<'_>) -> aneu_io::Result<Rendered> {
         brain: image.with_data(brain)?,
         image,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// What each set draws: (vessel or vessel / brain, noise, blur, largest
+    /// bias coefficient / its bound, slab loss).
+    fn draws(m: Modality, range: AppearanceRange, n: u64) -> Vec<[f64; 5]> {
+        (0..n)
+            .map(|seed| {
+                let mut rng = StdRng::seed_from_u64(seed);
+                let a = Appearance::random(m, &mut rng).redrawn(m, range, &mut rng);
+                let vessel = if m == Modality::MriT1post {
+                    a.vessel / a.brain
+                } else {
+                    a.vessel
+                };
+                let bias = a
+                    .bias
+                    .iter()
+                    .zip(TOF_BIAS_BOUNDS)
+                    .map(|(b, bound)| b.abs() / bound)
+                    .fold(0.0, f64::max);
+                [
+                    vessel,
+                    a.noise,
+                    a.blur_mm,
+                    if m == Modality::Mra { bias } else { 0.0 },
+                    a.slabs.1,
+                ]
+            })
+            .collect()
+    }
+
+    /// Every standard draw lies in the wide ranges, and no outside draw
+    /// does, on any redrawn axis of any modality.
+    #[test]
+    fn wide_holds_standard_and_outside_stays_outside() {
+        for m in Modality::ALL {
+            let Some(w) = AppearanceRange::Wide.redraw(m) else {
+                panic!("wide redraws {m}")
+            };
+            let ranges = [w.vessel, w.noise, w.blur_mm, [0.0, w.bias_scale[1]], w.slab_loss];
+            let inside = |x: f64, r: [f64; 2]| x >= r[0] && x <= r[1];
+            for d in draws(m, AppearanceRange::Standard, 300) {
+                for (axis, (x, r)) in d.iter().zip(ranges).enumerate() {
+                    let unused = m != Modality::Mra && axis >= 3;
+                    assert!(unused || inside(*x, r), "{m} standard axis {axis}: {x} not in {r:?}");
+                }
+            }
+            for d in draws(m, AppearanceRange::Wide, 300) {
+                for (axis, (x, r)) in d.iter().zip(ranges).enumerate() {
+                    let unused = m != Modality::Mra && axis >= 3;
+                    assert!(unused || inside(*x, r), "{m} wide axis {axis}: {x} not in {r:?}");
+                }
+            }
+            for d in draws(m, AppearanceRange::Outside, 300) {
+                for (axis, (x, r)) in d.iter().zip(ranges).enumerate() {
+                    let redrawn = m == Modality::Mra || axis < 3;
+                    assert!(!redrawn || !inside(*x, r), "{m} outside axis {axis}: {x} in {r:?}");
+                }
+            }
+        }
+    }
 }
