@@ -1,15 +1,23 @@
 //! Calibrates a model bundle's decision thresholds on the validation
-//! split it was trained with, and stores them in the bundle.
+//! split it was trained with (or, with `--fresh`, on every series of a
+//! preprocessed set that no stage trained on), and stores them in the
+//! bundle. With `--rescorer` it first fits the candidate rescorer (a
+//! logistic regression on the detector's scores and the vessel head's
+//! features) on the same series.
 //!
 //! ```sh
 //! cargo run --release --example calibrate -- --bundle RUN/bundle --data PREPROC_DIR [--method youden|f2|sensitivity:0.9]
+//! cargo run --release --example calibrate -- --bundle RUN/bundle --data FRESH_PREPROC_DIR --fresh --rescorer
 //! ```
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use aneu::bundle::ModelBundle;
-use aneu::infer::{InferConfig, Predictor, ThresholdMethod, calibrate_on_validation};
+use aneu::infer::{
+    InferConfig, Predictor, RescorerOptions, ThresholdMethod, calibrate_on_series, calibrate_on_validation,
+    fit_rescorer,
+};
 use aneu::models::burn::backend::Flex;
 use clap::Parser;
 
@@ -28,6 +36,15 @@ struct Args {
     /// A JSON InferConfig (defaults otherwise).
     #[arg(long)]
     config: Option<PathBuf>,
+    /// Calibrate on every series in --data (scans no stage trained on)
+    /// rather than on the bundle's validation split.
+    #[arg(long)]
+    fresh: bool,
+    /// First fit the candidate rescorer on the same series (needs
+    /// --fresh, and a bundle with a vessel head); it is stored with the
+    /// thresholds.
+    #[arg(long)]
+    rescorer: bool,
 }
 
 fn method(s: &str) -> Result<ThresholdMethod, String> {
@@ -48,7 +65,31 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut bundle = ModelBundle::read(&a.bundle)?;
     let mut p = Predictor::<Flex>::new(vec![bundle.clone()], config, &Default::default())?;
-    let t = calibrate_on_validation(&mut p, &a.data, method(&a.method)?)?;
+    if a.rescorer && !a.fresh {
+        return Err("--rescorer needs --fresh: fit it on scans neither stage trained on".into());
+    }
+    let series: Vec<String> = if a.fresh {
+        aneu::preproc::list_preprocessed(&a.data)?
+            .iter()
+            .filter_map(|d| d.file_name().map(|n| n.to_string_lossy().into_owned()))
+            .collect()
+    } else {
+        Vec::new()
+    };
+    if a.rescorer {
+        let r = fit_rescorer(&mut p, &a.data, &series, &RescorerOptions::default())?;
+        println!(
+            "rescorer fitted on {} candidates ({} hits): weights {:?}",
+            r.fitted_on,
+            r.positives,
+            r.features.iter().zip(&r.weights).collect::<Vec<_>>()
+        );
+    }
+    let t = if a.fresh {
+        calibrate_on_series(&mut p, &a.data, &series, method(&a.method)?)?
+    } else {
+        calibrate_on_validation(&mut p, &a.data, method(&a.method)?)?
+    };
     bundle.write_thresholds(t.clone())?;
     println!(
         "Aneurysm Present threshold {:.4} ({}), stored in {}",

@@ -75,3 +75,77 @@ fn the_shipped_detector_detects_on_fresh_phantoms() {
     let e = all.median_localisation_error_mm.expect("hits").estimate;
     assert!(e <= MAX_MEDIAN_ERROR_MM, "median localisation error {e:.2} mm");
 }
+
+/// The candidate rescorer on the shipped bundle: fitted on fresh phantoms
+/// from every candidate the detector proposes there, it reads the
+/// features inference computes, and once fitted the predictor scores every
+/// candidate with it (the vessel features each candidate carries, through
+/// the fitted logistic function), and a calibration keeps it.
+#[test]
+fn a_fitted_rescorer_scores_every_candidate() {
+    use aneu::infer::{
+        FEATURE_NAMES, Predictor, RescorerOptions, ThresholdMethod, calibrate_on_series, candidate_features,
+        fit_rescorer,
+    };
+    use aneu::phantom::{PhantomConfig, SizePreset, generate};
+    use aneu::preproc::{Shard, preprocess_dataset};
+
+    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-vessels-mra-cta");
+    let d = tempfile::tempdir().unwrap();
+    let (raw, pre) = (d.path().join("raw"), d.path().join("pre"));
+    // the rescorer test's own seed (see the guard's list above)
+    generate(
+        &PhantomConfig::new(6, 7_800_001, SizePreset::Small)
+            .with_positive_rate(0.75)
+            .with_modalities(&[Modality::Mra, Modality::Cta]),
+        &raw,
+    )
+    .unwrap();
+    let mut p = Predictor::<Flex>::from_dirs(
+        &[&bundle],
+        InferConfig {
+            window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
+            ..Default::default()
+        },
+        &Default::default(),
+    )
+    .unwrap();
+    let s = preprocess_dataset(&raw, &pre, p.preprocess_config(), Shard::default(), &|_| {}).unwrap();
+    assert_eq!(s.failed, 0);
+    let series: Vec<String> = aneu::preproc::list_preprocessed(&pre)
+        .unwrap()
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(series.len(), 6);
+    let r = fit_rescorer(&mut p, &pre, &series, &RescorerOptions::default()).unwrap();
+    assert_eq!(r.features, FEATURE_NAMES.map(String::from).to_vec());
+    assert!(r.positives >= 1 && r.positives < r.fitted_on, "{r:?}");
+    assert_eq!(p.thresholds().rescorer.as_ref(), Some(&r));
+    let mut seen = 0;
+    for uid in &series {
+        let out = p
+            .predict_preprocessed(aneu::preproc::read_preprocessed(pre.join(uid)).unwrap(), None)
+            .unwrap();
+        for c in &out.scan.candidates {
+            let v = c
+                .vessel
+                .expect("a vessel head gives every candidate its vessel features");
+            assert!(
+                (0.0..=1.0).contains(&v.artery_probability) && v.vessel_radius_mm >= 0.0,
+                "{v:?}"
+            );
+            // the score before rescoring is the second stage's
+            let x = candidate_features(c, c.second_stage.unwrap()).unwrap();
+            assert_eq!(c.rescored, Some(c.score));
+            assert!((c.score - r.probability(&x)).abs() < 1e-12);
+            seen += 1;
+        }
+        if let Some(top) = out.scan.candidates.first() {
+            assert_eq!(out.scan.aneurysm_present, top.score);
+        }
+    }
+    assert_eq!(seen, r.fitted_on, "the candidates it was fitted on, rescored");
+    let t = calibrate_on_series(&mut p, &pre, &series, ThresholdMethod::Youden).unwrap();
+    assert_eq!(t.rescorer.as_ref(), Some(&r));
+}

@@ -13,7 +13,8 @@
 //!   preprocess.json   the PreprocessConfig of the training data
 //!   train.json        the training config (aneu-train's TrainConfig)
 //!   split.json        the patient-grouped split
-//!   thresholds.json   decision thresholds (filled by calibration)
+//!   thresholds.json   decision thresholds and, optionally, the
+//!                     candidate rescorer (filled by calibration)
 //!   second_stage/     optional: the candidate classifier, a bundle of its
 //!                     own (same preprocessing) that rescores the
 //!                     candidates of this one
@@ -206,6 +207,93 @@ pub struct Thresholds {
     /// inference uses this edge whenever its own config sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_roi: Option<usize>,
+    /// The candidate rescorer fitted with these thresholds, when the
+    /// calibration fitted one: inference then scores every candidate with
+    /// it, and the thresholds hold for its scores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescorer: Option<Rescorer>,
+}
+
+/// A logistic regression that rescores candidates from named features
+/// (the detector's own scores and what the vessel head says about the
+/// candidate's neighbourhood): `P = σ(b + Σ wᵢ (xᵢ − μᵢ) / sᵢ)`. The
+/// feature names pin their order and meaning; inference refuses a
+/// rescorer whose names it does not compute.
+///
+/// ```
+/// use aneu_bundle::Rescorer;
+/// let r = Rescorer {
+///     features: vec!["a".into(), "b".into()],
+///     mean: vec![0.0, 1.0],
+///     scale: vec![1.0, 2.0],
+///     weights: vec![2.0, -1.0],
+///     bias: 0.5,
+///     fitted_on: 10,
+///     positives: 4,
+/// };
+/// assert!(r.validate().is_ok());
+/// // 0.5 + 2·1 − 1·(3 − 1)/2 = 1.5
+/// let p = r.probability(&[1.0, 3.0]);
+/// assert!((p - 1.0 / (1.0 + (-1.5f64).exp())).abs() < 1e-12);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Rescorer {
+    /// The features' names, in order.
+    pub features: Vec<String>,
+    /// Each feature's mean on the fitting candidates.
+    pub mean: Vec<f64>,
+    /// Each feature's standard deviation there (1 where it was 0).
+    pub scale: Vec<f64>,
+    /// The weights of the standardised features.
+    pub weights: Vec<f64>,
+    /// The intercept.
+    pub bias: f64,
+    /// How many candidates it was fitted on.
+    pub fitted_on: usize,
+    /// How many of them hit an aneurysm.
+    pub positives: usize,
+}
+
+impl Rescorer {
+    /// Checks that every vector has one entry per feature, and that every
+    /// number is finite and every scale positive.
+    ///
+    /// # Errors
+    /// What is wrong, in words.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let n = self.features.len();
+        if n == 0 || self.mean.len() != n || self.scale.len() != n || self.weights.len() != n {
+            return Err(format!(
+                "a rescorer needs one mean, scale and weight per feature: {n} features, {} means, {} scales, {} weights",
+                self.mean.len(),
+                self.scale.len(),
+                self.weights.len()
+            ));
+        }
+        let finite = self.mean.iter().chain(&self.weights).all(|v| v.is_finite()) && self.bias.is_finite();
+        if !finite || self.scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err("a rescorer's means, weights and bias must be finite, its scales positive".into());
+        }
+        Ok(())
+    }
+
+    /// The logit `b + Σ wᵢ (xᵢ − μᵢ) / sᵢ` of a feature vector (in
+    /// [`Rescorer::features`] order).
+    pub fn logit(&self, x: &[f64]) -> f64 {
+        self.bias
+            + x.iter()
+                .zip(&self.mean)
+                .zip(&self.scale)
+                .zip(&self.weights)
+                .map(|(((x, m), s), w)| w * (x - m) / s)
+                .sum::<f64>()
+    }
+
+    /// The probability `σ(logit)`.
+    pub fn probability(&self, x: &[f64]) -> f64 {
+        1.0 / (1.0 + (-self.logit(x)).exp())
+    }
 }
 
 impl Default for Thresholds {
@@ -216,6 +304,7 @@ impl Default for Thresholds {
             present: 0.5,
             locations: None,
             window_roi: None,
+            rescorer: None,
         }
     }
 }
@@ -331,13 +420,18 @@ impl ModelBundle {
         } else {
             None
         };
+        let tp = dir.join("thresholds.json");
+        let thresholds: Thresholds = read_json(&tp)?;
+        if let Some(Err(reason)) = thresholds.rescorer.as_ref().map(Rescorer::validate) {
+            return Err(Error::Format { path: tp, reason });
+        }
         Ok(ModelBundle {
             second_stage,
             model: read_json(&dir.join("model.json"))?,
             preprocess: read_json(&dir.join("preprocess.json"))?,
             train: read_json(&dir.join("train.json"))?,
             split: read_json(&dir.join("split.json"))?,
-            thresholds: read_json(&dir.join("thresholds.json"))?,
+            thresholds,
             manifest,
             dir,
         })
@@ -525,6 +619,53 @@ mod tests {
         nb2.manifest.best_epoch = 9;
         nb2.write(&w).unwrap();
         assert_eq!(ModelBundle::read(d.path().join("b")).unwrap().manifest.best_epoch, 9);
+    }
+
+    /// A rescorer travels in thresholds.json; one whose vectors do not
+    /// match its features is refused at reading, naming the file.
+    #[test]
+    fn rescorers_read_back_and_bad_ones_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("w.mpk");
+        std::fs::write(&w, b"weights").unwrap();
+        let mut nb = new_bundle(&d.path().join("b"));
+        let r = Rescorer {
+            features: vec!["x".into(), "y".into()],
+            mean: vec![0.5, -1.0],
+            scale: vec![2.0, 0.25],
+            weights: vec![1.5, -0.5],
+            bias: -2.0,
+            fitted_on: 100,
+            positives: 9,
+        };
+        nb.thresholds.rescorer = Some(r.clone());
+        nb.write(&w).unwrap();
+        assert_eq!(
+            ModelBundle::read(d.path().join("b")).unwrap().thresholds.rescorer,
+            Some(r.clone())
+        );
+        for bad in [
+            Rescorer {
+                weights: vec![1.0],
+                ..r.clone()
+            },
+            Rescorer {
+                scale: vec![0.0, 1.0],
+                ..r.clone()
+            },
+            Rescorer {
+                bias: f64::NAN,
+                ..r.clone()
+            },
+        ] {
+            nb.thresholds.rescorer = Some(bad);
+            nb.write(&w).unwrap();
+            let e = ModelBundle::read(d.path().join("b")).unwrap_err();
+            assert!(
+                matches!(e, Error::Format { .. }) && e.to_string().contains("thresholds.json"),
+                "{e}"
+            );
+        }
     }
 
     #[test]

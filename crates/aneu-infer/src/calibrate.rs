@@ -2,12 +2,15 @@
 
 use std::path::Path;
 
-use aneu_bundle::Thresholds;
+use aneu_bundle::{Rescorer, Thresholds};
+use aneu_io::WorldPoint;
 use aneu_metrics::{f_beta_threshold, threshold_for_sensitivity, youden_threshold};
+use aneu_patch::Case;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::predict::{Predictor, ScanPrediction};
+use crate::rescore::{FEATURE_NAMES, RescorerOptions, candidate_features, fit_logistic};
 use crate::{Error, Result};
 
 /// How a threshold is chosen from validation scores.
@@ -90,6 +93,7 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
         present,
         locations: Some(locations),
         window_roi: None,
+        rescorer: None,
     })
 }
 
@@ -142,9 +146,30 @@ pub fn calibrate_on_validation<B: Backend>(
             dir.display()
         );
     }
-    let mut preds = Vec::with_capacity(val.len());
-    let mut truth = Vec::with_capacity(val.len());
-    for uid in &val {
+    calibrate_on_series(predictor, dir, &val, method)
+}
+
+/// [`calibrate_on_validation`] on the named series of `preprocessed`
+/// instead of the split's validation series: for scans that neither stage
+/// trained on, such as a fresh set of phantoms. The thresholds keep the
+/// predictor's rescorer, if it has one (they hold for its scores).
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for no series; reading and model errors
+/// (naming the series); as [`calibrate_thresholds`].
+pub fn calibrate_on_series<B: Backend>(
+    predictor: &mut Predictor<B>,
+    preprocessed: impl AsRef<Path>,
+    series: &[String],
+    method: ThresholdMethod,
+) -> Result<Thresholds> {
+    if series.is_empty() {
+        return Err(Error::InvalidConfig("no series to calibrate on".into()));
+    }
+    let dir = preprocessed.as_ref();
+    let mut preds = Vec::with_capacity(series.len());
+    let mut truth = Vec::with_capacity(series.len());
+    for uid in series {
         let p = aneu_preproc::read_preprocessed(dir.join(uid))?;
         let present = p
             .meta
@@ -162,6 +187,59 @@ pub fn calibrate_on_validation<B: Backend>(
     let labelled: Vec<Labelled<'_>> = truth.iter().zip(&preds).map(|((a, b), p)| (*a, *b, p)).collect();
     let mut t = calibrate_thresholds(&labelled, method)?;
     t.window_roi = predictor.window_roi();
+    t.rescorer = predictor.thresholds().rescorer.clone();
     predictor.set_thresholds(t.clone());
     Ok(t)
+}
+
+/// Fits a candidate [`Rescorer`] on the named series of `preprocessed`
+/// (their localizers the truth): the predictor, without a rescorer, runs
+/// over each; every candidate is labelled a hit when it lies within
+/// [`RescorerOptions::hit_radius_mm`] of an aneurysm, and its
+/// [`FEATURE_NAMES`] vector goes into [`fit_logistic`]. The predictor
+/// then uses the rescorer; its thresholds are **not** recalibrated for
+/// the new scores, so run [`calibrate_on_series`] (or
+/// [`calibrate_on_validation`]) next. Fit it on scans neither stage
+/// trained on: on their own training scans the stages' scores are
+/// overconfident.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for no series, a model without a vessel head
+/// (the features need one), or candidates of one class only; reading and
+/// model errors (naming the series).
+pub fn fit_rescorer<B: Backend>(
+    predictor: &mut Predictor<B>,
+    preprocessed: impl AsRef<Path>,
+    series: &[String],
+    opts: &RescorerOptions,
+) -> Result<Rescorer> {
+    if series.is_empty() {
+        return Err(Error::InvalidConfig("no series to fit the rescorer on".into()));
+    }
+    let dir = preprocessed.as_ref();
+    let mut unscored = predictor.thresholds().clone();
+    unscored.rescorer = None;
+    predictor.set_thresholds(unscored.clone());
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for uid in series {
+        let series_err = |e: Error| Error::Series {
+            series: uid.clone(),
+            source: Box::new(e),
+        };
+        let p = aneu_preproc::read_preprocessed(dir.join(uid))?;
+        let truth: Vec<WorldPoint> = p.meta.annotations.iter().map(|a| a.world).collect();
+        let case = Case::new(p.meta.series_uid, p.image, p.mask, vec![]).map_err(|e| series_err(e.into()))?;
+        let (_, candidates) = predictor.detect(&case, None).map_err(series_err)?;
+        for c in &candidates {
+            let f = candidate_features(c, c.score).ok_or_else(|| {
+                Error::InvalidConfig("the rescorer reads the vessel head, which no model of the bundle has".into())
+            })?;
+            x.push(f.to_vec());
+            y.push(truth.iter().any(|t| t.distance(&c.world) <= opts.hit_radius_mm));
+        }
+    }
+    let r = fit_logistic(&FEATURE_NAMES, &x, &y, opts.l2)?;
+    unscored.rescorer = Some(r.clone());
+    predictor.set_thresholds(unscored);
+    Ok(r)
 }

@@ -17,6 +17,11 @@
 //!    [`Aggregator`] (max, mean, p95, top-k mean, noisy-or), each location
 //!    from candidate score × location probability, and thresholds
 //!    calibrated on the validation split ([`calibrate_on_validation`]).
+//!    With a vessel head, each candidate also carries what it says about
+//!    the neighbourhood ([`VesselFeatures`]: artery probability, distance
+//!    to the artery wall, local artery radius), and a [`Rescorer`] fitted
+//!    at calibration ([`fit_rescorer`]) can rescore the candidates from
+//!    those features and the detector's scores.
 //! 4. **TTA and ensembles** ([`Tta`], [`Predictor::new`] with several
 //!    bundles): flips undone on the maps, left ↔ right swapped back on the
 //!    locations, members averaged.
@@ -62,9 +67,13 @@ mod candidates;
 mod dataset;
 mod error;
 mod predict;
+mod rescore;
 mod window;
 
-pub use calibrate::{Labelled, ThresholdMethod, calibrate_on_validation, calibrate_thresholds};
+pub use aneu_bundle::Rescorer;
+pub use calibrate::{
+    Labelled, ThresholdMethod, calibrate_on_series, calibrate_on_validation, calibrate_thresholds, fit_rescorer,
+};
 pub use candidates::{CandidateOptions, Peak, find_peaks, plateau_centroid};
 pub use dataset::{
     EvaluateOptions, PredictOptions, PredictSummary, RunInfo, SeriesFile, evaluate, predict_dataset, read_predictions,
@@ -73,5 +82,9 @@ pub use error::{Error, Result};
 pub use predict::{
     Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, TERRITORY_RADIUS, Tta,
     aggregate, territory, world_to_dicom,
+};
+pub use rescore::{
+    FEATURE_NAMES, LOCAL_RADIUS_MM, RescorerOptions, VesselFeatures, candidate_features, check_rescorer, fit_logistic,
+    logit,
 };
 pub use window::{Blend, SlidingWindow, Spread, WindowBatch, WindowOutput, window_input};

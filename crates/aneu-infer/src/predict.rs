@@ -18,6 +18,7 @@ use ndarray::Array3;
 use serde::{Deserialize, Serialize};
 
 use crate::candidates::{CandidateOptions, find_peaks};
+use crate::rescore::{VesselFeatures, candidate_features, check_rescorer};
 use crate::window::{SlidingWindow, WindowBatch, WindowOutput, window_input};
 use crate::{Error, Result};
 
@@ -158,6 +159,9 @@ pub struct PatchOutputs {
     /// Per patch, the probability that its centre lies in each location's
     /// artery ([`territory`]), when a member has a vessel head.
     pub territories: Option<Vec<[f64; 13]>>,
+    /// Per patch, what the vessel head says about its centre's
+    /// neighbourhood, when a member has a vessel head.
+    pub vessel: Option<Vec<VesselFeatures>>,
 }
 
 /// Voxels within this distance (in voxels) of a patch's centre decide its
@@ -200,9 +204,11 @@ pub fn territory(probs: &[f32], classes: usize, p: usize) -> [f64; 13] {
 /// One detection.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct Detection {
-    /// The candidate's score: the second stage's probability when the
-    /// bundle has one; else with [`CandidateOptions::rescore`] the
-    /// geometric mean of `peak` and `patch_score`, else `peak`.
+    /// The candidate's score: the rescorer's probability when the
+    /// thresholds hold one ([`Thresholds::rescorer`]); else the second
+    /// stage's probability when the bundle has one; else with
+    /// [`CandidateOptions::rescore`] the geometric mean of `peak` and
+    /// `patch_score`, else `peak`.
     pub score: f64,
     /// The probability map's value at the peak.
     pub peak: f64,
@@ -213,6 +219,15 @@ pub struct Detection {
     /// is the `score`.
     #[serde(default)]
     pub second_stage: Option<f64>,
+    /// The rescorer's probability, when the thresholds hold a rescorer:
+    /// then it is the `score`.
+    #[serde(default)]
+    pub rescored: Option<f64>,
+    /// What the vessel head says about the candidate's neighbourhood
+    /// (artery probability, distance to the artery wall, local artery
+    /// radius), with a vessel head.
+    #[serde(default)]
+    pub vessel: Option<VesselFeatures>,
     /// The sub-voxel centre on the probability map's grid.
     pub voxel: Voxel,
     /// The centre in RAS+ mm.
@@ -374,6 +389,15 @@ impl<B: Backend> Predictor<B> {
         };
         let hash = first.preprocess.hash()?;
         let thresholds = first.thresholds.clone();
+        if let Some(r) = &thresholds.rescorer {
+            check_rescorer(r)?;
+            if models.iter().all(|(_, m)| m.vessel_classes() == 0) {
+                return Err(Error::InvalidConfig(
+                    "the thresholds hold a candidate rescorer, which reads the vessel head, but no model has one"
+                        .into(),
+                ));
+            }
+        }
         let mut members = Vec::with_capacity(models.len());
         let mut second = Vec::new();
         for (b, model) in models {
@@ -566,7 +590,7 @@ impl<B: Backend> Predictor<B> {
     /// # Errors
     /// [`Error::NonFinite`].
     pub fn patch_outputs(&self, case: &Case, centres: &[[usize; 3]]) -> Result<PatchOutputs> {
-        self.outputs_of(&self.members, case, centres)
+        self.outputs_of(&self.members, case, centres, true)
     }
 
     /// Whether a member has a second stage.
@@ -575,7 +599,9 @@ impl<B: Backend> Predictor<B> {
     }
 
     /// [`Predictor::patch_outputs`] of the members' second stages (the
-    /// candidate classifiers), `None` when no member has one.
+    /// candidate classifiers), `None` when no member has one. Their vessel
+    /// heads are not read (`territories` and `vessel` are `None`): the
+    /// first stage's answer those.
     ///
     /// # Errors
     /// [`Error::NonFinite`].
@@ -583,22 +609,31 @@ impl<B: Backend> Predictor<B> {
         if self.second.is_empty() {
             return Ok(None);
         }
-        self.outputs_of(&self.second, case, centres).map(Some)
+        self.outputs_of(&self.second, case, centres, false).map(Some)
     }
 
-    fn outputs_of(&self, members: &[Member<B>], case: &Case, centres: &[[usize; 3]]) -> Result<PatchOutputs> {
+    fn outputs_of(
+        &self,
+        members: &[Member<B>],
+        case: &Case,
+        centres: &[[usize; 3]],
+        read_vessels: bool,
+    ) -> Result<PatchOutputs> {
         let n = centres.len();
         let mut present = vec![0.0f64; n];
         let mut locs = vec![[0.0f64; 13]; n];
         let mut terr = vec![[0.0f64; 13]; n];
+        let mut vessel: Vec<Vec<VesselFeatures>> = vec![Vec::new(); n];
         let (mut present_count, mut loc_count, mut terr_count) = (0usize, 0usize, 0usize);
         if n == 0 {
             return Ok(PatchOutputs {
                 present,
                 locations: None,
                 territories: None,
+                vessel: None,
             });
         }
+        let [si, sj, sk] = case.image.spacing();
         let bs = self.config.window.batch_size;
         let nonfinite = |what: &str| Error::NonFinite {
             series: case.id.clone(),
@@ -617,13 +652,14 @@ impl<B: Backend> Predictor<B> {
                 let x = Tensor::<B, 1>::from_floats(data.as_slice(), &self.device).reshape([chunk.len(), c, p, p, p]);
                 for f in &flips {
                     let out = m.model.forward_patches(flip5(x.clone(), *f));
-                    if let Some(v) = out.vessels {
+                    if let (true, Some(v)) = (read_vessels, out.vessels) {
                         let classes = m.model.vessel_classes();
                         let probs = to_vec(softmax(v, 1));
                         if probs.iter().any(|x| !x.is_finite()) {
                             return Err(nonfinite("a non-finite vessel probability"));
                         }
                         for (k, one) in probs.chunks(classes * p * p * p).enumerate() {
+                            vessel[first + k].push(VesselFeatures::of_patch(one, p, [sk, sj, si]));
                             let t = territory(one, classes, p);
                             for l in Location::ALL {
                                 // a flipped i axis swaps left and right
@@ -657,7 +693,7 @@ impl<B: Backend> Predictor<B> {
             if m.model.has_location_head() {
                 loc_count += flips.len();
             }
-            if m.model.vessel_classes() > 0 {
+            if read_vessels && m.model.vessel_classes() > 0 {
                 terr_count += flips.len();
             }
         }
@@ -669,6 +705,11 @@ impl<B: Backend> Predictor<B> {
             present,
             locations: mean(locs, loc_count),
             territories: mean(terr, terr_count),
+            vessel: if terr_count > 0 {
+                vessel.iter().map(|v| VesselFeatures::mean(v)).collect()
+            } else {
+                None
+            },
         })
     }
 
@@ -709,6 +750,8 @@ impl<B: Backend> Predictor<B> {
                     peak,
                     patch_score: patch,
                     second_stage,
+                    rescored: None,
+                    vessel: po.vessel.as_ref().and_then(|v| v.get(n)).copied(),
                     voxel: p.centroid,
                     world,
                     location: l.map(|l| Location::ALL[argmax(&l)]),
@@ -721,7 +764,18 @@ impl<B: Backend> Predictor<B> {
                     dicom: series.and_then(|s| world_to_dicom(s, world)),
                 }
             })
-            .collect();
+            .collect::<Vec<_>>();
+        if let Some(r) = &self.thresholds.rescorer {
+            check_rescorer(r)?;
+            for c in &mut candidates {
+                let x = candidate_features(c, c.score).ok_or_else(|| {
+                    Error::InvalidConfig("the candidate rescorer reads the vessel head, which no model has".into())
+                })?;
+                let s = r.probability(&x);
+                c.rescored = Some(s);
+                c.score = s;
+            }
+        }
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
         Ok((map, candidates))
     }
@@ -881,6 +935,8 @@ mod tests {
             peak: s,
             patch_score: s,
             second_stage: None,
+            rescored: None,
+            vessel: None,
             voxel: Voxel::new(0.0, 0.0, 0.0),
             world: WorldPoint::new(0.0, 0.0, 0.0),
             locations: None,

@@ -239,6 +239,8 @@ fn report_works_in_headless_chromium() {
                 peak: 0.9,
                 patch_score: 0.5,
                 second_stage: None,
+                rescored: None,
+                vessel: None,
                 voxel: img.world_to_voxel(*w),
                 world: *w,
                 locations: None,

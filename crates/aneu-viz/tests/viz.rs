@@ -134,6 +134,8 @@ fn prediction(img: &Volume<f32>, points: &[WorldPoint]) -> ScanPrediction {
                 peak: 0.8,
                 patch_score: 0.5,
                 second_stage: None,
+                rescored: None,
+                vessel: None,
                 voxel: img.world_to_voxel(*w),
                 world: *w,
                 locations: Some([0.0; 13]),
