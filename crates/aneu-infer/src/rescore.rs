@@ -310,13 +310,12 @@ pub fn fit_logistic(names: &[&str], x: &[Vec<f64>], y: &[bool], l2: f64) -> Resu
             let p = 1.0 / (1.0 + (-t).exp());
             let r = p - f64::from(u8::from(yi));
             let w = (p * (1.0 - p)).max(1e-12);
-            for a in 0..m {
-                grad[a] += r * zi[a];
-                for b in 0..m {
-                    hess[a][b] += w * zi[a] * zi[b];
-                }
+            for ((g, h), za) in grad.iter_mut().zip(hess.iter_mut()).zip(zi) {
+                *g += r * za;
+                h.iter_mut().zip(zi).for_each(|(h, zb)| *h += w * za * zb);
             }
         }
+        // the penalty leaves the intercept (index 0) alone
         for a in 1..m {
             grad[a] += l2 * theta[a];
             hess[a][a] += l2;
@@ -351,12 +350,12 @@ fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
         }
         a.swap(col, piv);
         b.swap(col, piv);
-        for row in col + 1..n {
-            let f = a[row][col] / a[col][col];
-            for c in col..n {
-                a[row][c] -= f * a[col][c];
-            }
-            b[row] -= f * b[col];
+        let (top, bottom) = a.split_at_mut(col + 1);
+        let pivot = &top[col];
+        for (r, row) in bottom.iter_mut().enumerate() {
+            let f = row[col] / pivot[col];
+            row[col..].iter_mut().zip(&pivot[col..]).for_each(|(x, p)| *x -= f * p);
+            b[col + 1 + r] -= f * b[col];
         }
     }
     let mut s = vec![0.0; n];
@@ -440,7 +439,7 @@ mod tests {
             let feature: Vec<bool> = (0..p * p * p).map(|_| next() < density).collect();
             let d = squared_distance_transform(&feature, p, spacing);
             let kji = |v: usize| [v / (p * p), (v / p) % p, v % p];
-            for v in 0..p * p * p {
+            for (v, dv) in d.iter().enumerate() {
                 let a = kji(v);
                 let brute = (0..p * p * p)
                     .filter(|&u| feature[u])
@@ -452,9 +451,9 @@ mod tests {
                     })
                     .fold(f64::INFINITY, f64::min);
                 if brute.is_finite() {
-                    assert!((d[v] - brute).abs() < 1e-9, "voxel {a:?}: {} vs {brute}", d[v]);
+                    assert!((dv - brute).abs() < 1e-9, "voxel {a:?}: {dv} vs {brute}");
                 } else {
-                    assert!(d[v] >= FAR);
+                    assert!(*dv >= FAR);
                 }
             }
         }
@@ -493,7 +492,7 @@ mod tests {
         }
         assert!(grad.iter().all(|g| g.abs() < 1e-8), "{grad:?}");
         // one class only, ragged rows and NaN are errors
-        assert!(fit_logistic(&["a", "b", "c"], &x, &vec![true; 60], l2).is_err());
+        assert!(fit_logistic(&["a", "b", "c"], &x, &[true; 60], l2).is_err());
         assert!(fit_logistic(&["a"], &x, &y, l2).is_err());
         let mut nan = x.clone();
         nan[3][1] = f64::NAN;
