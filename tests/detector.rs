@@ -81,7 +81,8 @@ fn the_shipped_detector_detects_on_fresh_phantoms() {
 /// from every candidate the detector proposes there, it reads the
 /// features inference computes, and once fitted the predictor scores every
 /// candidate with it (the vessel features each candidate carries, through
-/// the fitted logistic function), and a calibration keeps it.
+/// the fitted logistic function), and a calibration keeps it. A failed
+/// fit leaves the predictor as it was.
 #[test]
 fn a_fitted_rescorer_scores_every_candidate() {
     use aneu::infer::{
@@ -149,4 +150,9 @@ fn a_fitted_rescorer_scores_every_candidate() {
     assert_eq!(seen, r.fitted_on, "the candidates it was fitted on, rescored");
     let t = calibrate_on_series(&mut p, &pre, &series, ThresholdMethod::Youden).unwrap();
     assert_eq!(t.rescorer.as_ref(), Some(&r));
+    // a series that is not there: an error naming it, and the predictor
+    // keeps its rescorer
+    let e = fit_rescorer(&mut p, &pre, &["9.9.9.missing".into()], &RescorerOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("9.9.9.missing"), "{e}");
+    assert_eq!(p.thresholds().rescorer.as_ref(), Some(&r));
 }

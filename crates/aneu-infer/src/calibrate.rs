@@ -201,7 +201,7 @@ pub fn calibrate_on_series<B: Backend>(
 /// the new scores, so run [`calibrate_on_series`] (or
 /// [`calibrate_on_validation`]) next. Fit it on scans neither stage
 /// trained on: on their own training scans the stages' scores are
-/// overconfident.
+/// overconfident. On an error the predictor keeps its thresholds.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for no series, a model without a vessel head
@@ -216,10 +216,33 @@ pub fn fit_rescorer<B: Backend>(
     if series.is_empty() {
         return Err(Error::InvalidConfig("no series to fit the rescorer on".into()));
     }
-    let dir = preprocessed.as_ref();
-    let mut unscored = predictor.thresholds().clone();
+    let before = predictor.thresholds().clone();
+    let mut unscored = before.clone();
     unscored.rescorer = None;
     predictor.set_thresholds(unscored.clone());
+    match labelled_features(predictor, preprocessed.as_ref(), series, opts)
+        .and_then(|(x, y)| fit_logistic(&FEATURE_NAMES, &x, &y, opts.l2))
+    {
+        Ok(r) => {
+            unscored.rescorer = Some(r.clone());
+            predictor.set_thresholds(unscored);
+            Ok(r)
+        }
+        Err(e) => {
+            predictor.set_thresholds(before);
+            Err(e)
+        }
+    }
+}
+
+/// Every candidate's [`FEATURE_NAMES`] vector on the named series, and
+/// whether it hits an aneurysm ([`fit_rescorer`]).
+fn labelled_features<B: Backend>(
+    predictor: &Predictor<B>,
+    dir: &Path,
+    series: &[String],
+    opts: &RescorerOptions,
+) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
     let (mut x, mut y) = (Vec::new(), Vec::new());
     for uid in series {
         let series_err = |e: Error| Error::Series {
@@ -238,8 +261,5 @@ pub fn fit_rescorer<B: Backend>(
             y.push(truth.iter().any(|t| t.distance(&c.world) <= opts.hit_radius_mm));
         }
     }
-    let r = fit_logistic(&FEATURE_NAMES, &x, &y, opts.l2)?;
-    unscored.rescorer = Some(r.clone());
-    predictor.set_thresholds(unscored);
-    Ok(r)
+    Ok((x, y))
 }
