@@ -681,8 +681,9 @@ mod tests {
     }
 
     /// Box averaging and linear interpolation reproduce a ramp exactly
-    /// away from the borders when the cells are whole voxels, and touch
-    /// only the listed axes, the image and nothing else.
+    /// away from the borders when the cells are whole voxels, leave the
+    /// dense target alone, average a checkerboard away along the coarse
+    /// axis, and a factor of 1 changes nothing.
     #[test]
     fn low_resolution_keeps_a_ramp_and_the_targets() {
         let mut p = patch(24);
@@ -699,7 +700,7 @@ mod tests {
             }
         }
         assert_eq!(p.dense, before.dense);
-        // a checkerboard along k is averaged away; along i it stays
+        // a checkerboard in k and i: pairs of slices along k average to 0.5
         let mut c = patch(12);
         c.image = Array3::from_shape_fn((12, 12, 12), |(k, _, i)| ((k + i) % 2) as f32);
         let orig = c.image.clone();
@@ -739,8 +740,8 @@ mod tests {
         }
     }
 
-    /// The blur keeps a constant image and the mean of a ramp's interior,
-    /// and σ = 0 is the identity.
+    /// σ = 0 is the identity; a blur takes variance out of a noisy image
+    /// and leaves the dense target alone.
     #[test]
     fn blur_smooths_the_image_only() {
         let mut p = patch(10);

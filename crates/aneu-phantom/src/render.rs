@@ -624,16 +624,12 @@ mod tests {
             };
             let ranges = [w.vessel, w.noise, w.blur_mm, [0.0, w.bias_scale[1]], w.slab_loss];
             let inside = |x: f64, r: [f64; 2]| x >= r[0] && x <= r[1];
-            for d in draws(m, AppearanceRange::Standard, 300) {
-                for (axis, (x, r)) in d.iter().zip(ranges).enumerate() {
-                    let unused = m != Modality::Mra && axis >= 3;
-                    assert!(unused || inside(*x, r), "{m} standard axis {axis}: {x} not in {r:?}");
-                }
-            }
-            for d in draws(m, AppearanceRange::Wide, 300) {
-                for (axis, (x, r)) in d.iter().zip(ranges).enumerate() {
-                    let unused = m != Modality::Mra && axis >= 3;
-                    assert!(unused || inside(*x, r), "{m} wide axis {axis}: {x} not in {r:?}");
+            for set in [AppearanceRange::Standard, AppearanceRange::Wide] {
+                for d in draws(m, set, 300) {
+                    for (axis, (x, r)) in d.iter().zip(ranges).enumerate() {
+                        let unused = m != Modality::Mra && axis >= 3;
+                        assert!(unused || inside(*x, r), "{m} {set} axis {axis}: {x} not in {r:?}");
+                    }
                 }
             }
             for d in draws(m, AppearanceRange::Outside, 300) {
