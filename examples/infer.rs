@@ -38,6 +38,10 @@ struct Args {
     /// Left–right flip TTA (overrides the config's tta).
     #[arg(long)]
     tta: bool,
+    /// Write <uid>_arteries.nii.gz too: the vessel head's artery labels
+    /// (sets the config's arteries; bundles without a vessel head make none).
+    #[arg(long)]
+    arteries: bool,
     /// This machine's shard, I/N (0-based).
     #[arg(long, default_value = "0/1")]
     shard: Shard,
@@ -86,6 +90,7 @@ fn run(a: &Args) -> Result<PredictSummary, Box<dyn std::error::Error>> {
     if a.tta {
         config.tta = Tta::FlipLr;
     }
+    config.arteries |= a.arteries;
     match a.device.as_str() {
         "cpu" => go::<aneu::models::burn::backend::Flex>(a, config, &Default::default()),
         #[cfg(feature = "cuda")]

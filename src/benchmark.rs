@@ -10,7 +10,14 @@
 //! at 0.125–8 false positives per scan (the ADAM hit rule with the
 //! aneurysms' true radii) and the median localisation error, each with a
 //! 95 % bootstrap interval over scans, per modality and over all
-//! modalities ([`aneu_metrics::BenchmarkFigures`]).
+//! modalities ([`aneu_metrics::BenchmarkFigures`]). A bundle with a vessel
+//! head also writes its artery label map per series
+//! ([`aneu_infer::InferConfig::arteries`], which the benchmark turns on),
+//! scored against the phantoms' vessel segmentations
+//! (`segmentations/<uid>/<uid>_cowseg.nii.gz`, put on the prediction's
+//! grid by nearest neighbour in world space): the artery Dice (the mean
+//! over the arteries each scan holds) and the vessel Dice (any artery
+//! against background).
 //!
 //! Every step resumes: the phantoms are generated once, each bundle's
 //! predictions are [`aneu_infer::predict_dataset`]'s, which skips the
@@ -20,7 +27,7 @@
 //! <out>/benchmark.json               the config, the phantom seeds, every figure
 //! <out>/benchmark.md                 the same as Markdown tables
 //! <out>/phantoms/<MODALITY>/         the evaluation set (RSNA layout + ground_truth/; MRA, CTA, MRI_T2, MRI_T1post)
-//! <out>/predictions/<label>/<MODALITY>/  each bundle's predict_dataset output
+//! <out>/predictions/<label>/<MODALITY>/  each bundle's predict_dataset output (with <uid>_arteries.nii.gz)
 //! ```
 //!
 //! Use it through the example:
@@ -32,9 +39,11 @@
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
-use aneu_infer::{InferConfig, PredictOptions, Predictor, ScanPrediction, predict_dataset, read_predictions};
+use aneu_infer::{InferConfig, PredictOptions, Predictor, predict_dataset, read_predictions};
 use aneu_io::{AtPath, Modality, RsnaDataset};
-use aneu_metrics::{BenchmarkFigures, BootstrapOptions, FrocOptions, Interval, Lesion, PairedDifference, ScanOutcome};
+use aneu_metrics::{
+    BenchmarkFigures, BootstrapOptions, FrocOptions, Interval, LabelOverlap, Lesion, PairedDifference, ScanOutcome,
+};
 use aneu_phantom::{AppearanceRange, PhantomConfig, SizePreset, generate, read_truth};
 use burn::prelude::Backend;
 use serde::{Deserialize, Serialize};
@@ -62,6 +71,15 @@ pub enum BenchmarkError {
     /// The figures could not be computed.
     #[error("scoring: {0}")]
     Metrics(#[from] aneu_metrics::Error),
+    /// A series' reference vessel labels could not be put on its
+    /// prediction's grid.
+    #[error("series {series}: scoring the artery map: {source}")]
+    Arteries {
+        /// The series.
+        series: String,
+        /// Why.
+        source: Box<aneu_preproc::Error>,
+    },
     /// The config is invalid, or the output folder holds a benchmark made
     /// with another config.
     #[error("{0}")]
@@ -92,7 +110,9 @@ pub struct BenchmarkConfig {
     /// phantoms', on the same anatomy as the standard set of the same
     /// seed (so [`BenchmarkConfig::phantom_seed`] is shared).
     pub appearance: AppearanceRange,
-    /// How the bundles are run.
+    /// How the bundles are run. [`run_benchmark`] sets
+    /// [`InferConfig::arteries`], so that bundles with a vessel head make
+    /// the artery maps it scores.
     pub infer: InferConfig,
     /// The hit rule (an aneurysm is hit by a candidate within
     /// `max(radius, min_hit_distance_mm)` of its centre) and the FP rates.
@@ -268,24 +288,49 @@ impl BenchmarkReport {
                     cell(f.median_localisation_error_mm, 2),
                 );
             }
+            if m.rows.iter().any(|r| r.figures.segmented > 0) {
+                s += "\n| modality | scans segmented | artery Dice (mean over the arteries a scan holds) | \
+                      vessel Dice (any artery against background) |\n|---|---|---|---|\n";
+                for r in &m.rows {
+                    let f = &r.figures;
+                    s += &format!(
+                        "| {} | {} | {} | {} |\n",
+                        r.modality.map_or("all", Modality::name),
+                        f.segmented,
+                        cell(f.artery_dice, 3),
+                        cell(f.vessel_dice, 3),
+                    );
+                }
+                if let Some(all) = m.rows.last().filter(|r| !r.figures.dice_by_label.is_empty()) {
+                    s += "\n| artery | scans holding it | Dice |\n|---|---|---|\n";
+                    for l in &all.figures.dice_by_label {
+                        let name = aneu_io::VESSEL_LABELS
+                            .iter()
+                            .find(|(label, _)| *label == l.label)
+                            .map_or_else(|| format!("label {}", l.label), |(_, n)| (*n).to_string());
+                        s += &format!("| {name} | {} | {} |\n", l.scans, cell(l.dice, 3));
+                    }
+                }
+            }
             if let (false, Some(first)) = (m.versus_first.is_empty(), self.models.first()) {
                 s += &format!(
                     "\nAgainst `{}` on the same scans (this model minus that one; paired bootstrap: an \
                      interval that excludes 0 is a difference):\n\n",
                     first.label
                 );
-                s += "| modality | scans | Δ scan AUC | Δ sensitivity at 0.5 FP/scan | at 1 | at 2 |\n";
-                s += "|---|---|---|---|---|---|\n";
+                s += "| modality | scans | Δ scan AUC | Δ sensitivity at 0.5 FP/scan | at 1 | at 2 | Δ artery Dice |\n";
+                s += "|---|---|---|---|---|---|---|\n";
                 for r in &m.versus_first {
                     let d = &r.difference;
                     s += &format!(
-                        "| {} | {} | {} | {} | {} | {} |\n",
+                        "| {} | {} | {} | {} | {} | {} | {} |\n",
                         r.modality.map_or("all", Modality::name),
                         d.scans,
                         signed_cell(d.scan_auc, 3),
                         signed_cell(d.sensitivity(0.5), 2),
                         signed_cell(d.sensitivity(1.0), 2),
                         signed_cell(d.sensitivity(2.0), 2),
+                        signed_cell(d.artery_dice, 3),
                     );
                 }
             }
@@ -395,13 +440,15 @@ fn ensure_phantoms(config: &BenchmarkConfig, out: &Path, progress: &dyn Fn(Bench
     Ok(())
 }
 
-/// Scores one modality's predictions against the phantoms' ground truth.
-/// Every labelled series is scored or listed in `failed`.
+/// Scores one modality's predictions (`predictions` holds them, with
+/// their artery maps) against the phantoms' ground truth. Every labelled
+/// series is scored or listed in `failed`.
 fn outcomes(
     root: &Path,
-    preds: Vec<ScanPrediction>,
+    predictions: &Path,
     failed: &[(String, String)],
 ) -> BenchmarkResult<Vec<(String, ScanOutcome)>> {
+    let preds = read_predictions(predictions)?;
     let ds = RsnaDataset::open(root)?;
     let mut scored = Vec::with_capacity(preds.len());
     for p in &preds {
@@ -420,7 +467,9 @@ fn outcomes(
                 radius_mm: a.radius_mm,
             })
             .collect();
-        scored.push((p.series_uid.clone(), p.outcome(labels, aneurysms)));
+        let mut outcome = p.outcome(labels, aneurysms);
+        outcome.arteries = artery_overlap(&ds, &p.series_uid, predictions)?;
+        scored.push((p.series_uid.clone(), outcome));
     }
     let labelled = ds.all_labels().count();
     if preds.len() + failed.len() != labelled {
@@ -433,6 +482,27 @@ fn outcomes(
         )));
     }
     Ok(scored)
+}
+
+/// The artery map that [`predict_dataset`] wrote for `uid` in `dir`
+/// against the series' reference vessel labels, on the map's grid; `None`
+/// when either is missing.
+fn artery_overlap(ds: &RsnaDataset, uid: &str, dir: &Path) -> BenchmarkResult<Option<LabelOverlap>> {
+    let path = dir.join(format!("{uid}_arteries.nii.gz"));
+    if !path.exists() {
+        return Ok(None);
+    }
+    let Some(truth) = ds.read_vessel_labels(uid)? else {
+        return Ok(None);
+    };
+    let predicted = aneu_io::read_nifti(&path)?.map(|&v| v as u8);
+    let truth = aneu_preproc::labels_on_grid(&truth, predicted.affine(), predicted.size()).map_err(|source| {
+        BenchmarkError::Arteries {
+            series: uid.to_string(),
+            source: Box::new(source),
+        }
+    })?;
+    Ok(Some(LabelOverlap::of(truth.as_slice(), predicted.as_slice())?))
 }
 
 /// The scored scans of one row: its modality (`None` for all of them) and
@@ -480,6 +550,13 @@ pub fn run_benchmark<B: Backend>(
 ) -> BenchmarkResult<BenchmarkReport> {
     let out = out.as_ref();
     config.validate()?;
+    let config = &BenchmarkConfig {
+        infer: InferConfig {
+            arteries: true,
+            ..config.infer.clone()
+        },
+        ..config.clone()
+    };
     if bundles.is_empty() {
         return Err(BenchmarkError::Config("no bundle".into()));
     }
@@ -508,7 +585,7 @@ pub fn run_benchmark<B: Backend>(
                 timed += s.done;
             }
             progress(BenchmarkProgress::Score(label.clone()));
-            per_modality.push((m, outcomes(&root, read_predictions(&dir)?, &s.errors)?));
+            per_modality.push((m, outcomes(&root, &dir, &s.errors)?));
             failed.extend(s.errors);
         }
         // the rows: each modality, then all of them together

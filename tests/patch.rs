@@ -238,13 +238,84 @@ fn a_certain_left_right_flip_swaps_sides_and_mirrors_the_array() {
         assert_eq!(*v, image[[k, j, 2 - i]]);
         assert_eq!(p.dense[[k, j, i]], 2.0 * image[[k, j, 2 - i]]);
     }
-    assert_eq!(p.position[2], [1.0, 0.0]);
+    // a mirrored head in the same place: the i coordinates stay
+    assert_eq!(p.position[2], [0.0, 1.0]);
     // the labels move with the voxels, and the right PComm becomes the left
     let flipped = p.vessels.as_ref().unwrap();
     for ((_, _, i), v) in flipped.indexed_iter() {
         let want = [0, Location::AcomA.vessel_label(), Location::LeftPcomA.vessel_label()][i];
         assert_eq!(*v, want, "column {i}");
     }
+}
+
+/// Whatever flips and half turns do, every left artery voxel still sits at
+/// a lower `i` coordinate channel value than every right artery voxel (`i`
+/// runs left → right), as on an unaugmented patch: the coordinate a
+/// network sees tells it the side the labels give. (Reversing the `i` range
+/// with a left-right flip, while mirroring the labels, broke this: one
+/// coordinate then meant both sides.)
+#[test]
+fn the_i_coordinate_and_the_sides_of_the_labels_agree() {
+    let n = 6;
+    let (left, right) = (Location::LeftMca.vessel_label(), Location::RightMca.vessel_label());
+    // left MCA in the low-i half of the rows j < 3, right MCA in the high-i
+    // half of the rows j ≥ 3 (so flips and turns move them differently)
+    let vessels = Array3::from_shape_fn((n, n, n), |(_, j, i)| match (j < 3, i < 3) {
+        (true, true) => left,
+        (false, false) => right,
+        _ => 0,
+    });
+    let base = Patch {
+        image: vessels.mapv(f32::from),
+        dense: vessels.mapv(f32::from),
+        label: 1.0,
+        locations: [0.0; 13],
+        position: [[0.1, 0.4], [0.2, 0.5], [0.3, 0.6]],
+        vessels: Some(vessels),
+        spec: PatchSpec {
+            case: 0,
+            centre: aneu::io::VoxelIndex::new(0, 0, 0),
+            source: PatchSource::Positive,
+        },
+    };
+    let geo = Compose(vec![
+        Transform::Flip(RandFlip { axis: 0, p: 0.5 }),
+        Transform::Flip(RandFlip { axis: 1, p: 0.5 }),
+        Transform::Flip(RandFlip { axis: 2, p: 0.5 }),
+        Transform::Rot90(RandRot90 {
+            p: 0.5,
+            quarter_turns: false,
+        }),
+    ]);
+    let mut moved = 0;
+    for seed in 0..64 {
+        let mut p = base.clone();
+        geo.apply(&mut p, &mut StdRng::seed_from_u64(seed));
+        let v = p.vessels.as_ref().unwrap();
+        moved += usize::from(v != base.vessels.as_ref().unwrap());
+        let coords = p.position_channels();
+        let i_channel = &coords[2 * n * n * n..];
+        let at = |want: u8| -> Vec<f32> {
+            v.iter()
+                .zip(i_channel)
+                .filter(|(l, _)| **l == want)
+                .map(|(_, c)| *c)
+                .collect()
+        };
+        let (l, r) = (at(left), at(right));
+        assert_eq!(
+            (l.len(), r.len()),
+            (54, 54),
+            "seed {seed}: the labels move, none is lost"
+        );
+        let highest_left = l.iter().copied().fold(f32::MIN, f32::max);
+        let lowest_right = r.iter().copied().fold(f32::MAX, f32::min);
+        assert!(
+            highest_left < lowest_right,
+            "seed {seed}: {highest_left} ≥ {lowest_right}"
+        );
+    }
+    assert!(moved > 16, "the transforms ran ({moved} of 64 moved the labels)");
 }
 
 #[test]

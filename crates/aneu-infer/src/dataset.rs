@@ -8,6 +8,7 @@
 //!   errors.csv               SeriesInstanceUID, error (series that failed)
 //!   <uid>.json               ScanPrediction: scores, candidates in mm and DICOM (SOP, x, y)
 //!   <uid>_prob.nii.gz        the probability map (with prob_maps)
+//!   <uid>_arteries.nii.gz    the artery label map, uint8 (with InferConfig::arteries and a vessel head)
 //! ```
 //! A shard `I/N` of several writes `submission-I-of-N.csv` and
 //! `errors-I-of-N.csv`; [`evaluate`] reads every `<uid>.json`.
@@ -280,7 +281,8 @@ pub fn predict_dataset<B: Backend>(
     for (n, inp) in mine.iter().enumerate() {
         let json = out.join(format!("{}.json", inp.key));
         let prior = json.exists().then(|| read_series_file(&json).ok()).flatten();
-        let map_ok = !opts.prob_maps || out.join(format!("{}_prob.nii.gz", inp.key)).exists();
+        let map_ok = (!opts.prob_maps || out.join(format!("{}_prob.nii.gz", inp.key)).exists())
+            && (!predictor.makes_arteries() || out.join(format!("{}_arteries.nii.gz", inp.key)).exists());
         match prior {
             Some(f) if f.run_hash == hash && map_ok => {
                 summary.skipped += 1;
@@ -355,6 +357,9 @@ fn predict_one<B: Backend>(
     if opts.prob_maps {
         aneu_io::write_nifti(&p.probability, out.join(format!("{}_prob.nii.gz", inp.key)))
             .map_err(|e| wrap(e.into()))?;
+    }
+    if let Some(a) = &p.arteries {
+        aneu_io::write_nifti(a, out.join(format!("{}_arteries.nii.gz", inp.key))).map_err(|e| wrap(e.into()))?;
     }
     let mut scan = p.scan;
     // the file is named by the folder; the UID inside is the series' own

@@ -14,7 +14,7 @@ use aneu_patch::{Case, patch_start};
 use aneu_preproc::{Grid, PreprocessConfig, Preprocessed, preprocess_series};
 use burn::prelude::*;
 use burn::tensor::activation::{sigmoid, softmax};
-use ndarray::Array3;
+use ndarray::{Array3, Array4, Axis, s};
 use serde::{Deserialize, Serialize};
 
 use crate::candidates::{CandidateOptions, find_peaks};
@@ -93,6 +93,13 @@ pub struct InferConfig {
     pub aggregator: Aggregator,
     /// Test-time augmentation.
     pub tta: Tta,
+    /// Also blend the vessel head's class probabilities over the windows
+    /// into an artery label map ([`Prediction::arteries`]; `inference`
+    /// writes it as `<uid>_arteries.nii.gz`). It costs a map of
+    /// `classes` floats per voxel while the scan runs (14 × the
+    /// probability map's memory). Bundles without a vessel head make none.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub arteries: bool,
 }
 
 impl Default for InferConfig {
@@ -102,6 +109,7 @@ impl Default for InferConfig {
             candidates: CandidateOptions::default(),
             aggregator: Aggregator::Max,
             tta: Tta::None,
+            arteries: false,
         }
     }
 }
@@ -304,6 +312,7 @@ impl ScanPrediction {
                     .collect(),
                 lesions: aneurysms,
             },
+            arteries: None,
         }
     }
 }
@@ -315,6 +324,11 @@ pub struct Prediction {
     pub scan: ScanPrediction,
     /// P(aneurysm) per voxel on the preprocessed grid.
     pub probability: Volume<f32>,
+    /// The artery label of each voxel on the same grid
+    /// (`aneu_io::VESSEL_LABELS`: 0 background, 1 to 13 the arteries of
+    /// the 13 locations), the vessel head's most probable class, with
+    /// [`InferConfig::arteries`] and a member with a vessel head.
+    pub arteries: Option<Volume<u8>>,
 }
 
 struct Member<B: Backend> {
@@ -348,6 +362,24 @@ fn flip5<B: Backend>(mut x: Tensor<B, 5>, f: [bool; 3]) -> Tensor<B, 5> {
         }
     }
     x
+}
+
+/// Flips a batch of inputs `[n, channels, k, j, i]` as training's
+/// augmentation does (`aneu_patch::augment`): a flip of k or j flips every
+/// channel, the image and its coordinate channels; a flip of i (left–right)
+/// flips the image only, a mirrored head in the same place, whose outputs
+/// are then mirrored left ↔ right.
+fn flip_input<B: Backend>(x: Tensor<B, 5>, f: [bool; 3]) -> Tensor<B, 5> {
+    let x = flip5(x, [f[0], f[1], false]);
+    let channels = x.dims()[1];
+    match (f[2], channels) {
+        (false, _) => x,
+        (true, 1) => x.flip([4]),
+        (true, c) => {
+            let image = x.clone().narrow(1, 0, 1).flip([4]);
+            Tensor::cat(vec![image, x.narrow(1, 1, c - 1)], 1)
+        }
+    }
 }
 
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -518,14 +550,25 @@ impl<B: Backend> Predictor<B> {
         Ok(aneu_preproc::stable_hash(&parts))
     }
 
-    fn run_windows(&self, m: &Member<B>, b: &WindowBatch, series: &str) -> Result<Vec<WindowOutput>> {
+    /// The member's outputs on a batch of windows, averaged over the TTA
+    /// flips: the aneurysm map (or the patch score), and with `classes > 0`
+    /// the vessel head's class probabilities after it, as
+    /// [`WindowOutput::Channels`].
+    fn run_windows(&self, m: &Member<B>, b: &WindowBatch, series: &str, classes: usize) -> Result<Vec<WindowOutput>> {
         let (n, r) = (b.len(), b.roi);
+        let per = r * r * r;
         let x = Tensor::<B, 1>::from_floats(b.data.as_slice(), &self.device).reshape([n, b.channels, r, r, r]);
         let flips = self.config.tta.flips();
         let dense = m.model.has_dense_head();
+        let nonfinite = |what: &str| Error::NonFinite {
+            series: series.to_string(),
+            what: what.to_string(),
+        };
+        let mirror = mirrored_classes(classes);
         let mut sum: Vec<f32> = Vec::new();
+        let mut vessels = vec![0f32; n * classes * per];
         for f in &flips {
-            let out = m.model.forward_patches(flip5(x.clone(), *f));
+            let out = m.model.forward_patches(flip_input(x.clone(), *f));
             let v = match (dense, out.dense) {
                 (true, Some(d)) => to_vec(flip5(sigmoid(d), *f)),
                 _ => to_vec(sigmoid(out.logit)),
@@ -535,25 +578,42 @@ impl<B: Backend> Predictor<B> {
             } else {
                 sum.iter_mut().zip(&v).for_each(|(a, b)| *a += b);
             }
+            if classes > 0 {
+                let v = out.vessels.ok_or_else(|| {
+                    Error::InvalidConfig("a model with a vessel head returned no vessel output".into())
+                })?;
+                let probs = to_vec(flip5(softmax(v, 1), *f));
+                // a flipped i axis swaps left and right arteries
+                for (w, window) in probs.chunks(classes * per).enumerate() {
+                    for (c, one) in window.chunks(per).enumerate() {
+                        let c = if f[2] { mirror[c] } else { c };
+                        let dst = &mut vessels[(w * classes + c) * per..][..per];
+                        dst.iter_mut().zip(one).for_each(|(a, b)| *a += b);
+                    }
+                }
+            }
         }
         let nf = flips.len() as f32;
-        if sum.iter().any(|v| !v.is_finite()) {
-            return Err(Error::NonFinite {
-                series: series.to_string(),
-                what: "a non-finite probability".into(),
-            });
+        if sum.iter().chain(&vessels).any(|v| !v.is_finite()) {
+            return Err(nonfinite("a non-finite probability"));
         }
-        let per = r * r * r;
-        Ok((0..n)
+        (0..n)
             .map(|w| {
-                if dense {
-                    let a = Array3::from_shape_fn((r, r, r), |(k, j, i)| sum[w * per + (k * r + j) * r + i] / nf);
-                    WindowOutput::Dense(a)
-                } else {
-                    WindowOutput::Score(sum.get(w).copied().unwrap_or(0.0) / nf)
+                if !dense {
+                    return Ok(WindowOutput::Score(sum.get(w).copied().unwrap_or(0.0) / nf));
                 }
+                let map = &sum[w * per..(w + 1) * per];
+                let vs = &vessels[w * classes * per..(w + 1) * classes * per];
+                let all: Vec<f32> = map.iter().chain(vs).map(|v| v / nf).collect();
+                let out = Array4::from_shape_vec((1 + classes, r, r, r), all)
+                    .map_err(|e| Error::InvalidConfig(format!("a window's outputs: {e}")))?;
+                Ok(if classes == 0 {
+                    WindowOutput::Dense(out.index_axis_move(Axis(0), 0))
+                } else {
+                    WindowOutput::Channels(out)
+                })
             })
-            .collect())
+            .collect()
     }
 
     /// The ensemble's probability map on the case's grid (`[k, j, i]`):
@@ -563,23 +623,55 @@ impl<B: Backend> Predictor<B> {
     /// [`Error::NonFinite`] when a model produces NaN, and sliding-window
     /// errors.
     pub fn probability_map(&self, case: &Case) -> Result<Array3<f32>> {
-        let mut acc: Option<Array3<f32>> = None;
+        Ok(self.maps(case, false)?.0)
+    }
+
+    /// Whether predictions carry an artery label map: the config asks for
+    /// it ([`InferConfig::arteries`]) and a member has a dense vessel head.
+    pub fn makes_arteries(&self) -> bool {
+        self.config.arteries && self.members.iter().any(|m| artery_classes(m) > 0)
+    }
+
+    /// The probability map, and with `arteries` the artery labels: each
+    /// voxel's most probable class of the vessel heads' probabilities,
+    /// blended over the windows and averaged over the members that have
+    /// one (`None` when none has).
+    fn maps(&self, case: &Case, arteries: bool) -> Result<(Array3<f32>, Option<Array3<u8>>)> {
+        let mut prob: Option<Array3<f32>> = None;
+        let mut vessels: Option<Array4<f32>> = None;
         for m in &self.members {
             let roi = self.window_roi().unwrap_or(m.bundle.manifest.patch_size);
-            let map = self
-                .config
-                .window
-                .run(case, roi, m.bundle.manifest.position_prior, |b| {
-                    self.run_windows(m, b, &case.id)
-                })?;
-            match &mut acc {
-                None => acc = Some(map),
-                Some(a) => *a += &map,
+            let classes = if arteries { artery_classes(m) } else { 0 };
+            let maps =
+                self.config
+                    .window
+                    .run_channels(case, roi, m.bundle.manifest.position_prior, 1 + classes, |b| {
+                        self.run_windows(m, b, &case.id, classes)
+                    })?;
+            let p = maps.index_axis(Axis(0), 0);
+            match &mut prob {
+                None => prob = Some(p.to_owned()),
+                Some(a) => *a += &p,
+            }
+            if classes == 0 {
+                continue;
+            }
+            let v = maps.slice(s![1.., .., .., ..]);
+            match &mut vessels {
+                None => vessels = Some(v.to_owned()),
+                Some(a) if a.dim() == v.dim() => *a += &v,
+                Some(a) => {
+                    return Err(Error::InvalidConfig(format!(
+                        "the ensemble's vessel heads differ: {} and {} classes",
+                        a.dim().0,
+                        v.dim().0
+                    )));
+                }
             }
         }
-        let mut a = acc.ok_or_else(|| Error::InvalidConfig("no model".into()))?;
-        a /= self.members.len() as f32;
-        Ok(a)
+        let mut p = prob.ok_or_else(|| Error::InvalidConfig("no model".into()))?;
+        p /= self.members.len() as f32;
+        Ok((p, vessels.as_ref().map(most_probable)))
     }
 
     /// Runs every member on patches (of its training size) centred on
@@ -651,7 +743,7 @@ impl<B: Backend> Predictor<B> {
                 }
                 let x = Tensor::<B, 1>::from_floats(data.as_slice(), &self.device).reshape([chunk.len(), c, p, p, p]);
                 for f in &flips {
-                    let out = m.model.forward_patches(flip5(x.clone(), *f));
+                    let out = m.model.forward_patches(flip_input(x.clone(), *f));
                     if let (true, Some(v)) = (read_vessels, out.vessels) {
                         let classes = m.model.vessel_classes();
                         let probs = to_vec(softmax(v, 1));
@@ -725,6 +817,13 @@ impl<B: Backend> Predictor<B> {
     /// As [`Predictor::probability_map`] and [`Predictor::patch_outputs`].
     pub fn detect(&self, case: &Case, series: Option<&DicomSeries>) -> Result<(Array3<f32>, Vec<Detection>)> {
         let map = self.probability_map(case)?;
+        let candidates = self.candidates_on(case, &map, series)?;
+        Ok((map, candidates))
+    }
+
+    /// The candidates on `map`, the case's probability map: what
+    /// [`Predictor::detect`] does after the sliding window.
+    fn candidates_on(&self, case: &Case, map: &Array3<f32>, series: Option<&DicomSeries>) -> Result<Vec<Detection>> {
         let affine = *case.image.affine();
         let peaks = find_peaks(map.view(), &affine, &self.config.candidates);
         let centres: Vec<[usize; 3]> = peaks.iter().map(|p| p.voxel).collect();
@@ -777,7 +876,7 @@ impl<B: Backend> Predictor<B> {
             }
         }
         candidates.sort_by(|a, b| b.score.total_cmp(&a.score));
-        Ok((map, candidates))
+        Ok(candidates)
     }
 
     /// Predicts a preprocessed case: map, candidates, locations and the
@@ -788,7 +887,8 @@ impl<B: Backend> Predictor<B> {
     /// As [`Predictor::probability_map`].
     pub fn predict_case(&self, case: &Case, modality: Modality, series: Option<&DicomSeries>) -> Result<Prediction> {
         let t0 = Instant::now();
-        let (map, candidates) = self.detect(case, series)?;
+        let (map, arteries) = self.maps(case, self.config.arteries)?;
+        let candidates = self.candidates_on(case, &map, series)?;
         let affine = *case.image.affine();
         let present = aggregate(self.config.aggregator, &map, &case.mask, &candidates);
         // the location head's answer when it saw a candidate, else the
@@ -819,7 +919,12 @@ impl<B: Backend> Predictor<B> {
             seconds: t0.elapsed().as_secs_f64(),
         };
         let probability = Volume::new(map, affine)?;
-        Ok(Prediction { scan, probability })
+        let arteries = arteries.map(|a| Volume::new(a, affine)).transpose()?;
+        Ok(Prediction {
+            scan,
+            probability,
+            arteries,
+        })
     }
 
     /// Predicts a series that is already preprocessed (with this bundle's
@@ -863,6 +968,53 @@ impl<B: Backend> Predictor<B> {
         let s = DicomSeries::read(dir)?;
         self.predict_series(&s, None)
     }
+}
+
+/// The vessel-head classes a member blends into an artery map: its vessel
+/// classes when it has a dense head (a patch classifier's head has no
+/// map to blend), else 0.
+fn artery_classes<B: Backend>(m: &Member<B>) -> usize {
+    if m.model.has_dense_head() {
+        m.model.vessel_classes()
+    } else {
+        0
+    }
+}
+
+/// The class each of `classes` vessel-head classes becomes in a left–right
+/// mirror image: the other side's artery of a lateral location, the same
+/// class otherwise (background, the midline arteries).
+fn mirrored_classes(classes: usize) -> Vec<usize> {
+    (0..classes)
+        .map(|c| {
+            u8::try_from(c)
+                .ok()
+                .and_then(Location::from_vessel_label)
+                .map_or(c, |l| usize::from(l.mirrored().vessel_label()))
+        })
+        .collect()
+}
+
+/// Each voxel's most probable class of `probs` (`[classes, k, j, i]`); the
+/// lowest class wins a tie, so a voxel that no window covered (all 0) is
+/// background.
+fn most_probable(probs: &Array4<f32>) -> Array3<u8> {
+    let (c, k, j, i) = probs.dim();
+    let mut best = Array3::<u8>::zeros((k, j, i));
+    let mut top = probs.index_axis(Axis(0), 0).to_owned();
+    for n in 1..c {
+        let label = u8::try_from(n).unwrap_or(0);
+        ndarray::Zip::from(&mut best)
+            .and(&mut top)
+            .and(probs.index_axis(Axis(0), n))
+            .for_each(|b, t, &p| {
+                if p > *t {
+                    *t = p;
+                    *b = label;
+                }
+            });
+    }
+    best
 }
 
 fn argmax(v: &[f64; 13]) -> usize {
@@ -990,6 +1142,33 @@ mod tests {
         let nor = 1.0 - 0.1 * 0.5 * 0.8;
         assert!((aggregate(Aggregator::NoisyOr { k: 5 }, &map, &mask, &c) - nor).abs() < 1e-12);
         assert_eq!(aggregate(Aggregator::NoisyOr { k: 5 }, &map, &mask, &[]), 0.0);
+    }
+
+    /// The mirror of a class is the other side's artery for the lateral
+    /// locations and the class itself otherwise; mirroring twice is the
+    /// identity.
+    #[test]
+    fn mirrored_classes_swap_the_sides() {
+        let m = mirrored_classes(14);
+        let label = |l: Location| usize::from(l.vessel_label());
+        assert_eq!(m[label(Location::LeftMca)], label(Location::RightMca));
+        assert_eq!(m[label(Location::RightPcomA)], label(Location::LeftPcomA));
+        assert_eq!(m[label(Location::AcomA)], label(Location::AcomA));
+        assert_eq!(m[0], 0);
+        assert!((0..14).all(|c| m[m[c]] == c));
+        assert_eq!((0..14).filter(|&c| m[c] != c).count(), 10);
+    }
+
+    /// The most probable class per voxel, the lowest on a tie (so all-0
+    /// voxels are background).
+    #[test]
+    fn most_probable_takes_the_highest_class() {
+        let mut p = Array4::<f32>::zeros((3, 1, 1, 3));
+        p[[2, 0, 0, 0]] = 0.7;
+        p[[1, 0, 0, 0]] = 0.2;
+        p[[1, 0, 0, 1]] = 0.5;
+        p[[2, 0, 0, 1]] = 0.5;
+        assert_eq!(most_probable(&p).into_raw_vec_and_offset().0, vec![2, 1, 0]);
     }
 
     #[test]

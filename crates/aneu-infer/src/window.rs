@@ -8,7 +8,7 @@
 //! weight.
 
 use aneu_patch::{Case, PatchGrid, Tile, extract_box};
-use ndarray::{Array3, s};
+use ndarray::{Array3, Array4, Axis, s};
 use serde::{Deserialize, Serialize};
 
 use crate::{Error, Result};
@@ -176,13 +176,67 @@ impl SlidingWindow {
     /// # Errors
     /// [`Error::InvalidConfig`] for bad options or a closure that returns
     /// the wrong number or size of outputs, and whatever `predict` returns.
-    pub fn run<F>(&self, case: &Case, roi: usize, position: bool, mut predict: F) -> Result<Array3<f32>>
+    pub fn run<F>(&self, case: &Case, roi: usize, position: bool, predict: F) -> Result<Array3<f32>>
+    where
+        F: FnMut(&WindowBatch) -> Result<Vec<WindowOutput>>,
+    {
+        Ok(self
+            .run_channels(case, roi, position, 1, predict)?
+            .index_axis_move(Axis(0), 0))
+    }
+
+    /// [`SlidingWindow::run`] for a model that returns `channels` values per
+    /// voxel ([`WindowOutput::Channels`], `[channels, roi, roi, roi]`):
+    /// each channel is blended as `run` blends one, with the same weights,
+    /// into `[channels, k, j, i]`. A class-probability output stays a
+    /// probability per voxel (weights sum to 1 at every voxel).
+    ///
+    /// ```
+    /// use aneu_infer::{SlidingWindow, WindowOutput};
+    /// use aneu_io::{Affine, Volume};
+    /// use aneu_patch::Case;
+    /// use ndarray::{Array3, Array4, Axis, stack};
+    /// let img = Volume::new(Array3::from_shape_fn((20, 21, 22), |(k, j, i)| (k + j + i) as f32),
+    ///                       Affine::identity())?;
+    /// let case = Case::new("c", img.clone(), img.map(|_| 1u8), vec![])?;
+    /// // channel 0 is the image, channel 1 its double
+    /// let maps = SlidingWindow::default().run_channels(&case, 8, false, 2, |b| {
+    ///     Ok((0..b.len())
+    ///         .map(|n| {
+    ///             let w = b.window(n, 0);
+    ///             WindowOutput::Channels(stack(Axis(0), &[w.view(), (&w * 2.0).view()]).unwrap())
+    ///         })
+    ///         .collect())
+    /// })?;
+    /// assert_eq!(maps.dim(), (2, 20, 21, 22));
+    /// assert!(maps.index_axis(Axis(1), 5).iter().zip(img.data().index_axis(Axis(0), 5)).all(|(a, b)| (a - b).abs() < 1e-3 || (a - 2.0 * b).abs() < 1e-3));
+    /// assert!((maps[[1, 7, 8, 9]] - 48.0).abs() < 1e-3);
+    /// # Ok::<(), Box<dyn std::error::Error>>(())
+    /// ```
+    ///
+    /// # Errors
+    /// As [`SlidingWindow::run`]; an output with another channel count is
+    /// [`Error::InvalidConfig`]. [`WindowOutput::Dense`] and
+    /// [`WindowOutput::Score`] are one channel.
+    pub fn run_channels<F>(
+        &self,
+        case: &Case,
+        roi: usize,
+        position: bool,
+        channels: usize,
+        mut predict: F,
+    ) -> Result<Array4<f32>>
     where
         F: FnMut(&WindowBatch) -> Result<Vec<WindowOutput>>,
     {
         self.validate()?;
         if roi == 0 {
             return Err(Error::InvalidConfig("roi must be positive".into()));
+        }
+        if channels == 0 {
+            return Err(Error::InvalidConfig(
+                "a window output needs at least one channel".into(),
+            ));
         }
         let grid = PatchGrid::new(case.image.size(), [roi; 3], self.overlap)?;
         let tiles: Vec<Tile> = if self.mask_tiles {
@@ -191,22 +245,22 @@ impl SlidingWindow {
             grid.tiles().collect()
         };
         let dims = grid.dims();
-        let mut acc = Array3::<f32>::zeros((dims[0], dims[1], dims[2]));
+        let mut acc = Array4::<f32>::zeros((channels, dims[0], dims[1], dims[2]));
         let mut wsum = Array3::<f32>::zeros((dims[0], dims[1], dims[2]));
         let gauss = match self.blend {
             Blend::Gaussian { sigma_scale } => Some(grid.gaussian_importance(sigma_scale)),
             _ => None,
         };
-        let channels = if position { 4 } else { 1 };
+        let input_channels = if position { 4 } else { 1 };
         for chunk in tiles.chunks(self.batch_size) {
-            let mut data = Vec::with_capacity(chunk.len() * channels * roi * roi * roi);
+            let mut data = Vec::with_capacity(chunk.len() * input_channels * roi * roi * roi);
             for t in chunk {
                 data.extend(window_input(case, t.start.map(|x| x as i64), roi, position));
             }
             let batch = WindowBatch {
                 tiles: chunk.to_vec(),
                 roi,
-                channels,
+                channels: input_channels,
                 data,
             };
             let outs = predict(&batch)?;
@@ -221,19 +275,14 @@ impl SlidingWindow {
                 self.accumulate(&mut acc, &mut wsum, t, roi, o, gauss.as_ref())?;
             }
         }
-        if matches!(self.blend, Blend::Max) {
-            acc.zip_mut_with(&wsum, |a, w| {
-                if *w == 0.0 {
+        let max = matches!(self.blend, Blend::Max);
+        let mask = case.mask.data();
+        for mut c in acc.outer_iter_mut() {
+            ndarray::Zip::from(&mut c).and(&wsum).and(&mask).for_each(|a, &w, &m| {
+                if w == 0.0 || (self.mask_output && m == 0) {
                     *a = 0.0;
-                }
-            });
-        } else {
-            acc.zip_mut_with(&wsum, |a, w| *a = if *w > 0.0 { *a / *w } else { 0.0 });
-        }
-        if self.mask_output {
-            acc.zip_mut_with(&case.mask.data(), |a, m| {
-                if *m == 0 {
-                    *a = 0.0;
+                } else if !max {
+                    *a /= w;
                 }
             });
         }
@@ -242,34 +291,50 @@ impl SlidingWindow {
 
     fn accumulate(
         &self,
-        acc: &mut Array3<f32>,
+        acc: &mut Array4<f32>,
         wsum: &mut Array3<f32>,
         tile: &Tile,
         roi: usize,
         out: WindowOutput,
         gauss: Option<&Array3<f32>>,
     ) -> Result<()> {
+        let channels = acc.dim().0;
+        let wrong = |what: String| Err(Error::InvalidConfig(what));
         // the region of the window that receives values, in window coordinates
         let (lo, hi, values) = match out {
             WindowOutput::Dense(a) => {
-                if a.dim() != (roi, roi, roi) {
-                    return Err(Error::InvalidConfig(format!(
-                        "a dense output of shape {:?} for a window of {roi}",
+                if a.dim() != (roi, roi, roi) || channels != 1 {
+                    return wrong(format!(
+                        "a dense output of shape {:?} for a window of {roi} and {channels} channels",
                         a.dim()
-                    )));
+                    ));
+                }
+                (0, roi, Values::Map(a.insert_axis(Axis(0))))
+            }
+            WindowOutput::Channels(a) => {
+                if a.dim() != (channels, roi, roi, roi) {
+                    return wrong(format!(
+                        "an output of shape {:?} for a window of {roi} and {channels} channels",
+                        a.dim()
+                    ));
                 }
                 (0, roi, Values::Map(a))
             }
-            WindowOutput::Score(v) => match self.spread {
-                Spread::Patch => (0, roi, Values::Const(v)),
-                Spread::Centre { fraction } => {
-                    let e = ((fraction * roi as f64).round() as usize).clamp(1, roi);
-                    let lo = (roi - e) / 2;
-                    (lo, lo + e, Values::Const(v))
+            WindowOutput::Score(v) => {
+                if channels != 1 {
+                    return wrong(format!("one score per window for {channels} channels"));
                 }
-            },
+                match self.spread {
+                    Spread::Patch => (0, roi, Values::Const(v)),
+                    Spread::Centre { fraction } => {
+                        let e = ((fraction * roi as f64).round() as usize).clamp(1, roi);
+                        let lo = (roi - e) / 2;
+                        (lo, lo + e, Values::Const(v))
+                    }
+                }
+            }
         };
-        let dims = acc.dim();
+        let dims = wsum.dim();
         let dims = [dims.0, dims.1, dims.2];
         let mut end = [0usize; 3];
         for a in 0..3 {
@@ -279,31 +344,51 @@ impl SlidingWindow {
         if (0..3).any(|a| st[a] + lo >= end[a]) {
             return Ok(());
         }
-        let mut a_view = acc.slice_mut(s![st[0] + lo..end[0], st[1] + lo..end[1], st[2] + lo..end[2]]);
-        let mut w_view = wsum.slice_mut(s![st[0] + lo..end[0], st[1] + lo..end[1], st[2] + lo..end[2]]);
+        // the covered region, in map and in window coordinates
+        let o: [std::ops::Range<usize>; 3] = std::array::from_fn(|a| st[a] + lo..end[a]);
+        let w: [std::ops::Range<usize>; 3] = std::array::from_fn(|a| lo..end[a] - st[a]);
+        let out_region = s![o[0].clone(), o[1].clone(), o[2].clone()];
         let max = matches!(self.blend, Blend::Max);
-        for ((k, j, i), a) in a_view.indexed_iter_mut() {
-            let (wk, wj, wi) = (k + lo, j + lo, i + lo);
-            let v = match &values {
-                Values::Map(m) => m[[wk, wj, wi]],
-                Values::Const(c) => *c,
-            };
-            let w = &mut w_view[[k, j, i]];
-            if max {
-                *a = if *w == 0.0 { v } else { a.max(v) };
-                *w = 1.0;
-            } else {
-                let g = gauss.map_or(1.0, |g| g[[wk, wj, wi]]);
-                *a += g * v;
-                *w += g;
+        // each voxel's weight: the Gaussian's, or 1
+        let weights = match (max, gauss) {
+            (false, Some(g)) => g.slice(s![w[0].clone(), w[1].clone(), w[2].clone()]).to_owned(),
+            _ => Array3::ones(wsum.slice(out_region).dim()),
+        };
+        let covered = wsum.slice(out_region);
+        for c in 0..channels {
+            let mut a_view = acc.slice_mut(s![c, o[0].clone(), o[1].clone(), o[2].clone()]);
+            let zip = ndarray::Zip::from(&mut a_view).and(&covered).and(&weights);
+            match &values {
+                Values::Map(m) => {
+                    let v = m.slice(s![c, w[0].clone(), w[1].clone(), w[2].clone()]);
+                    zip.and(&v).for_each(|a, &w, &g, &v| blend_into(a, v, g, w, max));
+                }
+                Values::Const(v) => zip.for_each(|a, &w, &g| blend_into(a, *v, g, w, max)),
             }
+        }
+        let mut w_view = wsum.slice_mut(out_region);
+        if max {
+            w_view.fill(1.0);
+        } else {
+            w_view += &weights;
         }
         Ok(())
     }
 }
 
+/// Blends value `v` of weight `g` into `a`, which windows of weight sum
+/// `w` have covered before: the highest value with `max`, else the
+/// weighted sum (divided by the weights at the end).
+fn blend_into(a: &mut f32, v: f32, g: f32, w: f32, max: bool) {
+    if max {
+        *a = if w == 0.0 { v } else { a.max(v) };
+    } else {
+        *a += g * v;
+    }
+}
+
 enum Values {
-    Map(Array3<f32>),
+    Map(Array4<f32>),
     Const(f32),
 }
 
@@ -351,6 +436,9 @@ impl WindowBatch {
 pub enum WindowOutput {
     /// A probability per voxel, `[roi, roi, roi]`.
     Dense(Array3<f32>),
+    /// Several values per voxel, `[channels, roi, roi, roi]`
+    /// ([`SlidingWindow::run_channels`]).
+    Channels(Array4<f32>),
     /// One probability for the window.
     Score(f32),
 }
@@ -440,6 +528,49 @@ mod tests {
         let r = SlidingWindow::default().run(&c, 8, false, |_| {
             Ok(vec![WindowOutput::Dense(Array3::zeros((2, 2, 2)))])
         });
+        assert!(matches!(r, Err(Error::InvalidConfig(_))));
+    }
+
+    /// Every channel is blended as one channel alone would be (bit for
+    /// bit), so class probabilities that sum to 1 in each window still sum
+    /// to 1 after blending; a wrong channel count is an error.
+    #[test]
+    fn channels_blend_as_single_maps() {
+        let c = case((20, 13, 17));
+        let w = SlidingWindow::default().with_overlap(0.5);
+        // a "model" whose two channels are s and 1 − s, s a function of the
+        // window and the voxel
+        let value =
+            |t: &Tile, k: usize, j: usize, i: usize| ((t.start[0] + 3 * k + j + 2 * i + t.start[2]) % 7) as f32 / 7.0;
+        let two = w
+            .run_channels(&c, 8, false, 2, |b| {
+                Ok(b.tiles
+                    .iter()
+                    .map(|t| {
+                        WindowOutput::Channels(Array4::from_shape_fn((2, 8, 8, 8), |(ch, k, j, i)| {
+                            let s = value(t, k, j, i);
+                            if ch == 0 { s } else { 1.0 - s }
+                        }))
+                    })
+                    .collect())
+            })
+            .unwrap();
+        let one = w
+            .run(&c, 8, false, |b| {
+                Ok(b.tiles
+                    .iter()
+                    .map(|t| WindowOutput::Dense(Array3::from_shape_fn((8, 8, 8), |(k, j, i)| value(t, k, j, i))))
+                    .collect())
+            })
+            .unwrap();
+        assert_eq!(two.index_axis(Axis(0), 0), one);
+        let sums = &two.index_axis(Axis(0), 0) + &two.index_axis(Axis(0), 1);
+        assert!(sums.iter().all(|s| (s - 1.0).abs() < 1e-5), "{sums:?}");
+        let r = w.run_channels(&c, 8, false, 3, |b| {
+            Ok(vec![WindowOutput::Channels(Array4::zeros((2, 8, 8, 8))); b.len()])
+        });
+        assert!(matches!(r, Err(Error::InvalidConfig(_))));
+        let r = w.run_channels(&c, 8, false, 2, |b| Ok(vec![WindowOutput::Score(0.5); b.len()]));
         assert!(matches!(r, Err(Error::InvalidConfig(_))));
     }
 

@@ -6,7 +6,8 @@
 //! point estimate without its interval. Scans are the resampling unit for
 //! every figure (one resample draws `n` scans with replacement, the same
 //! draws for every figure), so a figure's interval reflects how much it
-//! would move on another set of scans like these.
+//! would move on another set of scans like these. The vessel Dice figures
+//! are resampled among the scans that have them.
 
 use serde::{Deserialize, Serialize};
 
@@ -14,6 +15,7 @@ use crate::bootstrap::{BootstrapOptions, Interval, bootstrap};
 use crate::curves::roc_auc;
 use crate::error::{Error, Result};
 use crate::froc::{FrocOptions, ScanDetections, froc};
+use crate::overlap::LabelOverlap;
 use crate::rsna::{RsnaTable, rsna_weighted_auc};
 
 /// What one scan contributes to the benchmark: its truth and what a model
@@ -30,6 +32,11 @@ pub struct ScanOutcome {
     pub location_scores: [f64; 13],
     /// The candidates in mm and the aneurysms (centre, radius) in mm.
     pub detections: ScanDetections,
+    /// The predicted artery labels against the scan's reference labels,
+    /// when both exist (a model with a vessel head, a scan with a vessel
+    /// segmentation).
+    #[serde(default)]
+    pub arteries: Option<LabelOverlap>,
 }
 
 impl ScanOutcome {
@@ -89,6 +96,34 @@ pub struct BenchmarkFigures {
     /// Median distance (mm) from a hit aneurysm's centre to the best
     /// candidate that hits it.
     pub median_localisation_error_mm: Option<Interval>,
+    /// Scans whose predicted artery labels were scored against reference
+    /// labels ([`ScanOutcome::arteries`]); the two Dice figures are means
+    /// over these scans, resampled among them.
+    #[serde(default)]
+    pub segmented: usize,
+    /// The mean over scans of each scan's mean Dice over the artery labels
+    /// its reference holds ([`LabelOverlap::mean_dice`]).
+    #[serde(default)]
+    pub artery_dice: Option<Interval>,
+    /// The mean over scans of the foreground Dice (any artery against
+    /// background, [`LabelOverlap::foreground_dice`]).
+    #[serde(default)]
+    pub vessel_dice: Option<Interval>,
+    /// Per artery label (1 to 255) that some scan's reference holds: the
+    /// mean Dice of that label over those scans, with its interval.
+    #[serde(default)]
+    pub dice_by_label: Vec<LabelDice>,
+}
+
+/// One label's Dice over the scans whose reference holds it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelDice {
+    /// The label.
+    pub label: u8,
+    /// Scans whose reference holds it.
+    pub scans: usize,
+    /// The mean of their Dice for the label.
+    pub dice: Option<Interval>,
 }
 
 impl BenchmarkFigures {
@@ -105,6 +140,7 @@ impl BenchmarkFigures {
     ///         candidates: vec![Candidate { point: [1.0, 0.0, 0.0], score }],
     ///         lesions: if present { vec![Lesion { centre: [0.0; 3], radius_mm: 3.0 }] } else { vec![] },
     ///     },
+    ///     arteries: None,
     /// };
     /// let scans: Vec<ScanOutcome> = (0..20).map(|n| scan(n % 2 == 0, if n % 2 == 0 { 0.9 } else { 0.1 })).collect();
     /// let f = BenchmarkFigures::compute(&scans, &FrocOptions::default(), &BootstrapOptions::default())?;
@@ -173,6 +209,26 @@ impl BenchmarkFigures {
             e.sort_by(f64::total_cmp);
             Ok(median(&e))
         }))?;
+        let dice = |f: fn(&LabelOverlap) -> Option<f64>| {
+            let v: Vec<f64> = scans.iter().filter_map(|o| o.arteries.as_ref().and_then(f)).collect();
+            mean_interval(&v, boot)
+        };
+        let mut dice_by_label = Vec::new();
+        for label in 1..=u8::MAX {
+            let v: Vec<f64> = scans
+                .iter()
+                .filter_map(|o| o.arteries.as_ref()?.labels.get(&label))
+                .filter(|c| c.true_positive + c.false_negative > 0)
+                .filter_map(|c| c.dice())
+                .collect();
+            if !v.is_empty() {
+                dice_by_label.push(LabelDice {
+                    label,
+                    scans: v.len(),
+                    dice: mean_interval(&v, boot)?,
+                });
+            }
+        }
         Ok(Self {
             scans: scans.len(),
             positives: scans.iter().filter(|o| o.present).count(),
@@ -182,6 +238,10 @@ impl BenchmarkFigures {
             mean_location_auc,
             sensitivity_at,
             median_localisation_error_mm,
+            segmented: scans.iter().filter(|o| o.arteries.is_some()).count(),
+            artery_dice: dice(LabelOverlap::mean_dice)?,
+            vessel_dice: dice(LabelOverlap::foreground_dice)?,
+            dice_by_label,
         })
     }
 
@@ -228,6 +288,10 @@ pub struct PairedDifference {
     /// `b − a` of the FROC sensitivity at each of
     /// [`FrocOptions::fp_rates`].
     pub sensitivity_at: Vec<SensitivityAt>,
+    /// `b − a` of the artery Dice ([`BenchmarkFigures::artery_dice`]), on
+    /// the scans where both were scored.
+    #[serde(default)]
+    pub artery_dice: Option<Interval>,
 }
 
 impl PairedDifference {
@@ -244,6 +308,7 @@ impl PairedDifference {
     ///         candidates: vec![Candidate { point: [1.0, 0.0, 0.0], score }],
     ///         lesions: if present { vec![Lesion { centre: [0.0; 3], radius_mm: 3.0 }] } else { vec![] },
     ///     },
+    ///     arteries: None,
     /// };
     /// let a: Vec<ScanOutcome> = (0..20).map(|n| scan(n % 2 == 0, 0.5)).collect();
     /// let d = PairedDifference::compute(&a, &a, &FrocOptions::default(), &BootstrapOptions::default())?;
@@ -292,10 +357,19 @@ impl PairedDifference {
                 });
             }
         }
+        let dice: Vec<f64> = a
+            .iter()
+            .zip(b)
+            .filter_map(|(x, y)| {
+                let (x, y) = (x.arteries.as_ref()?.mean_dice()?, y.arteries.as_ref()?.mean_dice()?);
+                Some(y - x)
+            })
+            .collect();
         Ok(Self {
             scans: n,
             scan_auc,
             sensitivity_at,
+            artery_dice: mean_interval(&dice, boot)?,
         })
     }
 
@@ -304,6 +378,17 @@ impl PairedDifference {
     pub fn sensitivity(&self, fp: f64) -> Option<Interval> {
         find_sensitivity(&self.sensitivity_at, fp)
     }
+}
+
+/// The mean of `values` with its bootstrap interval; `None` without
+/// values.
+fn mean_interval(values: &[f64], boot: &BootstrapOptions) -> Result<Option<Interval>> {
+    if values.is_empty() {
+        return Ok(None);
+    }
+    defined(bootstrap(values.len(), boot, |idx| {
+        Ok(idx.iter().map(|&i| values[i]).sum::<f64>() / idx.len() as f64)
+    }))
 }
 
 /// The median of sorted, non-empty values.
@@ -374,6 +459,7 @@ mod tests {
                     vec![]
                 },
             },
+            arteries: None,
         }
     }
 
@@ -497,5 +583,67 @@ mod tests {
         let f = BenchmarkFigures::compute(&noisy, &FrocOptions::default(), &BootstrapOptions::default()).unwrap();
         let a = f.scan_auc.unwrap();
         assert!(a.high - a.low > 0.4, "{a:?}");
+    }
+
+    /// The Dice figures are the means over the scans that were segmented
+    /// (the others are left out, not counted as 0), and the paired
+    /// difference is that of the two means on the scans both segmented.
+    #[test]
+    fn dice_figures_are_means_over_the_segmented_scans() {
+        let truth = [0u8, 1, 1, 2, 2, 0];
+        // mean Dice 0.65, foreground 8/9 (the doc example of LabelOverlap)
+        let half = LabelOverlap::of(&truth, &[0, 1, 2, 2, 2, 1]).unwrap();
+        let whole = LabelOverlap::of(&truth, &truth).unwrap();
+        let scans: Vec<ScanOutcome> = (0..20)
+            .map(|n| {
+                let mut o = outcome(n % 2 == 0, 0.5, Some(1.0));
+                o.arteries = match n % 4 {
+                    0 => Some(half.clone()),
+                    1 => Some(whole.clone()),
+                    _ => None,
+                };
+                o
+            })
+            .collect();
+        let (froc_opts, boot) = (FrocOptions::default(), BootstrapOptions::default());
+        let f = BenchmarkFigures::compute(&scans, &froc_opts, &boot).unwrap();
+        assert_eq!(f.segmented, 10);
+        let (a, v) = (f.artery_dice.unwrap(), f.vessel_dice.unwrap());
+        assert!((a.estimate - (0.65 + 1.0) / 2.0).abs() < 1e-12, "{a:?}");
+        assert!((v.estimate - (8.0 / 9.0 + 1.0) / 2.0).abs() < 1e-12, "{v:?}");
+        assert!(a.low >= 0.65 && a.high <= 1.0 && a.low < a.high);
+        // label 1: Dice 0.5 on 5 scans and 1 on 5; label 2: 0.8 and 1
+        let by: Vec<(u8, usize, f64)> = f
+            .dice_by_label
+            .iter()
+            .map(|l| (l.label, l.scans, l.dice.unwrap().estimate))
+            .collect();
+        assert_eq!(by.len(), 2);
+        assert_eq!((by[0].0, by[0].1, by[1].0, by[1].1), (1, 10, 2, 10));
+        assert!(
+            (by[0].2 - 0.75).abs() < 1e-12 && (by[1].2 - 0.9).abs() < 1e-12,
+            "{by:?}"
+        );
+        let better: Vec<ScanOutcome> = scans
+            .iter()
+            .map(|o| {
+                let mut o = o.clone();
+                o.arteries = o.arteries.as_ref().map(|_| whole.clone());
+                o
+            })
+            .collect();
+        let d = PairedDifference::compute(&scans, &better, &froc_opts, &boot).unwrap();
+        let dd = d.artery_dice.unwrap();
+        assert!((dd.estimate - 0.35 / 2.0).abs() < 1e-12 && dd.low > 0.0, "{dd:?}");
+        let none: Vec<ScanOutcome> = scans
+            .iter()
+            .map(|o| ScanOutcome {
+                arteries: None,
+                ..o.clone()
+            })
+            .collect();
+        let f = BenchmarkFigures::compute(&none, &froc_opts, &boot).unwrap();
+        assert_eq!((f.segmented, f.artery_dice, f.vessel_dice), (0, None, None));
+        assert!(f.dice_by_label.is_empty());
     }
 }

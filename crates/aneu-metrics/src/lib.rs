@@ -21,7 +21,8 @@
 //! * the detection benchmark's [`BenchmarkFigures`]: scan AUC, RSNA
 //!   weighted AUC, mean location AUC, FROC sensitivities and the median
 //!   localisation error, each with its interval, from per-scan
-//!   [`ScanOutcome`]s.
+//!   [`ScanOutcome`]s, with the artery and vessel Dice of a vessel
+//!   segmentation ([`LabelOverlap`]) where one was scored.
 //!
 //! Labels are `f64` 0/1 values, so that anything else is caught: every bad
 //! input (empty, mismatched lengths, NaN, labels other than 0/1) is a typed
@@ -48,17 +49,19 @@ mod calibration;
 mod curves;
 mod error;
 mod froc;
+mod overlap;
 mod report;
 mod rsna;
 mod thresholds;
 
-pub use benchmark::{BenchmarkFigures, PairedDifference, ScanOutcome, SensitivityAt};
+pub use benchmark::{BenchmarkFigures, LabelDice, PairedDifference, ScanOutcome, SensitivityAt};
 pub use binary::Confusion;
 pub use bootstrap::{BootstrapOptions, Interval, auc_interval, bootstrap, froc_sensitivity_interval, rsna_interval};
 pub use calibration::{PlattScaling, ReliabilityBin, Temperature, expected_calibration_error, reliability_bins};
 pub use curves::{PrCurve, RocCurve, average_precision, pr_curve, roc_auc, roc_curve};
 pub use error::{Error, Result};
 pub use froc::{Candidate, Froc, FrocOptions, FrocPoint, Lesion, ScanDetections, froc};
+pub use overlap::{LabelOverlap, OverlapCounts};
 pub use report::{ClassificationReport, DetectionReport, EvaluationReport};
 pub use rsna::{RSNA_COLUMNS, RSNA_WEIGHTS, RsnaScore, RsnaTable, rsna_weighted_auc};
 pub use thresholds::{OperatingPoint, f_beta_threshold, threshold_for_sensitivity, youden_threshold};

@@ -4,11 +4,18 @@
 //!
 //! Geometric transforms act on the image and the dense target alike. A
 //! left-right flip ([`RandFlip`] on axis 2, `i`, which runs left → right
-//! on the canonical RAS grid) mirrors the location labels; so does a half
-//! turn of [`RandRot90`]. Quarter turns keep the labels: the side of an
-//! aneurysm is not defined once the head is turned sideways, so disable
-//! quarter turns (`quarter_turns: false`) when training a location head.
-//! Intensity transforms touch the image only.
+//! on the canonical RAS grid) makes a mirrored head in the same place: it
+//! mirrors the location and vessel labels (the left MCA's voxels become a
+//! right MCA) and keeps the position prior's `i` range, so that the side a
+//! label is on and the `i` coordinate the network sees still agree. So
+//! does a half turn of [`RandRot90`] for its `i` flip. Flips of `k` and `j`
+//! reverse their position ranges with the voxels and keep the labels.
+//! (Reversing the `i` range as well, as aneu did before 2026-12-06, pairs
+//! one coordinate with both sides of every lateral label, and a network
+//! then cannot tell left from right.) Quarter turns keep the labels: the
+//! side of an aneurysm is not defined once the head is turned sideways, so
+//! disable quarter turns (`quarter_turns: false`) when training a location
+//! or vessel head. Intensity transforms touch the image only.
 
 use ndarray::{Array3, Axis};
 use rand::{Rng, RngCore};
@@ -348,9 +355,11 @@ impl RandTransform for RandFlip {
                 mirror_vessel_labels(v);
             }
         }
-        patch.position[self.axis].swap(0, 1);
         if self.axis == 2 {
+            // a mirrored head in the same place: its left is still at low i
             mirror_locations(&mut patch.locations);
+        } else {
+            patch.position[self.axis].swap(0, 1);
         }
     }
 }
@@ -397,8 +406,9 @@ impl RandTransform for RandRot90 {
         let [_, pj, pi] = patch.position;
         match turns {
             2 => {
+                // a flip of j (the range reverses) and a left-right flip
+                // (the labels mirror, the range stays)
                 patch.position[1] = [pj[1], pj[0]];
-                patch.position[2] = [pi[1], pi[0]];
                 mirror_locations(&mut patch.locations);
             }
             1 => {

@@ -527,7 +527,7 @@ impl<'a, B: AutodiffBackend, O: Optimizer<AnyModel<B>, B>> Trainer<'a, B, O> {
             loss,
             report,
             dense_auc,
-            vessel_dice: vessel_dice.dice(),
+            vessel_dice: vessel_dice.mean_dice(),
         })
     }
 
@@ -794,45 +794,7 @@ struct Evaluation {
     /// The dense head's peak probability per patch (with a dense head).
     peaks: Option<Vec<f64>>,
     /// The vessel head's label counts.
-    vessel_dice: VesselCounts,
-}
-
-/// Per artery label, true positives, false positives and false negatives
-/// of a vessel head's most probable label.
-#[derive(Default)]
-struct VesselCounts {
-    counts: std::collections::BTreeMap<u8, [u64; 3]>,
-}
-
-impl VesselCounts {
-    fn add(&mut self, truth: &[u8], predicted: &[i64]) {
-        for (&t, &p) in truth.iter().zip(predicted) {
-            let p = u8::try_from(p).unwrap_or(0);
-            if t == p {
-                if t != 0 {
-                    self.counts.entry(t).or_default()[0] += 1;
-                }
-                continue;
-            }
-            if p != 0 {
-                self.counts.entry(p).or_default()[1] += 1;
-            }
-            if t != 0 {
-                self.counts.entry(t).or_default()[2] += 1;
-            }
-        }
-    }
-
-    /// The mean Dice over the labels the truth holds.
-    fn dice(&self) -> Option<f64> {
-        let d: Vec<f64> = self
-            .counts
-            .values()
-            .filter(|[tp, _, fneg]| tp + fneg > 0)
-            .map(|[tp, fp, fneg]| 2.0 * *tp as f64 / (2 * tp + fp + fneg) as f64)
-            .collect();
-        (!d.is_empty()).then(|| d.iter().sum::<f64>() / d.len() as f64)
-    }
+    vessel_dice: aneu_metrics::LabelOverlap,
 }
 
 /// Validation loss (patch-weighted), labels, present probabilities, with
@@ -848,7 +810,7 @@ fn evaluate<B: Backend>(
     let mut labels = Vec::with_capacity(patches.len());
     let mut scores = Vec::with_capacity(patches.len());
     let mut peaks: Vec<f64> = Vec::new();
-    let mut vessel_dice = VesselCounts::default();
+    let mut vessel_dice = aneu_metrics::LabelOverlap::default();
     let (mut ls, mut ln) = (0.0, 0usize);
     for chunk in patches.chunks(cfg.batch_size.max(1)) {
         let batch: crate::data::PatchBatch<B> = batcher.batch(chunk.to_vec(), device);
@@ -878,7 +840,11 @@ fn evaluate<B: Backend>(
             let per = predicted.len() / chunk.len().max(1);
             for (p, pred) in chunk.iter().zip(predicted.chunks(per.max(1))) {
                 if let Some(truth) = &p.vessels {
-                    vessel_dice.add(truth.as_slice().unwrap_or(&[]), pred);
+                    let pred: Vec<u8> = pred.iter().map(|&v| u8::try_from(v).unwrap_or(0)).collect();
+                    // a patch and its prediction have one shape
+                    if vessel_dice.add(truth.as_slice().unwrap_or(&[]), &pred).is_err() {
+                        tracing::warn!("a vessel prediction of another shape than its patch's labels");
+                    }
                 }
             }
         }
