@@ -93,8 +93,8 @@ pub struct InferConfig {
     pub aggregator: Aggregator,
     /// Test-time augmentation.
     pub tta: Tta,
-    /// Also blend the vessel head's class probabilities over the windows
-    /// into an artery label map ([`Prediction::arteries`]; `inference`
+    /// Also blend the vessel head's class logits over the windows into an
+    /// artery label map ([`Prediction::arteries`]; `predict_dataset`
     /// writes it as `<uid>_arteries.nii.gz`). It costs a map of
     /// `classes` floats per voxel while the scan runs (14 × the
     /// probability map's memory). Bundles without a vessel head make none.
@@ -326,7 +326,8 @@ pub struct Prediction {
     pub probability: Volume<f32>,
     /// The artery label of each voxel on the same grid
     /// (`aneu_io::VESSEL_LABELS`: 0 background, 1 to 13 the arteries of
-    /// the 13 locations), the vessel head's most probable class, with
+    /// the 13 locations), the vessel head's most probable class (the
+    /// highest of its logits blended over the windows and passes), with
     /// [`InferConfig::arteries`] and a member with a vessel head.
     pub arteries: Option<Volume<u8>>,
 }
@@ -552,7 +553,7 @@ impl<B: Backend> Predictor<B> {
 
     /// The member's outputs on a batch of windows, averaged over the TTA
     /// flips: the aneurysm map (or the patch score), and with `classes > 0`
-    /// the vessel head's class probabilities after it, as
+    /// the vessel head's class logits after it, as
     /// [`WindowOutput::Channels`].
     fn run_windows(&self, m: &Member<B>, b: &WindowBatch, series: &str, classes: usize) -> Result<Vec<WindowOutput>> {
         let (n, r) = (b.len(), b.roi);
@@ -582,9 +583,12 @@ impl<B: Backend> Predictor<B> {
                 let v = out.vessels.ok_or_else(|| {
                     Error::InvalidConfig("a model with a vessel head returned no vessel output".into())
                 })?;
-                let probs = to_vec(flip5(softmax(v, 1), *f));
+                // the logits: their argmax is the softmax's, and blending
+                // them (MONAI blends the network's raw output) spares a
+                // softmax over every window
+                let logits = to_vec(flip5(v, *f));
                 // a flipped i axis swaps left and right arteries
-                for (w, window) in probs.chunks(classes * per).enumerate() {
+                for (w, window) in logits.chunks(classes * per).enumerate() {
                     for (c, one) in window.chunks(per).enumerate() {
                         let c = if f[2] { mirror[c] } else { c };
                         let dst = &mut vessels[(w * classes + c) * per..][..per];
@@ -633,9 +637,9 @@ impl<B: Backend> Predictor<B> {
     }
 
     /// The probability map, and with `arteries` the artery labels: each
-    /// voxel's most probable class of the vessel heads' probabilities,
-    /// blended over the windows and averaged over the members that have
-    /// one (`None` when none has).
+    /// voxel's most probable class of the vessel heads' logits, blended
+    /// over the windows and averaged over the members that have one
+    /// (`None` when none has).
     fn maps(&self, case: &Case, arteries: bool) -> Result<(Array3<f32>, Option<Array3<u8>>)> {
         let mut prob: Option<Array3<f32>> = None;
         let mut vessels: Option<Array4<f32>> = None;
@@ -995,9 +999,9 @@ fn mirrored_classes(classes: usize) -> Vec<usize> {
         .collect()
 }
 
-/// Each voxel's most probable class of `probs` (`[classes, k, j, i]`); the
-/// lowest class wins a tie, so a voxel that no window covered (all 0) is
-/// background.
+/// Each voxel's most probable class of `probs` (`[classes, k, j, i]`,
+/// probabilities or logits); the lowest class wins a tie, so a voxel that
+/// no window covered (all 0) is background.
 fn most_probable(probs: &Array4<f32>) -> Array3<u8> {
     let (c, k, j, i) = probs.dim();
     let mut best = Array3::<u8>::zeros((k, j, i));
