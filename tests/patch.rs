@@ -169,7 +169,7 @@ proptest! {
             image,
             label: 1.0,
             locations,
-            position: [[0.1, 0.4], [0.2, 0.5], [0.3, 0.6]],
+            position: [[0.1, 0.4], [0.2, 0.6], [0.3, 0.8]],
             vessels: None,
             spec: PatchSpec { case: 0, centre: aneu::io::VoxelIndex::new(0, 0, 0), source: PatchSource::Positive },
         };
@@ -191,10 +191,13 @@ proptest! {
         prop_assert!(left != right, "exactly one side");
         prop_assert_eq!(p.locations[Location::AcomA.index()], 1.0);
         prop_assert_eq!(p.locations.iter().sum::<f32>(), 2.0);
-        // position ranges are permuted or reversed, never changed
-        let mut ends: Vec<f32> = p.position.iter().flat_map(|r| [r[0], r[1]]).collect();
-        ends.sort_by(f32::total_cmp);
-        prop_assert_eq!(ends, vec![0.1, 0.2, 0.3, 0.4, 0.5, 0.6]);
+        // position ranges are permuted, reversed or mirrored, never stretched
+        let mut widths: Vec<f32> = p.position.iter().map(|r| (r[1] - r[0]).abs()).collect();
+        widths.sort_by(f32::total_cmp);
+        for (w, want) in widths.iter().zip([0.3, 0.4, 0.5]) {
+            prop_assert!((w - want).abs() < 1e-6, "{:?}", p.position);
+        }
+        prop_assert!(p.position.iter().flatten().all(|v| (0.0..=1.0).contains(v)));
         // intensity
         let int = Compose(vec![
             Transform::ScaleShift(RandScaleShift { p: 1.0, scale: [0.5, 2.0], shift: [-1.0, 1.0] }),
@@ -238,7 +241,8 @@ fn a_certain_left_right_flip_swaps_sides_and_mirrors_the_array() {
         assert_eq!(*v, image[[k, j, 2 - i]]);
         assert_eq!(p.dense[[k, j, i]], 2.0 * image[[k, j, 2 - i]]);
     }
-    // a mirrored head in the same place: the i coordinates stay
+    // the patch of the mirrored head: the i range mirrors about the
+    // midline (the whole head's [0, 1] stays [0, 1])
     assert_eq!(p.position[2], [0.0, 1.0]);
     // the labels move with the voxels, and the right PComm becomes the left
     let flipped = p.vessels.as_ref().unwrap();
@@ -248,36 +252,17 @@ fn a_certain_left_right_flip_swaps_sides_and_mirrors_the_array() {
     }
 }
 
-/// Whatever flips and half turns do, every left artery voxel still sits at
-/// a lower `i` coordinate channel value than every right artery voxel (`i`
-/// runs left → right), as on an unaugmented patch: the coordinate a
-/// network sees tells it the side the labels give. (Reversing the `i` range
-/// with a left-right flip, while mirroring the labels, broke this: one
-/// coordinate then meant both sides.)
+/// Whatever flips and half turns do, every left artery voxel keeps an `i`
+/// coordinate channel value below the midline's 0.5 and every right one
+/// above it (`i` runs left → right), as in an unaugmented head: the
+/// coordinate a network sees tells it the side the labels give. Patches in
+/// the left half, the right half and across the midline. (Reversing the
+/// `i` range with a left-right flip while mirroring the labels broke this,
+/// and so did keeping it: a patch of the left half then held right labels.)
 #[test]
 fn the_i_coordinate_and_the_sides_of_the_labels_agree() {
     let n = 6;
     let (left, right) = (Location::LeftMca.vessel_label(), Location::RightMca.vessel_label());
-    // left MCA in the low-i half of the rows j < 3, right MCA in the high-i
-    // half of the rows j ≥ 3 (so flips and turns move them differently)
-    let vessels = Array3::from_shape_fn((n, n, n), |(_, j, i)| match (j < 3, i < 3) {
-        (true, true) => left,
-        (false, false) => right,
-        _ => 0,
-    });
-    let base = Patch {
-        image: vessels.mapv(f32::from),
-        dense: vessels.mapv(f32::from),
-        label: 1.0,
-        locations: [0.0; 13],
-        position: [[0.1, 0.4], [0.2, 0.5], [0.3, 0.6]],
-        vessels: Some(vessels),
-        spec: PatchSpec {
-            case: 0,
-            centre: aneu::io::VoxelIndex::new(0, 0, 0),
-            source: PatchSource::Positive,
-        },
-    };
     let geo = Compose(vec![
         Transform::Flip(RandFlip { axis: 0, p: 0.5 }),
         Transform::Flip(RandFlip { axis: 1, p: 0.5 }),
@@ -287,35 +272,55 @@ fn the_i_coordinate_and_the_sides_of_the_labels_agree() {
             quarter_turns: false,
         }),
     ]);
-    let mut moved = 0;
-    for seed in 0..64 {
-        let mut p = base.clone();
-        geo.apply(&mut p, &mut StdRng::seed_from_u64(seed));
-        let v = p.vessels.as_ref().unwrap();
-        moved += usize::from(v != base.vessels.as_ref().unwrap());
-        let coords = p.position_channels();
-        let i_channel = &coords[2 * n * n * n..];
-        let at = |want: u8| -> Vec<f32> {
-            v.iter()
-                .zip(i_channel)
-                .filter(|(l, _)| **l == want)
-                .map(|(_, c)| *c)
-                .collect()
+    // (i range, label of the low-i half, label of the high-i half), each
+    // on its anatomical side; the labels fill the rows j < 3
+    let patches = [
+        ([0.05f32, 0.45], left, left),
+        ([0.55, 0.95], right, right),
+        ([0.2, 0.8], left, right),
+    ];
+    for (range, low, high) in patches {
+        let vessels = Array3::from_shape_fn((n, n, n), |(_, j, i)| match (j < 3, i < 3) {
+            (true, true) => low,
+            (true, false) => high,
+            _ => 0,
+        });
+        let base = Patch {
+            image: vessels.mapv(f32::from),
+            dense: vessels.mapv(f32::from),
+            label: 1.0,
+            locations: [0.0; 13],
+            position: [[0.1, 0.4], [0.2, 0.5], range],
+            vessels: Some(vessels),
+            spec: PatchSpec {
+                case: 0,
+                centre: aneu::io::VoxelIndex::new(0, 0, 0),
+                source: PatchSource::Positive,
+            },
         };
-        let (l, r) = (at(left), at(right));
-        assert_eq!(
-            (l.len(), r.len()),
-            (54, 54),
-            "seed {seed}: the labels move, none is lost"
-        );
-        let highest_left = l.iter().copied().fold(f32::MIN, f32::max);
-        let lowest_right = r.iter().copied().fold(f32::MAX, f32::min);
-        assert!(
-            highest_left < lowest_right,
-            "seed {seed}: {highest_left} ≥ {lowest_right}"
-        );
+        let mut mirrored = 0;
+        for seed in 0..64 {
+            let mut p = base.clone();
+            geo.apply(&mut p, &mut StdRng::seed_from_u64(seed));
+            let v = p.vessels.as_ref().unwrap();
+            let coords = p.position_channels();
+            let i_channel = &coords[2 * n * n * n..];
+            let mut labelled = 0;
+            for (l, c) in v.iter().zip(i_channel) {
+                if *l == left {
+                    assert!(*c < 0.5, "seed {seed}, range {range:?}: a left label at i = {c}");
+                } else if *l == right {
+                    assert!(*c > 0.5, "seed {seed}, range {range:?}: a right label at i = {c}");
+                } else {
+                    continue;
+                }
+                labelled += 1;
+            }
+            assert_eq!(labelled, n * 3 * n, "seed {seed}: no label is lost");
+            mirrored += usize::from(p.position[2] != range);
+        }
+        assert!(mirrored > 16, "the left-right flips ran ({mirrored} of 64)");
     }
-    assert!(moved > 16, "the transforms ran ({moved} of 64 moved the labels)");
 }
 
 #[test]

@@ -366,21 +366,23 @@ fn flip5<B: Backend>(mut x: Tensor<B, 5>, f: [bool; 3]) -> Tensor<B, 5> {
 }
 
 /// Flips a batch of inputs `[n, channels, k, j, i]` as training's
-/// augmentation does (`aneu_patch::augment`): a flip of k or j flips every
-/// channel, the image and its coordinate channels; a flip of i (left–right)
-/// flips the image only, a mirrored head in the same place, whose outputs
-/// are then mirrored left ↔ right.
+/// augmentation does (`aneu_patch::augment`): every channel, the image and
+/// its coordinate channels, is flipped along each flipped axis, and a flip
+/// of i (left–right) also mirrors the i coordinate channel (channel 3 with
+/// the position prior) about the midline, `x → 1 − x`: the window of the
+/// mirrored head, whose outputs are then mirrored left ↔ right.
 fn flip_input<B: Backend>(x: Tensor<B, 5>, f: [bool; 3]) -> Tensor<B, 5> {
-    let x = flip5(x, [f[0], f[1], false]);
+    let x = flip5(x, f);
     let channels = x.dims()[1];
-    match (f[2], channels) {
-        (false, _) => x,
-        (true, 1) => x.flip([4]),
-        (true, c) => {
-            let image = x.clone().narrow(1, 0, 1).flip([4]);
-            Tensor::cat(vec![image, x.narrow(1, 1, c - 1)], 1)
-        }
+    if !f[2] || channels < 4 {
+        return x;
     }
+    let i = x.clone().narrow(1, 3, 1).neg().add_scalar(1.0);
+    let mut parts = vec![x.clone().narrow(1, 0, 3), i];
+    if channels > 4 {
+        parts.push(x.narrow(1, 4, channels - 4));
+    }
+    Tensor::cat(parts, 1)
 }
 
 fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
@@ -1173,6 +1175,47 @@ mod tests {
         p[[1, 0, 0, 1]] = 0.5;
         p[[2, 0, 0, 1]] = 0.5;
         assert_eq!(most_probable(&p).into_raw_vec_and_offset().0, vec![2, 1, 0]);
+    }
+
+    /// A TTA flip of i gives the network exactly the input that training's
+    /// left-right flip makes of the same patch (image and coordinates); the
+    /// flips of k and j flip every channel.
+    #[test]
+    fn tta_flips_are_training_flips() {
+        use aneu_patch::augment::{RandFlip, RandTransform};
+        use aneu_patch::{Patch, PatchSource, PatchSpec};
+        use burn::backend::Flex;
+        use rand::SeedableRng;
+        let n = 4;
+        let image = ndarray::Array3::from_shape_fn((n, n, n), |(k, j, i)| (k * 16 + j * 4 + i) as f32);
+        let patch = Patch {
+            dense: image.clone(),
+            image,
+            label: 0.0,
+            locations: [0.0; 13],
+            position: [[0.1, 0.4], [0.2, 0.5], [0.05, 0.35]],
+            vessels: None,
+            spec: PatchSpec {
+                case: 0,
+                centre: aneu_io::VoxelIndex::new(0, 0, 0),
+                source: PatchSource::Positive,
+            },
+        };
+        let input = |p: &Patch| -> Vec<f32> { p.image.iter().copied().chain(p.position_channels()).collect() };
+        let device = Default::default();
+        let x = Tensor::<Flex, 1>::from_floats(input(&patch).as_slice(), &device).reshape([1, 4, n, n, n]);
+        for axis in 0..3 {
+            let mut augmented = patch.clone();
+            RandFlip { axis, p: 1.0 }.apply(&mut augmented, &mut rand::rngs::StdRng::seed_from_u64(0));
+            let mut f = [false; 3];
+            f[axis] = true;
+            let got = to_vec(flip_input(x.clone(), f));
+            let want = input(&augmented);
+            assert!(
+                got.iter().zip(&want).all(|(a, b)| (a - b).abs() < 1e-6),
+                "axis {axis}: {got:?} against {want:?}"
+            );
+        }
     }
 
     #[test]

@@ -4,15 +4,16 @@
 //!
 //! Geometric transforms act on the image and the dense target alike. A
 //! left-right flip ([`RandFlip`] on axis 2, `i`, which runs left → right
-//! on the canonical RAS grid) makes a mirrored head in the same place: it
+//! on the canonical RAS grid) makes the patch of a mirrored head: it
 //! mirrors the location and vessel labels (the left MCA's voxels become a
-//! right MCA) and keeps the position prior's `i` range, so that the side a
-//! label is on and the `i` coordinate the network sees still agree. So
-//! does a half turn of [`RandRot90`] for its `i` flip. Flips of `k` and `j`
-//! reverse their position ranges with the voxels and keep the labels.
-//! (Reversing the `i` range as well, as aneu did before 2026-12-06, pairs
-//! one coordinate with both sides of every lateral label, and a network
-//! then cannot tell left from right.) Quarter turns keep the labels: the
+//! right MCA) and mirrors the position prior's `i` range about the head's
+//! midline (`[lo, hi]` becomes `[1 − hi, 1 − lo]`), so that a right label
+//! lies where a right artery lies. So does a half turn of [`RandRot90`]
+//! for its `i` flip. Flips of `k` and `j` reverse their position ranges
+//! with the voxels and keep the labels. (Reversing the `i` range with the
+//! voxels while mirroring the labels, as aneu did before 2026-12-06, puts
+//! right labels in the left half of the head half of the time, and a
+//! network then cannot tell left from right.) Quarter turns keep the labels: the
 //! side of an aneurysm is not defined once the head is turned sideways, so
 //! disable quarter turns (`quarter_turns: false`) when training a location
 //! or vessel head. Intensity transforms touch the image only.
@@ -322,6 +323,16 @@ fn uniform(r: [f64; 2], rng: &mut dyn RngCore) -> f64 {
     }
 }
 
+/// The labels and `i` position range of a patch whose voxels were just
+/// flipped along `i`, so that it is the patch of the mirrored head: the
+/// location labels swap sides and the range mirrors about the midline
+/// (the vessel labels are mirrored where their voxels are flipped).
+fn mirror_head(patch: &mut Patch) {
+    let [lo, hi] = patch.position[2];
+    patch.position[2] = [1.0 - hi, 1.0 - lo];
+    mirror_locations(&mut patch.locations);
+}
+
 fn mirror_locations(l: &mut [f32; 13]) {
     let old = *l;
     for loc in Location::ALL {
@@ -356,8 +367,7 @@ impl RandTransform for RandFlip {
             }
         }
         if self.axis == 2 {
-            // a mirrored head in the same place: its left is still at low i
-            mirror_locations(&mut patch.locations);
+            mirror_head(patch);
         } else {
             patch.position[self.axis].swap(0, 1);
         }
@@ -407,9 +417,8 @@ impl RandTransform for RandRot90 {
         match turns {
             2 => {
                 // a flip of j (the range reverses) and a left-right flip
-                // (the labels mirror, the range stays)
                 patch.position[1] = [pj[1], pj[0]];
-                mirror_locations(&mut patch.locations);
+                mirror_head(patch);
             }
             1 => {
                 // new j runs along old i reversed, new i along old j
