@@ -304,10 +304,8 @@ impl BenchmarkReport {
                 if let Some(all) = m.rows.last().filter(|r| !r.figures.dice_by_label.is_empty()) {
                     s += "\n| artery | scans holding it | Dice |\n|---|---|---|\n";
                     for l in &all.figures.dice_by_label {
-                        let name = aneu_io::VESSEL_LABELS
-                            .iter()
-                            .find(|(label, _)| *label == l.label)
-                            .map_or_else(|| format!("label {}", l.label), |(_, n)| (*n).to_string());
+                        let name = aneu_io::Location::from_vessel_label(l.label)
+                            .map_or_else(|| format!("label {}", l.label), |a| a.name().to_string());
                         s += &format!("| {name} | {} | {} |\n", l.scans, cell(l.dice, 3));
                     }
                 }

@@ -247,9 +247,10 @@ impl SlidingWindow {
         let dims = grid.dims();
         let mut acc = Array4::<f32>::zeros((channels, dims[0], dims[1], dims[2]));
         let mut wsum = Array3::<f32>::zeros((dims[0], dims[1], dims[2]));
-        let gauss = match self.blend {
-            Blend::Gaussian { sigma_scale } => Some(grid.gaussian_importance(sigma_scale)),
-            _ => None,
+        // each window voxel's weight: the Gaussian's, or 1 (max ignores it)
+        let weights = match self.blend {
+            Blend::Gaussian { sigma_scale } => grid.gaussian_importance(sigma_scale),
+            _ => Array3::ones((roi, roi, roi)),
         };
         let input_channels = if position { 4 } else { 1 };
         for chunk in tiles.chunks(self.batch_size) {
@@ -272,7 +273,7 @@ impl SlidingWindow {
                 )));
             }
             for (t, o) in chunk.iter().zip(outs) {
-                self.accumulate(&mut acc, &mut wsum, t, roi, o, gauss.as_ref())?;
+                self.accumulate(&mut acc, &mut wsum, t, roi, o, &weights)?;
             }
         }
         let max = matches!(self.blend, Blend::Max);
@@ -296,7 +297,7 @@ impl SlidingWindow {
         tile: &Tile,
         roi: usize,
         out: WindowOutput,
-        gauss: Option<&Array3<f32>>,
+        weights: &Array3<f32>,
     ) -> Result<()> {
         let channels = acc.dim().0;
         let wrong = |what: String| Err(Error::InvalidConfig(what));
@@ -350,10 +351,7 @@ impl SlidingWindow {
         let out_region = s![o[0].clone(), o[1].clone(), o[2].clone()];
         let max = matches!(self.blend, Blend::Max);
         // each voxel's weight: the Gaussian's, or 1
-        let weights = match (max, gauss) {
-            (false, Some(g)) => g.slice(s![w[0].clone(), w[1].clone(), w[2].clone()]).to_owned(),
-            _ => Array3::ones(wsum.slice(out_region).dim()),
-        };
+        let weights = weights.slice(s![w[0].clone(), w[1].clone(), w[2].clone()]);
         let covered = wsum.slice(out_region);
         for c in 0..channels {
             let mut a_view = acc.slice_mut(s![c, o[0].clone(), o[1].clone(), o[2].clone()]);
