@@ -340,3 +340,61 @@ fn weights_round_trip_exactly() {
     let e = load_model::<B>(cnn, dir.path().join("cut"), &device).unwrap_err();
     assert!(e.to_string().contains("cut"), "{e}");
 }
+
+/// The position skip lets the U-Net tell where a patch lies. Sixteen 8³
+/// patches hold the same noise and differ only in their coordinate
+/// channels, constant over each patch (i from 0.05 to 0.95); the target
+/// is the side, i > 0.5. With the skip the loss falls below 0.05 within
+/// 200 Adam steps. (Without it, the network reads the position from the
+/// zero padding at the borders, which 8³ patches are mostly made of, and
+/// learns this too; docs/benchmarks.md measures the skip on real
+/// patches.) A config without the three coordinate channels is
+/// refused, and a config written before the field existed reads as one
+/// without the skip.
+#[test]
+fn the_position_skip_shows_the_side() {
+    let device = Default::default();
+    let (n, s) = (16usize, 8usize);
+    let per = s * s * s;
+    let noise: Vec<f32> = (0..per).map(|v| ((v * 7919 % 101) as f32 / 50.0) - 1.0).collect();
+    let mut x = Vec::with_capacity(n * 4 * per);
+    let mut y = Vec::with_capacity(n);
+    for p in 0..n {
+        let i = 0.05 + 0.9 * p as f32 / (n - 1) as f32;
+        x.extend(&noise);
+        for c in [0.5, 0.5, i] {
+            x.extend(std::iter::repeat_n(c, per));
+        }
+        y.push(f32::from(u8::from(i > 0.5)));
+    }
+    let x = Tensor::<A, 1>::from_floats(x.as_slice(), &device).reshape([n, 4, s, s, s]);
+    let y = Tensor::<A, 1>::from_floats(y.as_slice(), &device).reshape([n, 1]);
+    let cfg = UNet3dConfig::new()
+        .with_in_channels(4)
+        .with_depth(3)
+        .with_base_filters(4)
+        .with_position_skip(Some(8));
+    let mut model = ModelConfig::UNet3d(cfg.clone()).init_seeded::<A>(3, &device).unwrap();
+    let mut opt = AdamConfig::new().init();
+    let mut last = f32::INFINITY;
+    for _ in 0..200 {
+        let loss = bce(model.forward_patches(x.clone()).logit, y.clone());
+        last = loss.clone().into_scalar();
+        if last < 0.05 {
+            break;
+        }
+        let grads = GradientsParams::from_grads(loss.backward(), &model);
+        model = opt.step(LEARNING_RATE, model, grads);
+    }
+    assert!(last < 0.05, "loss {last} after 200 steps");
+
+    let one_channel = ModelConfig::UNet3d(cfg.with_in_channels(1));
+    assert!(matches!(one_channel.init::<B>(&device), Err(Error::InvalidConfig(_))));
+    // the shipped model's network, as its model.json gives it
+    let old: UNet3dConfig = serde_json::from_str(
+        r#"{"in_channels": 4, "depth": 3, "base_filters": 8, "max_filters": 32, "norm": "instance",
+            "residual": false, "head_hidden": 16, "vessel_classes": 14}"#,
+    )
+    .unwrap();
+    assert_eq!(old.skip_width(), 0);
+}

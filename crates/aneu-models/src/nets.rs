@@ -249,6 +249,21 @@ pub struct UNet3dConfig {
     /// trained where vessel labels exist. An option, so that the configs
     /// of bundles written before it existed still read.
     pub vessel_classes: Option<usize>,
+    /// Width of the position skip (none when absent or 0; needs
+    /// `in_channels` = 4, the image and the three coordinate channels).
+    ///
+    /// Instance norm removes each channel's mean over the patch, and with
+    /// it every constant the first convolution adds for where the patch
+    /// lies: a network fed the coordinates only at its input sees its
+    /// absolute position only through the zero padding at the borders, so
+    /// it cannot tell a left artery from a right one. The skip routes the
+    /// coordinates around the normalisations: a per-voxel embedding
+    /// (1×1×1 convolution, ReLU, this many channels) joins the last
+    /// decoder features before the dense head, and its mean over the patch
+    /// joins the pooled features of the classification head. An option,
+    /// so that the configs of bundles written before it existed still
+    /// read.
+    pub position_skip: Option<usize>,
 }
 
 /// The main detector: a 3D U-Net with strided-conv downsampling and
@@ -261,12 +276,16 @@ pub struct UNet3dConfig {
 ///   Present" logit and 13 location logits;
 /// * optionally (`vessel_classes` > 0) a vessel head: more channels of the
 ///   dense head's convolution, one logit per vessel label and voxel.
+///
+/// With [`UNet3dConfig::position_skip`], both heads also see an embedding
+/// of the coordinate channels that no normalisation has centred.
 #[derive(Module, Debug)]
 pub struct UNet3d<B: Backend> {
     encoder: Vec<ConvBlock<B>>,
     ups: Vec<ConvTranspose3d<B>>,
     decoder: Vec<ConvBlock<B>>,
     dense_head: Conv3d<B>,
+    position_skip: Option<Conv3d<B>>,
     hidden: Linear<B>,
     out: Linear<B>,
     in_channels: usize,
@@ -281,6 +300,11 @@ impl UNet3dConfig {
             .collect()
     }
 
+    /// Channels of the position skip (0 without one).
+    pub fn skip_width(&self) -> usize {
+        self.position_skip.unwrap_or(0)
+    }
+
     /// Checks the ranges.
     ///
     /// # Errors
@@ -291,6 +315,12 @@ impl UNet3dConfig {
         }
         if self.base_filters == 0 || self.in_channels == 0 || self.head_hidden == 0 {
             return Err("base_filters, in_channels and head_hidden must be positive".into());
+        }
+        if self.skip_width() > 0 && self.in_channels != 4 {
+            return Err(format!(
+                "position_skip needs the three coordinate channels (in_channels 4), not {}",
+                self.in_channels
+            ));
         }
         if let NormKind::Group(g) = self.norm
             && let Some(f) = self.filters().into_iter().find(|f| g == 0 || !f.is_multiple_of(g))
@@ -327,13 +357,16 @@ impl UNet3dConfig {
             ups.push(up(f[l + 1], f[l], device));
             decoder.push(ConvBlock::new(2 * f[l], f[l], 1, self.norm, self.residual, device));
         }
-        // pooled features: bottleneck + each decoder level, average and max
-        let pooled: usize = 2 * f.iter().sum::<usize>();
+        let skip = self.skip_width();
+        // pooled features: bottleneck + each decoder level, average and
+        // max, and the position embedding's mean
+        let pooled: usize = 2 * f.iter().sum::<usize>() + skip;
         UNet3d {
             encoder,
             ups,
             decoder,
-            dense_head: conv1x1(f[0], 1 + self.vessel_classes.unwrap_or(0), device),
+            dense_head: conv1x1(f[0] + skip, 1 + self.vessel_classes.unwrap_or(0), device),
+            position_skip: (skip > 0).then(|| conv1x1(3, skip, device)),
             hidden: LinearConfig::new(pooled, self.head_hidden).init(device),
             out: LinearConfig::new(self.head_hidden, 14).init(device),
             in_channels: self.in_channels,
@@ -349,6 +382,10 @@ impl<B: Backend> UNet3d<B> {
     /// `[N, 14]` (Aneurysm Present, then the 13 locations); D, H, W
     /// multiples of 2^(depth−1).
     pub fn forward(&self, x: Tensor<B, 5>) -> (Tensor<B, 5>, Tensor<B, 2>) {
+        let position = self
+            .position_skip
+            .as_ref()
+            .map(|c| relu(crate::cpu::conv3d(c, x.clone().narrow(1, 1, 3))));
         let mut skips = Vec::with_capacity(self.depth);
         let mut h = x;
         for (l, e) in self.encoder.iter().enumerate() {
@@ -362,6 +399,10 @@ impl<B: Backend> UNet3d<B> {
             h = d.forward(Tensor::cat(vec![crate::cpu::conv_transpose3d(u, h), skip], 1));
             pooled.push(global_avg_pool3d(h.clone()));
             pooled.push(global_max_pool3d(h.clone()));
+        }
+        if let Some(p) = position {
+            pooled.push(global_avg_pool3d(p.clone()));
+            h = Tensor::cat(vec![h, p], 1);
         }
         let dense = crate::cpu::conv3d(&self.dense_head, h);
         let head = self.out.forward(relu(self.hidden.forward(Tensor::cat(pooled, 1))));
