@@ -17,7 +17,9 @@
 //! (`segmentations/<uid>/<uid>_cowseg.nii.gz`, put on the prediction's
 //! grid by nearest neighbour in world space): the artery Dice (the mean
 //! over the arteries each scan holds) and the vessel Dice (any artery
-//! against background).
+//! against background). Such a bundle's series whose map or segmentation
+//! is missing stop the run with [`BenchmarkError::Unscored`], naming the
+//! series: no series leaves the Dice figures unsaid.
 //!
 //! Every step resumes: the phantoms are generated once, each bundle's
 //! predictions are [`aneu_infer::predict_dataset`]'s, which skips the
@@ -79,6 +81,16 @@ pub enum BenchmarkError {
         series: String,
         /// Why.
         source: Box<aneu_preproc::Error>,
+    },
+    /// A series lacks what its artery map is scored with: the map itself
+    /// (the bundle has a vessel head, so inference must have written it)
+    /// or the phantom's reference segmentation.
+    #[error("series {series}: the artery map cannot be scored: {reason}")]
+    Unscored {
+        /// The series.
+        series: String,
+        /// What is missing.
+        reason: String,
     },
     /// The config is invalid, or the output folder holds a benchmark made
     /// with another config.
@@ -439,12 +451,13 @@ fn ensure_phantoms(config: &BenchmarkConfig, out: &Path, progress: &dyn Fn(Bench
 }
 
 /// Scores one modality's predictions (`predictions` holds them, with
-/// their artery maps) against the phantoms' ground truth. Every labelled
-/// series is scored or listed in `failed`.
+/// their artery maps when `arteries`) against the phantoms' ground truth.
+/// Every labelled series is scored or listed in `failed`.
 fn outcomes(
     root: &Path,
     predictions: &Path,
     failed: &[(String, String)],
+    arteries: bool,
 ) -> BenchmarkResult<Vec<(String, ScanOutcome)>> {
     let preds = read_predictions(predictions)?;
     let ds = RsnaDataset::open(root)?;
@@ -466,7 +479,9 @@ fn outcomes(
             })
             .collect();
         let mut outcome = p.outcome(labels, aneurysms);
-        outcome.arteries = artery_overlap(&ds, &p.series_uid, predictions)?;
+        if arteries {
+            outcome.arteries = Some(artery_overlap(&ds, &p.series_uid, predictions)?);
+        }
         scored.push((p.series_uid.clone(), outcome));
     }
     let labelled = ds.all_labels().count();
@@ -483,15 +498,21 @@ fn outcomes(
 }
 
 /// The artery map that [`predict_dataset`] wrote for `uid` in `dir`
-/// against the series' reference vessel labels, on the map's grid; `None`
-/// when either is missing.
-fn artery_overlap(ds: &RsnaDataset, uid: &str, dir: &Path) -> BenchmarkResult<Option<LabelOverlap>> {
+/// against the series' reference vessel labels, on the map's grid.
+///
+/// # Errors
+/// [`BenchmarkError::Unscored`] when either is missing.
+fn artery_overlap(ds: &RsnaDataset, uid: &str, dir: &Path) -> BenchmarkResult<LabelOverlap> {
+    let unscored = |reason: String| BenchmarkError::Unscored {
+        series: uid.to_string(),
+        reason,
+    };
     let path = dir.join(format!("{uid}_arteries.nii.gz"));
     if !path.exists() {
-        return Ok(None);
+        return Err(unscored(format!("{} is missing", path.display())));
     }
     let Some(truth) = ds.read_vessel_labels(uid)? else {
-        return Ok(None);
+        return Err(unscored("the phantoms hold no vessel segmentation of it".into()));
     };
     let predicted = aneu_io::read_nifti(&path)?.map(|&v| v as u8);
     let truth = aneu_preproc::labels_on_grid(&truth, predicted.affine(), predicted.size()).map_err(|source| {
@@ -500,7 +521,7 @@ fn artery_overlap(ds: &RsnaDataset, uid: &str, dir: &Path) -> BenchmarkResult<Op
             source: Box::new(source),
         }
     })?;
-    Ok(Some(LabelOverlap::of(truth.as_slice(), predicted.as_slice())?))
+    Ok(LabelOverlap::of(truth.as_slice(), predicted.as_slice())?)
 }
 
 /// The scored scans of one row: its modality (`None` for all of them) and
@@ -583,7 +604,7 @@ pub fn run_benchmark<B: Backend>(
                 timed += s.done;
             }
             progress(BenchmarkProgress::Score(label.clone()));
-            per_modality.push((m, outcomes(&root, &dir, &s.errors)?));
+            per_modality.push((m, outcomes(&root, &dir, &s.errors, predictor.makes_arteries())?));
             failed.extend(s.errors);
         }
         // the rows: each modality, then all of them together
@@ -632,6 +653,41 @@ mod tests {
             PathBuf::from(".."),
         ];
         assert_eq!(labels(&b), ["a", "a-1", "b", "bundle"]);
+    }
+
+    /// A series' artery map is scored against its segmentation (the
+    /// segmentation itself as the map scores Dice 1), and a missing map or
+    /// segmentation is an error that names the series.
+    #[test]
+    fn an_artery_map_is_scored_or_its_series_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = dir.path().join("phantoms");
+        generate(
+            &PhantomConfig::new(1, 7_950_001, SizePreset::Tiny).with_modalities(&[Modality::Mra]),
+            &root,
+        )
+        .unwrap();
+        let ds = RsnaDataset::open(&root).unwrap();
+        let uid = ds.all_labels().next().unwrap().series_uid.clone();
+        let preds = dir.path().join("predictions");
+        std::fs::create_dir_all(&preds).unwrap();
+        let unscored = |r: BenchmarkResult<LabelOverlap>| match r {
+            Err(BenchmarkError::Unscored { series, reason }) => {
+                assert_eq!(series, uid);
+                reason
+            }
+            other => panic!("{other:?}"),
+        };
+        assert!(unscored(artery_overlap(&ds, &uid, &preds)).ends_with("is missing"));
+
+        let truth = ds.read_vessel_labels(&uid).unwrap().unwrap();
+        aneu_io::write_nifti(&truth, preds.join(format!("{uid}_arteries.nii.gz"))).unwrap();
+        let o = artery_overlap(&ds, &uid, &preds).unwrap();
+        assert_eq!((o.mean_dice(), o.foreground_dice()), (Some(1.0), Some(1.0)));
+
+        std::fs::remove_dir_all(root.join("segmentations")).unwrap();
+        let ds = RsnaDataset::open(&root).unwrap();
+        assert!(unscored(artery_overlap(&ds, &uid, &preds)).contains("no vessel segmentation"));
     }
 
     #[test]
