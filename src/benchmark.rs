@@ -38,6 +38,7 @@
 //! cargo run --release --example benchmark_detection -- --bundle models/NAME --out bench [--n 120] [--modality MRA,CTA]
 //! ```
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Instant;
 
@@ -314,11 +315,22 @@ impl BenchmarkReport {
                     );
                 }
                 if let Some(all) = m.rows.last().filter(|r| !r.figures.dice_by_label.is_empty()) {
-                    s += "\n| artery | scans holding it | Dice |\n|---|---|---|\n";
+                    s += "\n| artery | scans holding it | Dice | its voxels: named right | its other side | \
+                          another artery | missed |\n|---|---|---|---|---|---|---|\n";
                     for l in &all.figures.dice_by_label {
-                        let name = aneu_io::Location::from_vessel_label(l.label)
-                            .map_or_else(|| format!("label {}", l.label), |a| a.name().to_string());
-                        s += &format!("| {name} | {} | {} |\n", l.scans, cell(l.dice, 3));
+                        let artery = aneu_io::Location::from_vessel_label(l.label);
+                        let name = artery.map_or_else(|| format!("label {}", l.label), |a| a.name().to_string());
+                        let shares = all
+                            .figures
+                            .confusion
+                            .get(&l.label)
+                            .map(|row| VoxelShares::of(l.label, artery, row));
+                        s += &format!(
+                            "| {name} | {} | {} | {} |\n",
+                            l.scans,
+                            cell(l.dice, 3),
+                            shares.map_or_else(|| "— | — | — | —".into(), |v| v.cells())
+                        );
                     }
                 }
             }
@@ -495,6 +507,46 @@ fn outcomes(
         )));
     }
     Ok(scored)
+}
+
+/// Where a reference artery's voxels went in the predicted map, as
+/// fractions of them.
+struct VoxelShares {
+    right: f64,
+    other_side: Option<f64>,
+    other_artery: f64,
+    missed: f64,
+}
+
+impl VoxelShares {
+    /// From `label`'s row of the confusion matrix; `artery` names its
+    /// other side (none for midline arteries and unknown labels).
+    fn of(label: u8, artery: Option<aneu_io::Location>, row: &BTreeMap<u8, u64>) -> Self {
+        let twin = artery.map(aneu_io::Location::mirrored).filter(|&t| Some(t) != artery);
+        let twin = twin.map(aneu_io::Location::vessel_label);
+        let total = row.values().sum::<u64>().max(1) as f64;
+        let share = |keep: &dyn Fn(u8) -> bool| {
+            row.iter().filter(|(p, _)| keep(**p)).map(|(_, n)| *n).sum::<u64>() as f64 / total
+        };
+        VoxelShares {
+            right: share(&|p| p == label),
+            other_side: twin.map(|t| share(&|p| p == t)),
+            other_artery: share(&|p| p != 0 && p != label && Some(p) != twin),
+            missed: share(&|p| p == 0),
+        }
+    }
+
+    /// Four Markdown table cells, in percent.
+    fn cells(&self) -> String {
+        let pct = |v: f64| format!("{:.0} %", 100.0 * v);
+        format!(
+            "{} | {} | {} | {}",
+            pct(self.right),
+            self.other_side.map_or_else(|| "—".into(), pct),
+            pct(self.other_artery),
+            pct(self.missed)
+        )
+    }
 }
 
 /// The artery map that [`predict_dataset`] wrote for `uid` in `dir`
@@ -688,6 +740,28 @@ mod tests {
         std::fs::remove_dir_all(root.join("segmentations")).unwrap();
         let ds = RsnaDataset::open(&root).unwrap();
         assert!(unscored(artery_overlap(&ds, &uid, &preds)).contains("no vessel segmentation"));
+    }
+
+    /// A lateral artery's voxels split into itself, its other side, other
+    /// arteries and background; a midline artery has no other side.
+    #[test]
+    fn voxel_shares_name_the_other_side() {
+        use aneu_io::Location;
+        let (l, r, b) = (
+            Location::LeftMca.vessel_label(),
+            Location::RightMca.vessel_label(),
+            Location::BasilarTip.vessel_label(),
+        );
+        let row: BTreeMap<u8, u64> = [(l, 30), (r, 50), (b, 10), (0, 10)].into();
+        let v = VoxelShares::of(l, Some(Location::LeftMca), &row);
+        assert_eq!(
+            (v.right, v.other_side, v.other_artery, v.missed),
+            (0.3, Some(0.5), 0.1, 0.1)
+        );
+        assert_eq!(v.cells(), "30 % | 50 % | 10 % | 10 %");
+        let v = VoxelShares::of(b, Some(Location::BasilarTip), &row);
+        assert_eq!((v.right, v.other_side, v.other_artery), (0.1, None, 0.8));
+        assert!(v.cells().contains("| — |"));
     }
 
     #[test]

@@ -9,6 +9,8 @@
 //! would move on another set of scans like these. The vessel Dice figures
 //! are resampled among the scans that have them.
 
+use std::collections::BTreeMap;
+
 use serde::{Deserialize, Serialize};
 
 use crate::bootstrap::{BootstrapOptions, Interval, bootstrap};
@@ -113,6 +115,11 @@ pub struct BenchmarkFigures {
     /// mean Dice of that label over those scans, with its interval.
     #[serde(default)]
     pub dice_by_label: Vec<LabelDice>,
+    /// The segmented scans' confusion matrices ([`LabelOverlap::confusion`])
+    /// summed: for each reference label, the voxels the prediction gave
+    /// each label.
+    #[serde(default)]
+    pub confusion: BTreeMap<u8, BTreeMap<u8, u64>>,
 }
 
 /// One label's Dice over the scans whose reference holds it.
@@ -229,6 +236,17 @@ impl BenchmarkFigures {
                 });
             }
         }
+        let mut confusion: BTreeMap<u8, BTreeMap<u8, u64>> = BTreeMap::new();
+        for (&t, row) in scans
+            .iter()
+            .filter_map(|o| o.arteries.as_ref())
+            .flat_map(|a| &a.confusion)
+        {
+            let pooled = confusion.entry(t).or_default();
+            for (&p, &n) in row {
+                *pooled.entry(p).or_default() += n;
+            }
+        }
         Ok(Self {
             scans: scans.len(),
             positives: scans.iter().filter(|o| o.present).count(),
@@ -242,6 +260,7 @@ impl BenchmarkFigures {
             artery_dice: dice(LabelOverlap::mean_dice)?,
             vessel_dice: dice(LabelOverlap::foreground_dice)?,
             dice_by_label,
+            confusion,
         })
     }
 
@@ -624,6 +643,11 @@ mod tests {
             (by[0].2 - 0.75).abs() < 1e-12 && (by[1].2 - 0.9).abs() < 1e-12,
             "{by:?}"
         );
+        // confusion pooled over the 10 segmented scans: label 1's voxels
+        // went to 1 and 2 (half) or to 1 twice (whole), label 2's to 2
+        let row = |l: u8| f.confusion[&l].iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>();
+        assert_eq!(row(1), [(1, 15), (2, 5)]);
+        assert_eq!(row(2), [(2, 20)]);
         let better: Vec<ScanOutcome> = scans
             .iter()
             .map(|o| {
@@ -644,6 +668,6 @@ mod tests {
             .collect();
         let f = BenchmarkFigures::compute(&none, &froc_opts, &boot).unwrap();
         assert_eq!((f.segmented, f.artery_dice, f.vessel_dice), (0, None, None));
-        assert!(f.dice_by_label.is_empty());
+        assert!(f.dice_by_label.is_empty() && f.confusion.is_empty());
     }
 }

@@ -49,6 +49,9 @@ impl OverlapCounts {
 /// assert_eq!(o.dice(2), Some(0.8)); // TP 2, FP 1, FN 0
 /// assert_eq!(o.mean_dice(), Some(0.65));
 /// assert_eq!(o.foreground_dice(), Some(8.0 / 9.0)); // TP 4, FP 1, FN 0
+/// // where each reference label's voxels went
+/// assert_eq!(o.confusion[&1][&2], 1);
+/// assert_eq!(o.confusion[&2][&2], 2);
 /// # Ok::<(), aneu_metrics::Error>(())
 /// ```
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -58,6 +61,13 @@ pub struct LabelOverlap {
     pub labels: BTreeMap<u8, OverlapCounts>,
     /// Counts of the foreground: any label against background.
     pub foreground: OverlapCounts,
+    /// The confusion matrix's rows of the labels the reference holds
+    /// (background left out): for each such label, the voxels the
+    /// prediction gave each label, background (0) included. It shows what
+    /// the Dice alone cannot: whether an artery is missed or named as
+    /// another (its other side, say).
+    #[serde(default)]
+    pub confusion: BTreeMap<u8, BTreeMap<u8, u64>>,
 }
 
 impl LabelOverlap {
@@ -84,6 +94,9 @@ impl LabelOverlap {
             });
         }
         for (&t, &p) in truth.iter().zip(predicted) {
+            if t != 0 {
+                *self.confusion.entry(t).or_default().entry(p).or_default() += 1;
+            }
             match (t != 0, p != 0) {
                 (true, true) => self.foreground.true_positive += 1,
                 (false, true) => self.foreground.false_positive += 1,
@@ -150,6 +163,11 @@ mod tests {
         assert_eq!(o.mean_dice(), Some(0.0));
         // foreground: TP 2 (voxels 4, 5), FP 3 (0, 6, 7), FN 3 (1, 2, 3)
         assert_eq!(o.foreground_dice(), Some(0.4));
+        // rows of the reference's labels: all three 3s went to 0, both 7s to 3
+        let row = |l: u8| o.confusion[&l].iter().map(|(&k, &v)| (k, v)).collect::<Vec<_>>();
+        assert_eq!(o.confusion.len(), 2);
+        assert_eq!(row(3), [(0, 3)]);
+        assert_eq!(row(7), [(3, 2)]);
         let empty = LabelOverlap::of(&[0u8; 4], &[0, 5, 0, 0]).unwrap();
         assert_eq!(empty.mean_dice(), None);
         assert_eq!(empty.foreground_dice(), Some(0.0));
