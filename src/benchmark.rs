@@ -340,15 +340,17 @@ impl BenchmarkReport {
                      interval that excludes 0 is a difference):\n\n",
                     first.label
                 );
-                s += "| modality | scans | Δ scan AUC | Δ sensitivity at 0.5 FP/scan | at 1 | at 2 | Δ artery Dice |\n";
-                s += "|---|---|---|---|---|---|---|\n";
+                s += "| modality | scans | Δ scan AUC | Δ mean location AUC | Δ sensitivity at 0.5 FP/scan | at 1 | \
+                      at 2 | Δ artery Dice |\n";
+                s += "|---|---|---|---|---|---|---|---|\n";
                 for r in &m.versus_first {
                     let d = &r.difference;
                     s += &format!(
-                        "| {} | {} | {} | {} | {} | {} | {} |\n",
+                        "| {} | {} | {} | {} | {} | {} | {} | {} |\n",
                         r.modality.map_or("all", Modality::name),
                         d.scans,
                         signed_cell(d.scan_auc, 3),
+                        signed_cell(d.mean_location_auc, 3),
                         signed_cell(d.sensitivity(0.5), 2),
                         signed_cell(d.sensitivity(1.0), 2),
                         signed_cell(d.sensitivity(2.0), 2),

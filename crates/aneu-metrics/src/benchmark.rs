@@ -178,20 +178,7 @@ impl BenchmarkFigures {
         let scan_auc = defined(bootstrap(scans.len(), boot, |idx| scan_auc_of(scans, idx)))?;
 
         let rsna_weighted_auc = defined(bootstrap(scans.len(), boot, |idx| Ok(rsna_score(scans, idx)?.score)))?;
-        let mean_location_auc = defined(bootstrap(scans.len(), boot, |idx| {
-            let aucs: Vec<f64> = rsna_score(scans, idx)?.column_auc[..13]
-                .iter()
-                .flatten()
-                .copied()
-                .collect();
-            if aucs.is_empty() {
-                return Err(Error::SingleClass {
-                    what: "location columns",
-                    class: 0,
-                });
-            }
-            Ok(aucs.iter().sum::<f64>() / aucs.len() as f64)
-        }))?;
+        let mean_location_auc = defined(bootstrap(scans.len(), boot, |idx| mean_location_auc_of(scans, idx)))?;
 
         let detections =
             |idx: &[usize]| -> Vec<ScanDetections> { idx.iter().map(|&i| scans[i].detections.clone()).collect() };
@@ -277,6 +264,23 @@ fn scan_auc_of(scans: &[ScanOutcome], idx: &[usize]) -> Result<f64> {
     roc_auc(&labels, &scores)
 }
 
+/// The mean AUC of the 13 location columns that are defined (both
+/// classes present) on the scans `idx`.
+fn mean_location_auc_of(scans: &[ScanOutcome], idx: &[usize]) -> Result<f64> {
+    let aucs: Vec<f64> = rsna_score(scans, idx)?.column_auc[..13]
+        .iter()
+        .flatten()
+        .copied()
+        .collect();
+    if aucs.is_empty() {
+        return Err(Error::SingleClass {
+            what: "location columns",
+            class: 0,
+        });
+    }
+    Ok(aucs.iter().sum::<f64>() / aucs.len() as f64)
+}
+
 /// The FROC sensitivity of the scans `idx` at `one`'s single rate.
 fn sensitivity_of(scans: &[ScanOutcome], idx: &[usize], one: &FrocOptions) -> Result<f64> {
     let d: Vec<ScanDetections> = idx.iter().map(|&i| scans[i].detections.clone()).collect();
@@ -311,6 +315,10 @@ pub struct PairedDifference {
     /// the scans where both were scored.
     #[serde(default)]
     pub artery_dice: Option<Interval>,
+    /// `b − a` of the mean location AUC
+    /// ([`BenchmarkFigures::mean_location_auc`]).
+    #[serde(default)]
+    pub mean_location_auc: Option<Interval>,
 }
 
 impl PairedDifference {
@@ -364,6 +372,9 @@ impl PairedDifference {
             boot,
             |idx| Ok(scan_auc_of(b, idx)? - scan_auc_of(a, idx)?),
         ))?;
+        let mean_location_auc = defined(bootstrap(n, boot, |idx| {
+            Ok(mean_location_auc_of(b, idx)? - mean_location_auc_of(a, idx)?)
+        }))?;
         let mut sensitivity_at = Vec::with_capacity(froc_opts.fp_rates.len());
         for &fp in &froc_opts.fp_rates {
             let one = froc_opts.clone().with_fp_rates(vec![fp]);
@@ -389,6 +400,7 @@ impl PairedDifference {
             scan_auc,
             sensitivity_at,
             artery_dice: mean_interval(&dice, boot)?,
+            mean_location_auc,
         })
     }
 
@@ -549,6 +561,7 @@ mod tests {
                 let mut o = o.clone();
                 if o.present {
                     o.score = (o.score + 0.12).min(1.0);
+                    o.location_scores[3] = o.score;
                 }
                 o
             })
@@ -578,6 +591,12 @@ mod tests {
             );
             assert!((s.sensitivity.estimate - (y.estimate - x.estimate)).abs() < 1e-12);
         }
+        // the location scores follow the scan scores (column 3, the only
+        // one with both classes), and so does their paired difference
+        let (la, lb) = (fa.mean_location_auc.unwrap(), fb.mean_location_auc.unwrap());
+        let loc = d.mean_location_auc.unwrap();
+        assert!((loc.estimate - (lb.estimate - la.estimate)).abs() < 1e-12, "{loc:?}");
+        assert!(loc.low > 0.0, "{loc:?}");
         assert_eq!(d.scans, 60);
         // other scans, or fewer, are an error
         let mut other = b.clone();
