@@ -46,6 +46,7 @@ use aneu_infer::{InferConfig, PredictOptions, Predictor, predict_dataset, read_p
 use aneu_io::{AtPath, Modality, RsnaDataset};
 use aneu_metrics::{
     BenchmarkFigures, BootstrapOptions, FrocOptions, Interval, LabelOverlap, Lesion, PairedDifference, ScanOutcome,
+    SizeBin,
 };
 use aneu_phantom::{AppearanceRange, PhantomConfig, SizePreset, generate, read_truth};
 use burn::prelude::Backend;
@@ -257,6 +258,15 @@ fn signed_cell(i: Option<Interval>, digits: usize) -> String {
     }
 }
 
+/// A size bin as a table cell: "under 3 mm", "3–5 mm", "7 mm or more".
+fn size_bin_name(b: &SizeBin) -> String {
+    match (b.min_diameter_mm, b.max_diameter_mm) {
+        (lo, Some(hi)) if lo <= 0.0 => format!("under {hi} mm"),
+        (lo, Some(hi)) => format!("{lo}–{hi} mm"),
+        (lo, None) => format!("{lo} mm or more"),
+    }
+}
+
 impl BenchmarkReport {
     /// The report as Markdown: the set, then one table per bundle.
     pub fn to_markdown(&self) -> String {
@@ -300,6 +310,20 @@ impl BenchmarkReport {
                     cell(f.sensitivity(2.0), 2),
                     cell(f.median_localisation_error_mm, 2),
                 );
+            }
+            if let Some(all) = m.rows.last().filter(|r| !r.figures.by_size.is_empty()) {
+                s += "\nBy aneurysm size (all scans; each size's aneurysms at the whole model's false-positive \
+                      rates):\n\n| dome diameter | aneurysms | sensitivity at 0.5 FP/scan | at 1 | at 2 |\n|---|---|---|---|---|\n";
+                for b in &all.figures.by_size {
+                    s += &format!(
+                        "| {} | {} | {} | {} | {} |\n",
+                        size_bin_name(&b.bin),
+                        b.aneurysms,
+                        cell(b.sensitivity(0.5), 2),
+                        cell(b.sensitivity(1.0), 2),
+                        cell(b.sensitivity(2.0), 2),
+                    );
+                }
             }
             if m.rows.iter().any(|r| r.figures.segmented > 0) {
                 s += "\n| modality | scans segmented | artery Dice (mean over the arteries a scan holds) | \
@@ -355,6 +379,20 @@ impl BenchmarkReport {
                         signed_cell(d.sensitivity(1.0), 2),
                         signed_cell(d.sensitivity(2.0), 2),
                         signed_cell(d.artery_dice, 3),
+                    );
+                }
+            }
+            if let Some(all) = m.versus_first.last().filter(|r| !r.difference.by_size.is_empty()) {
+                s += "\n| dome diameter (all scans) | aneurysms | Δ sensitivity at 0.5 FP/scan | at 1 | at 2 |\n\
+                      |---|---|---|---|---|\n";
+                for b in &all.difference.by_size {
+                    s += &format!(
+                        "| {} | {} | {} | {} | {} |\n",
+                        size_bin_name(&b.bin),
+                        b.aneurysms,
+                        signed_cell(b.sensitivity(0.5), 2),
+                        signed_cell(b.sensitivity(1.0), 2),
+                        signed_cell(b.sensitivity(2.0), 2),
                     );
                 }
             }
@@ -764,6 +802,12 @@ mod tests {
         let v = VoxelShares::of(b, Some(Location::BasilarTip), &row);
         assert_eq!((v.right, v.other_side, v.other_artery), (0.1, None, 0.8));
         assert!(v.cells().contains("| — |"));
+    }
+
+    #[test]
+    fn size_bins_read_as_diameters() {
+        let names: Vec<String> = aneu_metrics::SIZE_BINS.iter().map(size_bin_name).collect();
+        assert_eq!(names, ["under 3 mm", "3–5 mm", "5–7 mm", "7 mm or more"]);
     }
 
     #[test]

@@ -364,10 +364,73 @@ fn bad_cases_and_configs_are_typed_errors() {
             hard: 0.0,
         }),
         SamplerConfig::default().with_patch_size(2),
+        SamplerConfig::default().with_size_weighting(SizeWeighting {
+            reference_mm: 3.0,
+            max_factor: 0.5,
+        }),
+        SamplerConfig::default().with_size_weighting(SizeWeighting {
+            reference_mm: f64::NAN,
+            max_factor: 2.0,
+        }),
     ] {
         assert!(matches!(PatchSampler::new(bad), Err(Error::InvalidConfig(_))));
     }
     assert!(PatchGrid::new(aneu::io::GridSize::new(4, 4, 4), [2; 3], 1.0).is_err());
+}
+
+/// With size weighting a small aneurysm gets more positive patches than a
+/// large one, as many as the formula says, each holding its own aneurysm;
+/// an aneurysm of unknown radius counts as `default_radius_mm`.
+#[test]
+fn size_weighting_gives_small_aneurysms_more_positives() {
+    let with_radius = |i: f64, r: Option<f64>| Finding {
+        voxel: Voxel::new(i, 20.0, 20.0),
+        location: None,
+        radius_mm: r,
+    };
+    let mut c = case(
+        40,
+        17.0,
+        1.0,
+        vec![
+            with_radius(12.0, Some(1.0)),
+            with_radius(28.0, Some(4.0)),
+            with_radius(20.0, None),
+        ],
+    );
+    let w = SizeWeighting {
+        reference_mm: 3.0,
+        max_factor: 3.0,
+    };
+    let cfg = SamplerConfig::default()
+        .with_patch_size(8)
+        .with_jitter(2)
+        .with_positives_per_finding(4)
+        .with_negatives_per_case(0)
+        .with_size_weighting(w);
+    let sampler = PatchSampler::new(cfg.clone()).unwrap();
+    sampler.prepare(&mut c);
+    let cases = vec![c];
+    let (specs, summary) = sampler.plan_epoch_with_summary(&cases, &mut StdRng::seed_from_u64(5));
+    // radius 1: (3/1)² = 9, capped at 3 → 12; radius 4: below 1 → 4;
+    // unknown: the default 3 mm → 4
+    assert_eq!(summary.positives, 12 + 4 + 4);
+    let near = |x: f64| {
+        specs
+            .iter()
+            .filter(|s| (s.centre.to_kji()[2] as f64 - x).abs() <= 2.0)
+            .count()
+    };
+    assert_eq!([near(12.0), near(28.0), near(20.0)], [12, 4, 4]);
+    assert_eq!(cfg.positives_for(Some(1.5)), 12);
+    assert_eq!(cfg.positives_for(Some(2.0)), 9);
+    let json = serde_json::to_string(&cfg).unwrap();
+    assert_eq!(serde_json::from_str::<SamplerConfig>(&json).unwrap(), cfg);
+    assert!(
+        !serde_json::to_string(&SamplerConfig::default())
+            .unwrap()
+            .contains("size_weighting")
+    );
 }
 
 /// The vessel pool lands on the bright lines of the synthetic case, and

@@ -16,7 +16,7 @@ use serde::{Deserialize, Serialize};
 use crate::bootstrap::{BootstrapOptions, Interval, bootstrap};
 use crate::curves::roc_auc;
 use crate::error::{Error, Result};
-use crate::froc::{FrocOptions, ScanDetections, froc};
+use crate::froc::{FrocOptions, Lesion, ScanDetections, froc};
 use crate::overlap::LabelOverlap;
 use crate::rsna::{RsnaTable, rsna_weighted_auc};
 
@@ -70,6 +70,69 @@ pub struct SensitivityAt {
     pub sensitivity: Interval,
 }
 
+/// A range of aneurysm sizes, by dome diameter (twice
+/// [`Lesion::radius_mm`]): from `min_diameter_mm` up to, not including,
+/// `max_diameter_mm` (no upper end when `None`). Aneurysms of unknown size
+/// (radius 0) are in no bin.
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SizeBin {
+    /// The smallest diameter (mm) in the bin.
+    pub min_diameter_mm: f64,
+    /// The diameter (mm) where the next bin starts; `None` for the last.
+    pub max_diameter_mm: Option<f64>,
+}
+
+impl SizeBin {
+    /// Whether the bin holds an aneurysm.
+    pub fn holds(&self, l: &Lesion) -> bool {
+        let d = 2.0 * l.radius_mm;
+        l.radius_mm > 0.0 && d >= self.min_diameter_mm && self.max_diameter_mm.is_none_or(|m| d < m)
+    }
+}
+
+/// The sizes the benchmark reports sensitivity for: under 3 mm, 3–5 mm,
+/// 5–7 mm and 7 mm or more across, the bins in which clinical studies of
+/// unruptured aneurysms report detection (the smallest is where readers
+/// miss most).
+pub const SIZE_BINS: [SizeBin; 4] = [
+    SizeBin {
+        min_diameter_mm: 0.0,
+        max_diameter_mm: Some(3.0),
+    },
+    SizeBin {
+        min_diameter_mm: 3.0,
+        max_diameter_mm: Some(5.0),
+    },
+    SizeBin {
+        min_diameter_mm: 5.0,
+        max_diameter_mm: Some(7.0),
+    },
+    SizeBin {
+        min_diameter_mm: 7.0,
+        max_diameter_mm: None,
+    },
+];
+
+/// The FROC sensitivity for the aneurysms of one size bin, at the whole
+/// detector's false-positive rates ([`ScanDetections::restricted_to`]).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct SizeSensitivity {
+    /// The bin.
+    pub bin: SizeBin,
+    /// Aneurysms in the bin, over all scans.
+    pub aneurysms: usize,
+    /// The sensitivity (or, in a [`PairedDifference`], its difference) at
+    /// each of [`FrocOptions::fp_rates`].
+    pub sensitivity_at: Vec<SensitivityAt>,
+}
+
+impl SizeSensitivity {
+    /// The entry at `fp` false positives per scan, if computed.
+    pub fn sensitivity(&self, fp: f64) -> Option<Interval> {
+        find_sensitivity(&self.sensitivity_at, fp)
+    }
+}
+
 /// Every figure of the detection benchmark on one set of scans, each with
 /// its bootstrap interval; a figure is `None` where the scans cannot
 /// define it (no negative scan for an AUC, no aneurysm for FROC, nothing
@@ -95,6 +158,9 @@ pub struct BenchmarkFigures {
     pub mean_location_auc: Option<Interval>,
     /// FROC sensitivity at each of [`FrocOptions::fp_rates`].
     pub sensitivity_at: Vec<SensitivityAt>,
+    /// The same for each bin of [`SIZE_BINS`] that holds an aneurysm.
+    #[serde(default)]
+    pub by_size: Vec<SizeSensitivity>,
     /// Median distance (mm) from a hit aneurysm's centre to the best
     /// candidate that hits it.
     pub median_localisation_error_mm: Option<Interval>,
@@ -182,16 +248,12 @@ impl BenchmarkFigures {
 
         let detections =
             |idx: &[usize]| -> Vec<ScanDetections> { idx.iter().map(|&i| scans[i].detections.clone()).collect() };
-        let mut sensitivity_at = Vec::with_capacity(froc_opts.fp_rates.len());
-        for &fp in &froc_opts.fp_rates {
-            let one = froc_opts.clone().with_fp_rates(vec![fp]);
-            if let Some(s) = defined(bootstrap(scans.len(), boot, |idx| sensitivity_of(scans, idx, &one)))? {
-                sensitivity_at.push(SensitivityAt {
-                    fp_per_scan: fp,
-                    sensitivity: s,
-                });
-            }
-        }
+        let sensitivity_at = sensitivities(scans.len(), froc_opts, boot, |idx, one| {
+            sensitivity_of(scans, idx, one, None)
+        })?;
+        let by_size = by_size(scans, froc_opts, boot, |idx, one, bin| {
+            sensitivity_of(scans, idx, one, Some(bin))
+        })?;
         let median_localisation_error_mm = defined(bootstrap(scans.len(), boot, |idx| {
             let mut e = froc(&detections(idx), froc_opts)?.localisation_errors_mm;
             if e.is_empty() {
@@ -242,6 +304,7 @@ impl BenchmarkFigures {
             rsna_weighted_auc,
             mean_location_auc,
             sensitivity_at,
+            by_size,
             median_localisation_error_mm,
             segmented: scans.iter().filter(|o| o.arteries.is_some()).count(),
             artery_dice: dice(LabelOverlap::mean_dice)?,
@@ -281,10 +344,68 @@ fn mean_location_auc_of(scans: &[ScanOutcome], idx: &[usize]) -> Result<f64> {
     Ok(aucs.iter().sum::<f64>() / aucs.len() as f64)
 }
 
-/// The FROC sensitivity of the scans `idx` at `one`'s single rate.
-fn sensitivity_of(scans: &[ScanOutcome], idx: &[usize], one: &FrocOptions) -> Result<f64> {
-    let d: Vec<ScanDetections> = idx.iter().map(|&i| scans[i].detections.clone()).collect();
+/// The FROC sensitivity of the scans `idx` at `one`'s single rate, for
+/// the aneurysms of `bin` (all of them when `None`).
+fn sensitivity_of(scans: &[ScanOutcome], idx: &[usize], one: &FrocOptions, bin: Option<&SizeBin>) -> Result<f64> {
+    let d: Vec<ScanDetections> = idx
+        .iter()
+        .map(|&i| {
+            let s = &scans[i].detections;
+            match bin {
+                Some(b) => s.restricted_to(|l| b.holds(l), one.min_hit_distance_mm),
+                None => s.clone(),
+            }
+        })
+        .collect();
     Ok(froc(&d, one)?.sensitivity_at[0].1)
+}
+
+/// `stat` (a sensitivity, or a difference of two) bootstrapped over `n`
+/// scans at each of `froc_opts`' rates; the rates where it is undefined
+/// are left out.
+fn sensitivities(
+    n: usize,
+    froc_opts: &FrocOptions,
+    boot: &BootstrapOptions,
+    stat: impl Fn(&[usize], &FrocOptions) -> Result<f64>,
+) -> Result<Vec<SensitivityAt>> {
+    let mut out = Vec::with_capacity(froc_opts.fp_rates.len());
+    for &fp in &froc_opts.fp_rates {
+        let one = froc_opts.clone().with_fp_rates(vec![fp]);
+        if let Some(s) = defined(bootstrap(n, boot, |idx| stat(idx, &one)))? {
+            out.push(SensitivityAt {
+                fp_per_scan: fp,
+                sensitivity: s,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// [`sensitivities`] of `stat` for each bin of [`SIZE_BINS`] that holds
+/// an aneurysm of `scans`.
+fn by_size(
+    scans: &[ScanOutcome],
+    froc_opts: &FrocOptions,
+    boot: &BootstrapOptions,
+    stat: impl Fn(&[usize], &FrocOptions, &SizeBin) -> Result<f64>,
+) -> Result<Vec<SizeSensitivity>> {
+    let mut out = Vec::new();
+    for bin in &SIZE_BINS {
+        let aneurysms = scans
+            .iter()
+            .flat_map(|o| &o.detections.lesions)
+            .filter(|l| bin.holds(l))
+            .count();
+        if aneurysms > 0 {
+            out.push(SizeSensitivity {
+                bin: *bin,
+                aneurysms,
+                sensitivity_at: sensitivities(scans.len(), froc_opts, boot, |idx, one| stat(idx, one, bin))?,
+            });
+        }
+    }
+    Ok(out)
 }
 
 /// The entry of `at` for `fp` false positives per scan.
@@ -311,6 +432,10 @@ pub struct PairedDifference {
     /// `b − a` of the FROC sensitivity at each of
     /// [`FrocOptions::fp_rates`].
     pub sensitivity_at: Vec<SensitivityAt>,
+    /// `b − a` of the sensitivity for each bin of [`SIZE_BINS`] that holds
+    /// an aneurysm.
+    #[serde(default)]
+    pub by_size: Vec<SizeSensitivity>,
     /// `b − a` of the artery Dice ([`BenchmarkFigures::artery_dice`]), on
     /// the scans where both were scored.
     #[serde(default)]
@@ -375,18 +500,12 @@ impl PairedDifference {
         let mean_location_auc = defined(bootstrap(n, boot, |idx| {
             Ok(mean_location_auc_of(b, idx)? - mean_location_auc_of(a, idx)?)
         }))?;
-        let mut sensitivity_at = Vec::with_capacity(froc_opts.fp_rates.len());
-        for &fp in &froc_opts.fp_rates {
-            let one = froc_opts.clone().with_fp_rates(vec![fp]);
-            if let Some(s) = defined(bootstrap(n, boot, |idx| {
-                Ok(sensitivity_of(b, idx, &one)? - sensitivity_of(a, idx, &one)?)
-            }))? {
-                sensitivity_at.push(SensitivityAt {
-                    fp_per_scan: fp,
-                    sensitivity: s,
-                });
-            }
-        }
+        let sensitivity_at = sensitivities(n, froc_opts, boot, |idx, one| {
+            Ok(sensitivity_of(b, idx, one, None)? - sensitivity_of(a, idx, one, None)?)
+        })?;
+        let by_size = by_size(a, froc_opts, boot, |idx, one, bin| {
+            Ok(sensitivity_of(b, idx, one, Some(bin))? - sensitivity_of(a, idx, one, Some(bin))?)
+        })?;
         let dice: Vec<f64> = a
             .iter()
             .zip(b)
@@ -399,6 +518,7 @@ impl PairedDifference {
             scans: n,
             scan_auc,
             sensitivity_at,
+            by_size,
             artery_dice: mean_interval(&dice, boot)?,
             mean_location_auc,
         })
@@ -688,5 +808,77 @@ mod tests {
         let f = BenchmarkFigures::compute(&none, &froc_opts, &boot).unwrap();
         assert_eq!((f.segmented, f.artery_dice, f.vessel_dice), (0, None, None));
         assert!(f.dice_by_label.is_empty() && f.confusion.is_empty());
+    }
+
+    /// Sensitivity by size counts each bin's aneurysms alone, and a hit on
+    /// an aneurysm of another bin is no false positive: a model that finds
+    /// only the large aneurysms scores 0 on the small ones and 1 on the
+    /// large ones at every rate; one that also finds the small ones scores
+    /// 1 on them even at 0.125 false positives per scan, though its hits on
+    /// the large ones (one per positive scan, a quarter of a scan's share)
+    /// score higher.
+    #[test]
+    fn sensitivity_by_size_counts_each_bin_alone() {
+        let scan = |n: usize, small_found: bool| {
+            let present = n % 2 == 0;
+            let mut candidates = vec![Candidate {
+                point: [60.0, 0.0, 0.0],
+                score: 0.5,
+            }];
+            if present {
+                candidates.push(Candidate {
+                    point: [30.0, 0.0, 0.0],
+                    score: 0.9,
+                });
+                if small_found {
+                    candidates.push(Candidate {
+                        point: [0.5, 0.0, 0.0],
+                        score: 0.8,
+                    });
+                }
+            }
+            let mut o = outcome(present, if present { 0.9 } else { 0.5 }, None);
+            o.detections = ScanDetections {
+                candidates,
+                lesions: if present {
+                    vec![
+                        Lesion {
+                            centre: [0.0; 3],
+                            radius_mm: 1.0,
+                        },
+                        Lesion {
+                            centre: [30.0, 0.0, 0.0],
+                            radius_mm: 4.0,
+                        },
+                    ]
+                } else {
+                    vec![]
+                },
+            };
+            o
+        };
+        let a: Vec<ScanOutcome> = (0..40).map(|n| scan(n, false)).collect();
+        let b: Vec<ScanOutcome> = (0..40).map(|n| scan(n, true)).collect();
+        let (froc_opts, boot) = (FrocOptions::default(), BootstrapOptions::default());
+        let fa = BenchmarkFigures::compute(&a, &froc_opts, &boot).unwrap();
+        let bins: Vec<(SizeBin, usize)> = fa.by_size.iter().map(|s| (s.bin, s.aneurysms)).collect();
+        assert_eq!(bins, vec![(SIZE_BINS[0], 20), (SIZE_BINS[3], 20)]);
+        for fp in [0.125, 1.0, 8.0] {
+            assert_eq!(fa.by_size[0].sensitivity(fp).unwrap().estimate, 0.0);
+            assert_eq!(fa.by_size[1].sensitivity(fp).unwrap().estimate, 1.0);
+            assert_eq!(fa.sensitivity(fp).unwrap().estimate, 0.5);
+        }
+        let fb = BenchmarkFigures::compute(&b, &froc_opts, &boot).unwrap();
+        assert_eq!(fb.by_size[0].sensitivity(0.125).unwrap().estimate, 1.0);
+        let d = PairedDifference::compute(&a, &b, &froc_opts, &boot).unwrap();
+        let small = d.by_size[0].sensitivity(1.0).unwrap();
+        assert_eq!((small.estimate, small.low, small.high), (1.0, 1.0, 1.0));
+        assert_eq!(d.by_size[1].sensitivity(1.0).unwrap().estimate, 0.0);
+        // aneurysms of unknown size (radius 0) are in no bin
+        let unknown = Lesion {
+            centre: [0.0; 3],
+            radius_mm: 0.0,
+        };
+        assert!(SIZE_BINS.iter().all(|bin| !bin.holds(&unknown)));
     }
 }

@@ -23,6 +23,15 @@ pub struct Lesion {
     pub radius_mm: f64,
 }
 
+impl Lesion {
+    /// Whether a candidate at `point` hits this aneurysm: it lies within
+    /// `max(radius_mm, min_hit_distance_mm)` of the centre
+    /// ([`FrocOptions::min_hit_distance_mm`]).
+    pub fn is_hit_by(&self, point: [f64; 3], min_hit_distance_mm: f64) -> bool {
+        dist(point, self.centre) <= self.radius_mm.max(min_hit_distance_mm)
+    }
+}
+
 /// One scan: its candidates and its aneurysms (none for a negative scan).
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 pub struct ScanDetections {
@@ -105,6 +114,47 @@ impl Froc {
     }
 }
 
+impl ScanDetections {
+    /// This scan with only the aneurysms that `keep` accepts: the others
+    /// leave, and so do the candidates that hit only them, which are then
+    /// neither hits nor false positives. [`froc`] of such scans gives the
+    /// sensitivity for a kind of aneurysm (a size, say) at the whole
+    /// detector's false-positive rates, as the FROC of every aneurysm counts
+    /// them.
+    ///
+    /// ```
+    /// use aneu_metrics::{Candidate, Lesion, ScanDetections};
+    /// let scan = ScanDetections {
+    ///     candidates: vec![
+    ///         Candidate { point: [0.5, 0.0, 0.0], score: 0.9 },  // hits the small one
+    ///         Candidate { point: [20.0, 0.0, 0.0], score: 0.8 }, // hits the large one
+    ///         Candidate { point: [60.0, 0.0, 0.0], score: 0.7 }, // hits nothing
+    ///     ],
+    ///     lesions: vec![
+    ///         Lesion { centre: [0.0; 3], radius_mm: 1.0 },
+    ///         Lesion { centre: [20.0, 0.0, 0.0], radius_mm: 4.0 },
+    ///     ],
+    /// };
+    /// let small = scan.restricted_to(|l| l.radius_mm < 2.0, 2.0);
+    /// assert_eq!(small.lesions.len(), 1);
+    /// let kept: Vec<f64> = small.candidates.iter().map(|c| c.score).collect();
+    /// assert_eq!(kept, vec![0.9, 0.7]); // the large one's hit is no false positive
+    /// ```
+    pub fn restricted_to(&self, keep: impl Fn(&Lesion) -> bool, min_hit_distance_mm: f64) -> ScanDetections {
+        let (kept, left): (Vec<Lesion>, Vec<Lesion>) = self.lesions.iter().partition(|l| keep(l));
+        let hits = |c: &Candidate, ls: &[Lesion]| ls.iter().any(|l| l.is_hit_by(c.point, min_hit_distance_mm));
+        ScanDetections {
+            candidates: self
+                .candidates
+                .iter()
+                .filter(|c| hits(c, &kept) || !hits(c, &left))
+                .copied()
+                .collect(),
+            lesions: kept,
+        }
+    }
+}
+
 fn dist(a: [f64; 3], b: [f64; 3]) -> f64 {
     ((a[0] - b[0]).powi(2) + (a[1] - b[1]).powi(2) + (a[2] - b[2]).powi(2)).sqrt()
 }
@@ -128,11 +178,10 @@ fn match_scan(s: &ScanDetections, min_d: f64) -> ScanMatch {
     for c in &s.candidates {
         let mut hit = false;
         for (l, best) in s.lesions.iter().zip(lesion_best.iter_mut()) {
-            let d = dist(c.point, l.centre);
-            if d <= l.radius_mm.max(min_d) {
+            if l.is_hit_by(c.point, min_d) {
                 hit = true;
                 if best.is_none_or(|(sc, _)| c.score > sc) {
-                    *best = Some((c.score, d));
+                    *best = Some((c.score, dist(c.point, l.centre)));
                 }
             }
         }

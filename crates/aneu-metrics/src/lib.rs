@@ -54,7 +54,9 @@ mod report;
 mod rsna;
 mod thresholds;
 
-pub use benchmark::{BenchmarkFigures, LabelDice, PairedDifference, ScanOutcome, SensitivityAt};
+pub use benchmark::{
+    BenchmarkFigures, LabelDice, PairedDifference, SIZE_BINS, ScanOutcome, SensitivityAt, SizeBin, SizeSensitivity,
+};
 pub use binary::Confusion;
 pub use bootstrap::{BootstrapOptions, Interval, auc_interval, bootstrap, froc_sensitivity_interval, rsna_interval};
 pub use calibration::{PlattScaling, ReliabilityBin, Temperature, expected_calibration_error, reliability_bins};

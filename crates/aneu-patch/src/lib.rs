@@ -58,5 +58,5 @@ pub use case::{Case, Finding};
 pub use error::{Error, Result};
 pub use grid::{PatchGrid, Tile};
 pub use patch::{DenseTarget, Patch, PatchSource, PatchSpec, extract_box, mask_fraction, patch_start, render_dense};
-pub use sampler::{PatchSampler, PlanSummary, PoolRatios, SamplerConfig, extract_patch};
+pub use sampler::{PatchSampler, PlanSummary, PoolRatios, SamplerConfig, SizeWeighting, extract_patch};
 pub use vessel::{VesselOptions, vessel_candidates};

@@ -34,6 +34,40 @@ impl Default for PoolRatios {
     }
 }
 
+/// More positive patches for smaller aneurysms: an aneurysm of radius `r`
+/// gets `positives_per_finding × min(max_factor, max(1, (reference_mm /
+/// r)²))` of them, rounded to the nearest whole patch. The dense and
+/// classification losses see a small aneurysm in few voxels; on the
+/// detection benchmark the networks trained without it missed almost every
+/// aneurysm under 2 mm in radius, on their training scans too
+/// (docs/benchmarks.md, "Small aneurysms").
+///
+/// ```
+/// use aneu_patch::SizeWeighting;
+/// let w = SizeWeighting { reference_mm: 3.0, max_factor: 4.0 };
+/// assert_eq!(w.positives(6, 3.0), 6); // at the reference: the base count
+/// assert_eq!(w.positives(6, 2.0), 14); // (3 / 2)² = 2.25 → 13.5 → 14
+/// assert_eq!(w.positives(6, 1.0), 24); // 9, capped at 4
+/// assert_eq!(w.positives(6, 5.0), 6); // never fewer than the base count
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SizeWeighting {
+    /// Aneurysms of this radius (mm) or larger get `positives_per_finding`.
+    pub reference_mm: f64,
+    /// The largest factor any aneurysm gets (≥ 1).
+    pub max_factor: f64,
+}
+
+impl SizeWeighting {
+    /// The positives for an aneurysm of `radius_mm`, `base` at the
+    /// reference radius.
+    pub fn positives(&self, base: usize, radius_mm: f64) -> usize {
+        let factor = (self.reference_mm / radius_mm).powi(2).clamp(1.0, self.max_factor);
+        (base as f64 * factor).round() as usize
+    }
+}
+
 /// Configuration of a [`PatchSampler`].
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(default)]
@@ -62,6 +96,11 @@ pub struct SamplerConfig {
     pub vessel: VesselOptions,
     /// Candidate draws per negative before the sampler gives up on it.
     pub max_tries: usize,
+    /// More positives for smaller aneurysms (the radius, or
+    /// `default_radius_mm` when unknown); every aneurysm gets
+    /// `positives_per_finding` when absent.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub size_weighting: Option<SizeWeighting>,
 }
 
 impl Default for SamplerConfig {
@@ -78,6 +117,7 @@ impl Default for SamplerConfig {
             default_radius_mm: 3.0,
             vessel: VesselOptions::default(),
             max_tries: 200,
+            size_weighting: None,
         }
     }
 }
@@ -123,6 +163,19 @@ impl SamplerConfig {
         self.dense = d;
         self
     }
+    /// With this size weighting of the positives.
+    pub fn with_size_weighting(mut self, w: SizeWeighting) -> Self {
+        self.size_weighting = Some(w);
+        self
+    }
+    /// The positive patches for one aneurysm (of `radius_mm`, when known):
+    /// `positives_per_finding`, scaled by [`SamplerConfig::size_weighting`].
+    pub fn positives_for(&self, radius_mm: Option<f64>) -> usize {
+        let r = radius_mm.unwrap_or(self.default_radius_mm);
+        self.size_weighting.map_or(self.positives_per_finding, |w| {
+            w.positives(self.positives_per_finding, r)
+        })
+    }
 
     /// Checks ranges and consistency.
     ///
@@ -164,6 +217,13 @@ impl SamplerConfig {
         }
         if self.max_tries == 0 {
             return bad("max_tries must be at least 1".into());
+        }
+        if let Some(w) = &self.size_weighting
+            && !(w.reference_mm.is_finite() && w.reference_mm > 0.0 && w.max_factor.is_finite() && w.max_factor >= 1.0)
+        {
+            return bad(format!(
+                "size_weighting needs reference_mm > 0 and a finite max_factor ≥ 1: {w:?}"
+            ));
         }
         Ok(())
     }
@@ -280,7 +340,7 @@ impl PatchSampler {
         let mut out = Vec::new();
         for f in &case.findings {
             let centre = f.voxel.to_kji().map(|x| x.round() as i64);
-            for _ in 0..c.positives_per_finding {
+            for _ in 0..c.positives_for(f.radius_mm) {
                 let j = c.jitter as i64;
                 let p: [usize; 3] = std::array::from_fn(|a| {
                     (centre[a] + rng.random_range(-j..=j)).clamp(0, dims[a] as i64 - 1) as usize
