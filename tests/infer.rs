@@ -227,6 +227,45 @@ struct Trained {
 /// with the dense and location heads) trained on the training split.
 /// Copies the files of folder `from` that `keep` accepts into `to`
 /// (created).
+/// The run hash, which decides whether stored predictions are reused,
+/// tells apart two bundles that differ only in their weights' bytes (same
+/// architecture, same manifest, the same file size), and is the same for
+/// the same bundle read twice.
+#[test]
+fn the_run_hash_reads_the_weights() {
+    use aneu::bundle::{BundleManifest, Metric, Split, Thresholds};
+    use aneu::models::{ModelConfig, TinyUNet3dConfig, save_weights};
+    let d = tempfile::tempdir().unwrap();
+    let model = ModelConfig::TinyUNet3d(TinyUNet3dConfig::new());
+    let bundle = |seed: u64, name: &str| {
+        let w = d.path().join(format!("{name}-weights"));
+        save_weights(model.init_seeded::<Flex>(seed, &Default::default()).unwrap(), &w).unwrap();
+        let b = ModelBundle {
+            dir: d.path().join(name),
+            manifest: BundleManifest::new(&model, 32, false, 3, Metric::Auc, 0.9),
+            model: model.clone(),
+            preprocess: Default::default(),
+            train: serde_json::json!({}),
+            split: Split::default(),
+            thresholds: Thresholds::default(),
+            second_stage: None,
+        };
+        b.write(w.with_extension("mpk")).unwrap();
+        ModelBundle::read(d.path().join(name)).unwrap()
+    };
+    let hash = |b: ModelBundle| {
+        Predictor::<Flex>::new(vec![b], InferConfig::default(), &Default::default())
+            .unwrap()
+            .run_hash()
+            .unwrap()
+    };
+    let (one, two) = (bundle(1, "one"), bundle(2, "two"));
+    let size = |b: &ModelBundle| std::fs::metadata(b.dir.join("weights.mpk")).unwrap().len();
+    assert_eq!(size(&one), size(&two));
+    assert_ne!(hash(one.clone()), hash(two));
+    assert_eq!(hash(one.clone()), hash(one));
+}
+
 fn copy_files(from: &Path, to: &Path, keep: impl Fn(&Path) -> bool) {
     std::fs::create_dir_all(to).unwrap();
     for f in std::fs::read_dir(from).unwrap() {

@@ -389,6 +389,17 @@ fn to_vec<B: Backend, const D: usize>(t: Tensor<B, D>) -> Vec<f32> {
     t.into_data().convert::<f32>().to_vec::<f32>().unwrap_or_default()
 }
 
+/// The hash of the running executable's bytes, read once per process;
+/// "unknown" when it cannot be read.
+fn program_hash() -> &'static str {
+    static HASH: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    HASH.get_or_init(|| {
+        std::env::current_exe()
+            .and_then(std::fs::read)
+            .map_or_else(|_| "unknown".into(), aneu_preproc::stable_hash)
+    })
+}
+
 impl<B: Backend> Predictor<B> {
     /// Loads the bundles' models. An ensemble's bundles must share one
     /// preprocessing config. The thresholds are the first bundle's.
@@ -534,11 +545,15 @@ impl<B: Backend> Predictor<B> {
     }
 
     /// A stable hash of everything that decides the outputs: the config,
-    /// the bundles (manifest and weights size) and the thresholds.
+    /// the bundles (manifest and the weights' bytes), the thresholds, and
+    /// the program that runs them (the bytes of the running executable, so
+    /// that outputs of an older build of aneu are never taken for this
+    /// one's; an executable that cannot be read counts as "unknown").
     ///
     /// # Errors
     /// [`Error::InvalidConfig`] when one of them has no JSON form: the hash
-    /// is never taken of an empty string.
+    /// is never taken of an empty string; [`Error::File`] when a bundle's
+    /// weights cannot be read.
     pub fn run_hash(&self) -> Result<String> {
         fn json(what: &str, v: &impl Serialize) -> Result<String> {
             serde_json::to_string(v).map_err(|e| Error::InvalidConfig(format!("the {what} has no JSON form: {e}")))
@@ -546,10 +561,12 @@ impl<B: Backend> Predictor<B> {
         let mut parts = json("inference config", &self.config)?;
         for m in self.members.iter().chain(&self.second) {
             parts.push_str(&json("bundle manifest", &m.bundle.manifest)?);
-            let w = std::fs::metadata(m.bundle.dir.join("weights.mpk")).map_or(0, |m| m.len());
-            parts.push_str(&w.to_string());
+            let path = m.bundle.dir.join("weights.mpk");
+            let w = std::fs::read(&path).map_err(|source| Error::File { path, source })?;
+            parts.push_str(&aneu_preproc::stable_hash(&w));
         }
         parts.push_str(&json("thresholds", &self.thresholds)?);
+        parts.push_str(program_hash());
         Ok(aneu_preproc::stable_hash(&parts))
     }
 

@@ -880,7 +880,7 @@ pub fn list_preprocessed(out: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
     Ok(dirs)
 }
 
-/// FNV-1a 64 of `text` as 16 hex digits: stable across platforms, Rust
+/// FNV-1a 64 of `data` (text or bytes) as 16 hex digits: stable across platforms, Rust
 /// versions and runs, unlike `std`'s hasher, so it can be written to disk
 /// and compared by later runs ([`PreprocessConfig::hash`], and the
 /// prediction run hash of `aneu-infer`).
@@ -890,10 +890,11 @@ pub fn list_preprocessed(out: impl AsRef<Path>) -> Result<Vec<PathBuf>> {
 /// assert_eq!(aneu_preproc::stable_hash(""), "cbf29ce484222325");
 /// assert_eq!(aneu_preproc::stable_hash("a"), "af63dc4c8601ec8c");
 /// assert_eq!(aneu_preproc::stable_hash("foobar"), "85944171f73967e8");
+/// assert_eq!(aneu_preproc::stable_hash(b"foobar"), "85944171f73967e8"); // bytes alike
 /// ```
-pub fn stable_hash(text: &str) -> String {
+pub fn stable_hash(data: impl AsRef<[u8]>) -> String {
     use std::hash::Hasher;
     let mut h = fnv::FnvHasher::default();
-    h.write(text.as_bytes());
+    h.write(data.as_ref());
     format!("{:016x}", h.finish())
 }
