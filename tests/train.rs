@@ -37,6 +37,68 @@ fn dataset() -> &'static Path {
     .1
 }
 
+/// The phantoms' ground truth gives each finding its aneurysm's radius:
+/// per series, the findings' radii are the truth's radii; a folder
+/// without the truth and a finding that marks no aneurysm are typed
+/// errors that name the file or the series, and change nothing.
+#[test]
+fn phantom_truth_gives_the_findings_their_size() {
+    let root = dataset().parent().unwrap().join("raw");
+    let (mut cases, _) = load_cases(dataset()).unwrap();
+    assert!(cases.iter().flat_map(|c| &c.findings).all(|f| f.radius_mm.is_none()));
+    give_phantom_radii(&mut cases, &root).unwrap();
+    let mut sized = 0;
+    for c in &cases {
+        let truth = aneu::phantom::read_truth(&root, &c.id).unwrap();
+        let sorted = |mut v: Vec<f64>| {
+            v.sort_by(f64::total_cmp);
+            v
+        };
+        let got = sorted(c.findings.iter().map(|f| f.radius_mm.unwrap()).collect());
+        let want = sorted(truth.aneurysms.iter().map(|a| a.radius_mm).collect());
+        assert_eq!(got, want, "series {}", c.id);
+        sized += got.len();
+    }
+    assert!(sized >= 10, "{sized} aneurysms");
+
+    let (mut fresh, _) = load_cases(dataset()).unwrap();
+    let empty = tempfile::tempdir().unwrap();
+    let e = give_phantom_radii(&mut fresh, empty.path()).unwrap_err();
+    assert!(
+        matches!(e, Error::Phantom(_)) && e.to_string().contains("truth.json"),
+        "{e}"
+    );
+    let n = fresh.iter().position(|c| !c.findings.is_empty()).unwrap();
+    fresh[n].findings[0].voxel.i += 10.0 / fresh[n].image.spacing()[0];
+    let e = give_phantom_radii(&mut fresh, &root).unwrap_err();
+    assert!(
+        matches!(e, Error::Data(_)) && e.to_string().contains(&fresh[n].id),
+        "{e}"
+    );
+    assert!(fresh.iter().flat_map(|c| &c.findings).all(|f| f.radius_mm.is_none()));
+
+    // size weighting without sizes would weigh nothing: refused before training
+    let mut c = config("ci_tiny.json");
+    c.sampler.size_weighting = Some(aneu::patch::SizeWeighting {
+        reference_mm: 3.0,
+        max_factor: 4.0,
+    });
+    let out = tempfile::tempdir().unwrap();
+    let e = train::<A>(
+        dataset(),
+        &c,
+        out.path(),
+        &Default::default(),
+        &TrainOptions::default(),
+        &|_| {},
+    )
+    .unwrap_err();
+    assert!(
+        matches!(e, Error::Data(_)) && e.to_string().contains("phantom_truth"),
+        "{e}"
+    );
+}
+
 fn config(name: &str) -> TrainConfig {
     TrainConfig::from_json_file(Path::new(env!("CARGO_MANIFEST_DIR")).join("configs").join(name)).unwrap()
 }

@@ -310,6 +310,14 @@ pub struct TrainConfig {
     /// config must equal `model`, and it must have been trained on the
     /// data's preprocessing. The optimiser starts afresh.
     pub init_from: Option<std::path::PathBuf>,
+    /// The aneu-phantom dataset root the data was preprocessed from (it
+    /// holds `ground_truth/`): each aneurysm then has its true radius
+    /// ([`crate::give_phantom_radii`]), which the dense target and
+    /// `sampler.size_weighting` read. Without it findings have no size
+    /// (RSNA's localizers carry none) and count as
+    /// `sampler.default_radius_mm`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub phantom_truth: Option<std::path::PathBuf>,
 }
 
 impl Default for TrainConfig {
@@ -331,6 +339,7 @@ impl Default for TrainConfig {
             hard_negatives: HardNegativeConfig::default(),
             second_stage_of: None,
             init_from: None,
+            phantom_truth: None,
         }
     }
 }

@@ -97,6 +97,63 @@ pub fn load_cases(dir: impl AsRef<Path>) -> Result<(Vec<Case>, Vec<CaseInfo>)> {
     Ok((cases, infos))
 }
 
+/// Gives each finding of `cases` the radius of the aneu-phantom aneurysm
+/// it marks, from `root/ground_truth/<uid>/truth.json` (an aneu-phantom
+/// dataset root): the aneurysm whose centre lies nearest the finding, at
+/// most [`PHANTOM_MATCH_MM`] away. RSNA's localizers carry no size, so
+/// without this every finding counts as the sampler's
+/// `default_radius_mm`; with it the dense target is each aneurysm's own
+/// sphere and `size_weighting` can weigh small ones.
+///
+/// # Errors
+/// [`crate::Error::Phantom`] naming a truth file that cannot be read;
+/// [`crate::Error::Data`] naming the series and the finding when no
+/// phantom aneurysm lies near it. Nothing is changed then.
+pub fn give_phantom_radii(cases: &mut [Case], root: impl AsRef<Path>) -> Result<()> {
+    let root = root.as_ref();
+    let radii: Vec<Vec<f64>> = cases
+        .iter()
+        .map(|c| {
+            let truth = aneu_phantom::read_truth(root, &c.id)?;
+            c.findings
+                .iter()
+                .enumerate()
+                .map(|(n, f)| {
+                    let w = c.image.voxel_to_world(f.voxel);
+                    truth
+                        .aneurysms
+                        .iter()
+                        .map(|a| (w.distance(&a.centre_world), a.radius_mm))
+                        .filter(|(d, _)| *d <= PHANTOM_MATCH_MM)
+                        .min_by(|a, b| a.0.total_cmp(&b.0))
+                        .map(|(_, r)| r)
+                        .ok_or_else(|| {
+                            crate::Error::Data(format!(
+                                "series {}: finding {n} at ({:.1}, {:.1}, {:.1}) mm marks no aneurysm of {}",
+                                c.id,
+                                w.x,
+                                w.y,
+                                w.z,
+                                root.join("ground_truth").join(&c.id).join("truth.json").display()
+                            ))
+                        })
+                })
+                .collect()
+        })
+        .collect::<Result<_>>()?;
+    for (c, r) in cases.iter_mut().zip(radii) {
+        for (f, r) in c.findings.iter_mut().zip(r) {
+            f.radius_mm = Some(r);
+        }
+    }
+    Ok(())
+}
+
+/// How far (mm) a finding may lie from the phantom aneurysm it marks
+/// ([`give_phantom_radii`]): a localizer sits on a slice, up to half a
+/// slice from the centre.
+pub const PHANTOM_MATCH_MM: f64 = 2.0;
+
 /// A batch of patches as tensors.
 #[derive(Debug, Clone)]
 pub struct PatchBatch<B: Backend> {

@@ -31,6 +31,9 @@ pub enum Error {
     /// split, say).
     #[error("data: {0}")]
     Data(String),
+    /// An aneu-phantom ground truth could not be read.
+    #[error(transparent)]
+    Phantom(#[from] aneu_phantom::Error),
     /// An error from aneu-patch.
     #[error(transparent)]
     Patch(#[from] aneu_patch::Error),

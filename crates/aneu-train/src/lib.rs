@@ -53,7 +53,7 @@ pub use config::{
     ClassLoss, DenseLoss, EarlyStopping, HardNegativeConfig, LossConfig, OptimizerConfig, OptimizerKind, Precision,
     Schedule, SplitConfig, TrainConfig,
 };
-pub use data::{CaseInfo, PatchBatch, PatchBatcher, PatchDataset, load_cases};
+pub use data::{CaseInfo, PHANTOM_MATCH_MM, PatchBatch, PatchBatcher, PatchDataset, give_phantom_radii, load_cases};
 pub use error::{Error, Result};
 pub use plot::plot_history;
 pub use split::{Split, extend_split, make_split};

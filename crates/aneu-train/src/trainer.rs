@@ -25,7 +25,7 @@ use aneu_infer::{Blend, InferConfig, Predictor};
 use aneu_preproc::PreprocessConfig;
 
 use crate::config::{OptimizerKind, Schedule, TrainConfig};
-use crate::data::{CaseInfo, PatchBatcher, PatchDataset, load_cases};
+use crate::data::{CaseInfo, PatchBatcher, PatchDataset, give_phantom_radii, load_cases};
 use crate::loss::total_loss;
 use crate::split::{extend_split, make_split};
 use crate::{Error, Result};
@@ -153,7 +153,18 @@ pub fn train<B: AutodiffBackend>(
 ) -> Result<TrainReport> {
     config.validate()?;
     let (data, out) = (data.as_ref(), out.as_ref());
-    let (cases, infos) = load_cases(data)?;
+    let (mut cases, infos) = load_cases(data)?;
+    if let Some(root) = &config.phantom_truth {
+        give_phantom_radii(&mut cases, root)?;
+    }
+    let sized = cases.iter().flat_map(|c| &c.findings).any(|f| f.radius_mm.is_some());
+    if config.sampler.size_weighting.is_some() && !sized {
+        return Err(Error::Data(
+            "sampler.size_weighting weighs aneurysms by their radius, and no finding has one (RSNA's localizers \
+             carry none): set phantom_truth for phantom data, or drop size_weighting"
+                .into(),
+        ));
+    }
     let preprocess = dataset_preprocess_config(data)?;
     let p = config.sampler.patch_size;
     for c in &cases {
