@@ -439,7 +439,7 @@ mod pipeline {
         // that of the config's JSON alone) is done again, to the same bytes
         let (meta_path, bytes) = first.iter().find(|(p, _)| p.ends_with("meta.json")).unwrap();
         let mut meta: serde_json::Value = serde_json::from_slice(bytes).unwrap();
-        let unsalted = aneu::preproc::stable_hash(&serde_json::to_string(&cfg).unwrap());
+        let unsalted = aneu::preproc::stable_hash(serde_json::to_string(&cfg).unwrap());
         assert_ne!(meta["config_hash"], serde_json::json!(unsalted));
         meta["config_hash"] = serde_json::json!(unsalted);
         std::fs::write(out.join(meta_path), serde_json::to_vec_pretty(&meta).unwrap()).unwrap();

@@ -820,7 +820,7 @@ mod tests {
     #[test]
     fn sensitivity_by_size_counts_each_bin_alone() {
         let scan = |n: usize, small_found: bool| {
-            let present = n % 2 == 0;
+            let present = n.is_multiple_of(2);
             let mut candidates = vec![Candidate {
                 point: [60.0, 0.0, 0.0],
                 score: 0.5,

@@ -162,7 +162,7 @@ impl PreprocessConfig {
     pub fn hash(&self) -> Result<String> {
         let json = serde_json::to_string(self)
             .map_err(|e| Error::InvalidArgument(format!("the preprocessing config has no JSON form: {e}")))?;
-        Ok(stable_hash(&format!("aneu-preproc {PIPELINE_VERSION}\n{json}")))
+        Ok(stable_hash(format!("aneu-preproc {PIPELINE_VERSION}\n{json}")))
     }
 
     /// Reads a JSON config.
