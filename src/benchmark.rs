@@ -46,7 +46,7 @@ use aneu_infer::{InferConfig, PredictOptions, Predictor, predict_dataset, read_p
 use aneu_io::{AtPath, Modality, RsnaDataset};
 use aneu_metrics::{
     BenchmarkFigures, BootstrapOptions, FrocOptions, Interval, LabelOverlap, Lesion, PairedDifference, ScanOutcome,
-    SizeBin,
+    SizeBin, SizeSensitivity,
 };
 use aneu_phantom::{AppearanceRange, PhantomConfig, SizePreset, generate, read_truth};
 use burn::prelude::Backend;
@@ -267,6 +267,24 @@ fn size_bin_name(b: &SizeBin) -> String {
     }
 }
 
+/// The rows of a by-size table: each bin, its aneurysms, and `cell` of
+/// its sensitivity (or difference) at 0.5, 1 and 2 false positives per
+/// scan.
+fn size_rows(bins: &[SizeSensitivity], cell: fn(Option<Interval>, usize) -> String) -> String {
+    bins.iter()
+        .map(|b| {
+            format!(
+                "| {} | {} | {} | {} | {} |\n",
+                size_bin_name(&b.bin),
+                b.aneurysms,
+                cell(b.sensitivity(0.5), 2),
+                cell(b.sensitivity(1.0), 2),
+                cell(b.sensitivity(2.0), 2),
+            )
+        })
+        .collect()
+}
+
 impl BenchmarkReport {
     /// The report as Markdown: the set, then one table per bundle.
     pub fn to_markdown(&self) -> String {
@@ -314,16 +332,7 @@ impl BenchmarkReport {
             if let Some(all) = m.rows.last().filter(|r| !r.figures.by_size.is_empty()) {
                 s += "\nBy aneurysm size (all scans; each size's aneurysms at the whole model's false-positive \
                       rates):\n\n| dome diameter | aneurysms | sensitivity at 0.5 FP/scan | at 1 | at 2 |\n|---|---|---|---|---|\n";
-                for b in &all.figures.by_size {
-                    s += &format!(
-                        "| {} | {} | {} | {} | {} |\n",
-                        size_bin_name(&b.bin),
-                        b.aneurysms,
-                        cell(b.sensitivity(0.5), 2),
-                        cell(b.sensitivity(1.0), 2),
-                        cell(b.sensitivity(2.0), 2),
-                    );
-                }
+                s += &size_rows(&all.figures.by_size, cell);
             }
             if m.rows.iter().any(|r| r.figures.segmented > 0) {
                 s += "\n| modality | scans segmented | artery Dice (mean over the arteries a scan holds) | \
@@ -385,16 +394,7 @@ impl BenchmarkReport {
             if let Some(all) = m.versus_first.last().filter(|r| !r.difference.by_size.is_empty()) {
                 s += "\n| dome diameter (all scans) | aneurysms | Δ sensitivity at 0.5 FP/scan | at 1 | at 2 |\n\
                       |---|---|---|---|---|\n";
-                for b in &all.difference.by_size {
-                    s += &format!(
-                        "| {} | {} | {} | {} | {} |\n",
-                        size_bin_name(&b.bin),
-                        b.aneurysms,
-                        signed_cell(b.sensitivity(0.5), 2),
-                        signed_cell(b.sensitivity(1.0), 2),
-                        signed_cell(b.sensitivity(2.0), 2),
-                    );
-                }
+                s += &size_rows(&all.difference.by_size, signed_cell);
             }
             if let Some(t) = m.seconds_per_series {
                 s += &format!("\n{t:.1} s per series (DICOM to prediction).\n");
