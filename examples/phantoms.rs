@@ -1,12 +1,13 @@
 //! Generates a synthetic dataset in the RSNA layout.
 //!
 //! ```sh
-//! cargo run --release --example phantoms -- --out phantoms --n 20 --seed 1 --size small [--appearance wide|outside]
+//! cargo run --release --example phantoms -- --out phantoms --n 20 --seed 1 --size small [--appearance wide|outside] \
+//!     [--small-share 0.5 --small-radius 1.0,1.75]
 //! ```
 
 use std::process::ExitCode;
 
-use aneu::phantom::{AppearanceRange, PhantomConfig, SizePreset, generate_with_progress};
+use aneu::phantom::{AppearanceRange, DomeRadii, PhantomConfig, SizePreset, generate_with_progress};
 use clap::Parser;
 
 /// Synthetic head angiography phantoms (CTA, TOF-MRA, T1post, T2).
@@ -36,6 +37,14 @@ struct Args {
     /// beyond both). The anatomy is that of the standard series of the seed.
     #[arg(long, default_value = "standard")]
     appearance: AppearanceRange,
+    /// The share of aneurysms whose dome radius is drawn uniformly from
+    /// --small-radius instead of the clinical distribution (for training
+    /// sets; keep 0 for evaluation).
+    #[arg(long, default_value_t = DomeRadii::default().small_share)]
+    small_share: f64,
+    /// The range of those radii in mm, "min,max".
+    #[arg(long, value_delimiter = ',', default_values_t = DomeRadii::default().small_mm)]
+    small_radius: Vec<f64>,
 }
 
 fn main() -> ExitCode {
@@ -44,9 +53,17 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let a = Args::parse();
+    let &[lo, hi] = a.small_radius.as_slice() else {
+        eprintln!("error: --small-radius takes two radii, \"min,max\"");
+        return ExitCode::FAILURE;
+    };
     let mut config = PhantomConfig::new(a.n, a.seed, a.size)
         .with_positive_rate(a.positive_rate)
-        .with_appearance(a.appearance);
+        .with_appearance(a.appearance)
+        .with_dome_radii(DomeRadii {
+            small_share: a.small_share,
+            small_mm: [lo, hi],
+        });
     if !a.modality.is_empty() {
         config = config.with_modalities(&a.modality);
     }

@@ -9,7 +9,7 @@
 use std::path::Path;
 
 use aneu::io::{DicomSeries, Modality, RsnaDataset, Voxel, read_nifti};
-use aneu::phantom::{AppearanceRange, PhantomConfig, SizePreset, generate, read_truth};
+use aneu::phantom::{AppearanceRange, DomeRadii, PhantomConfig, SizePreset, generate, read_truth};
 
 fn tiny(n: usize, seed: u64) -> PhantomConfig {
     PhantomConfig::new(n, seed, SizePreset::Tiny)
@@ -112,6 +112,46 @@ fn aneurysms_stand_out_from_their_surroundings() {
         checked >= 20 && empty * 5 <= checked,
         "{checked} checked, {empty} without a core voxel"
     );
+}
+
+/// With every dome drawn from a small range, every aneurysm in the truth
+/// has a radius in it, and each is painted in the aneurysm label map with
+/// no more voxels than a small dome holds; an invalid range is refused
+/// before anything is written.
+#[test]
+fn small_domes_land_in_their_range() {
+    let dir = tempfile::tempdir().unwrap();
+    let root = dir.path();
+    let radii = DomeRadii {
+        small_share: 1.0,
+        small_mm: [1.0, 1.4],
+    };
+    let s = generate(&tiny(10, 31).with_positive_rate(1.0).with_dome_radii(radii), root).unwrap();
+    assert_eq!(s.series, 10);
+    assert!(s.aneurysms >= 10, "{}", s.aneurysms);
+    let ds = RsnaDataset::open(root).unwrap();
+    let mut painted = 0;
+    for uid in ds.series_uids() {
+        let truth = read_truth(root, uid).unwrap();
+        let lab = read_nifti(root.join("ground_truth").join(uid).join("aneurysms.nii.gz")).unwrap();
+        let voxel_mm3: f64 = lab.affine().spacing().iter().product();
+        for a in &truth.aneurysms {
+            assert!((1.0..=1.4).contains(&a.radius_mm), "{uid}: r = {}", a.radius_mm);
+            let n = lab.data().iter().filter(|l| **l == f32::from(a.label)).count();
+            // a lobulated dome adds blebs; a sphere of 1.4 mm holds 11.5 mm³
+            assert!(n as f64 * voxel_mm3 <= 40.0, "{uid}: {n} voxels");
+            painted += usize::from(n > 0);
+        }
+    }
+    assert!(painted * 10 >= s.aneurysms * 8, "{painted} of {} painted", s.aneurysms);
+    // an invalid range is refused before anything is written
+    let bad = tiny(2, 31).with_dome_radii(DomeRadii {
+        small_share: 0.5,
+        small_mm: [0.0, 1.0],
+    });
+    let out = dir.path().join("bad");
+    assert!(generate(&bad, &out).is_err());
+    assert!(!out.exists());
 }
 
 #[test]

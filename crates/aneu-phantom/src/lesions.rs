@@ -99,6 +99,69 @@ fn site<'a>(tree: &'a VesselTree, l: Location, rng: &mut StdRng) -> Option<(&'a 
     }
 }
 
+/// How the aneurysms' dome radii are drawn: from the clinical log-normal
+/// (1–6 mm, median ≈ 2.3 mm; a third of the domes under 2 mm), or, for a
+/// share of them, uniformly from a range of small radii. A training set
+/// with more small aneurysms than the clinic has gives a network more
+/// distinct examples of those it misses (docs/phantoms.md); an evaluation
+/// set keeps the default, the clinical distribution alone.
+///
+/// ```
+/// let d = aneu_phantom::DomeRadii::default();
+/// assert_eq!((d.small_share, d.small_mm), (0.0, [1.0, 1.75]));
+/// assert!(d.validate().is_ok());
+/// assert!(aneu_phantom::DomeRadii { small_share: 0.5, small_mm: [2.0, 1.0] }.validate().is_err());
+/// ```
+#[derive(Clone, Copy, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct DomeRadii {
+    /// The share of aneurysms (0–1) whose dome radius is drawn uniformly
+    /// from [`DomeRadii::small_mm`]; the others follow the clinical
+    /// distribution. With 0, the default, no extra random number is drawn,
+    /// so a seed gives the same phantoms as before this option existed.
+    pub small_share: f64,
+    /// The range of those radii, mm (1–1.75 by default: domes 2–3.5 mm
+    /// across, those the shipped model misses).
+    pub small_mm: [f64; 2],
+}
+
+impl Default for DomeRadii {
+    fn default() -> Self {
+        Self {
+            small_share: 0.0,
+            small_mm: [1.0, 1.75],
+        }
+    }
+}
+
+impl DomeRadii {
+    /// Checks the share (0–1) and the range (0 < min ≤ max ≤ 6 mm, the
+    /// clinical distribution's bounds).
+    ///
+    /// # Errors
+    /// A message naming the bad value.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        if !(0.0..=1.0).contains(&self.small_share) {
+            return Err(format!("small dome share {} is outside 0..=1", self.small_share));
+        }
+        let [lo, hi] = self.small_mm;
+        if !(lo > 0.0 && lo <= hi && hi <= 6.0) {
+            return Err(format!("small dome radii {lo}–{hi} mm: need 0 < min ≤ max ≤ 6"));
+        }
+        Ok(())
+    }
+
+    /// One dome radius (mm).
+    fn draw(&self, rng: &mut StdRng) -> f64 {
+        if self.small_share > 0.0 && rng.random_bool(self.small_share) {
+            let [lo, hi] = self.small_mm;
+            rng.random_range(lo..=hi)
+        } else {
+            dome_radius(rng)
+        }
+    }
+}
+
 /// A dome radius in 1–6 mm, log-normal with median ≈ 2.3 mm.
 fn dome_radius(rng: &mut StdRng) -> f64 {
     // Box–Muller
@@ -121,12 +184,12 @@ fn location(rng: &mut StdRng) -> Location {
 }
 
 /// Places one aneurysm at `loc` (or a random location), if its parent
-/// segment exists in this tree.
-pub fn aneurysm(tree: &VesselTree, loc: Option<Location>, rng: &mut StdRng) -> Option<Aneurysm> {
+/// segment exists in this tree, with a dome radius drawn as `radii` says.
+pub fn aneurysm(tree: &VesselTree, loc: Option<Location>, radii: &DomeRadii, rng: &mut StdRng) -> Option<Aneurysm> {
     let location = loc.unwrap_or_else(|| location(rng));
     let (seg, (t0, t1), apex) = site(tree, location, rng)?;
     let (c, tangent, r_parent) = seg.at(rng.random_range(t0..=t1));
-    let radius = dome_radius(rng);
+    let radius = radii.draw(rng);
     // outward direction: sidewall (perpendicular) or, at an apex, tilted
     // along the flow
     let p = perpendicular(tangent);
@@ -335,11 +398,32 @@ mod tests {
     }
 
     #[test]
+    fn a_small_share_draws_small_domes() {
+        let radii = DomeRadii {
+            small_share: 0.5,
+            small_mm: [1.0, 1.5],
+        };
+        let mut rng = StdRng::seed_from_u64(3);
+        let r: Vec<f64> = (0..4000).map(|_| radii.draw(&mut rng)).collect();
+        // the clinical distribution alone puts P(r ≤ 1.5) ≈ 0.16
+        let small = r.iter().filter(|v| **v <= 1.5).count() as f64 / r.len() as f64;
+        let expected = 0.5 + 0.5 * 0.16;
+        assert!((small - expected).abs() < 0.04, "{small}");
+        assert!(r.iter().all(|v| (1.0..=6.0).contains(v)));
+        // share 0 draws exactly what the clinical distribution draws
+        let (mut a, mut b) = (StdRng::seed_from_u64(4), StdRng::seed_from_u64(4));
+        for _ in 0..100 {
+            assert_eq!(DomeRadii::default().draw(&mut a), dome_radius(&mut b));
+        }
+    }
+
+    #[test]
     fn every_location_can_be_placed() {
         let mut rng = StdRng::seed_from_u64(2);
         let tree = crate::anatomy::circle_of_willis(&mut rng);
         for l in Location::ALL {
-            let placed = (0..20).any(|_| aneurysm(&tree, Some(l), &mut rng).is_some_and(|a| a.location == l));
+            let placed = (0..20)
+                .any(|_| aneurysm(&tree, Some(l), &DomeRadii::default(), &mut rng).is_some_and(|a| a.location == l));
             assert!(placed || tree.variants.iter().any(|v| v.contains("absent")), "{l}");
         }
     }

@@ -57,6 +57,7 @@ use rayon::prelude::*;
 use serde::{Deserialize, Serialize};
 
 use crate::anatomy::{ANEURYSM_LABEL, Head, OTHER_VESSEL_LABEL, VesselTree, circle_of_willis};
+pub use crate::lesions::DomeRadii;
 use crate::lesions::{Aneurysm, Distractor, aneurysm, distractors};
 pub use crate::render::AppearanceRange;
 use crate::render::{Appearance, Pose, Scene, render};
@@ -153,6 +154,9 @@ pub struct PhantomConfig {
     /// [`AppearanceRange::Standard`] series of the same seed and index, so
     /// the sets pair scan by scan.
     pub appearance: AppearanceRange,
+    /// How the aneurysms' dome radii are drawn (the clinical distribution
+    /// by default).
+    pub dome_radii: DomeRadii,
 }
 
 impl Default for PhantomConfig {
@@ -168,6 +172,7 @@ impl Default for PhantomConfig {
             label_maps: true,
             segmentation_share: 1.0,
             appearance: AppearanceRange::Standard,
+            dome_radii: DomeRadii::default(),
         }
     }
 }
@@ -225,6 +230,11 @@ impl PhantomConfig {
         self.appearance = a;
         self
     }
+    /// Sets how the dome radii are drawn.
+    pub fn with_dome_radii(mut self, d: DomeRadii) -> Self {
+        self.dome_radii = d;
+        self
+    }
     /// Writes (or not) the NIfTI label maps.
     pub fn with_label_maps(mut self, w: bool) -> Self {
         self.label_maps = w;
@@ -245,7 +255,7 @@ impl PhantomConfig {
         {
             return Err(Error::Config("modality weights must be non-negative, not all 0".into()));
         }
-        Ok(())
+        self.dome_radii.validate().map_err(Error::Config)
     }
 }
 
@@ -470,7 +480,7 @@ fn plan(config: &PhantomConfig, index: usize) -> Case {
         let mut tries = 0;
         while aneurysms.len() < want && tries < 60 {
             tries += 1;
-            if let Some(a) = aneurysm(&tree, None, &mut rng)
+            if let Some(a) = aneurysm(&tree, None, &config.dome_radii, &mut rng)
                 && visible(&a)
                 && aneurysms
                     .iter()
