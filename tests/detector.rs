@@ -26,10 +26,13 @@
 //! The last two bounds are on the vessel head's artery map against the
 //! phantoms' vessel segmentations: the vessel Dice (any artery against
 //! background; 0.72 [0.71, 0.73] on the benchmark, 0.72 on the guard's
-//! scans) and the artery Dice (the mean over the arteries a scan holds;
-//! 0.25 [0.25, 0.26], and 0.25 on the guard's scans). A map on a
-//! transposed or shifted grid loses the first, one with its sides swapped
-//! loses the second (10 of the 13 arteries are lateral).
+//! scans) and the artery Dice (the mean over the arteries a scan holds,
+//! with the sides from the midline: 0.41 [0.40, 0.42] on the benchmark,
+//! 0.40 [0.38, 0.42] on the guard's scans; with the network's sides 0.25
+//! on both). A map on a transposed or shifted grid loses the first; one
+//! with its sides swapped, or back to the network's, loses the second
+//! (10 of the 13 arteries are lateral): its bound, 0.33, lies below both
+//! intervals and above 0.25.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -49,7 +52,7 @@ const MAX_MEDIAN_ERROR_MM: f64 = 1.5;
 /// Lowest vessel Dice of the artery map.
 const MIN_VESSEL_DICE: f64 = 0.6;
 /// Lowest artery Dice of the artery map.
-const MIN_ARTERY_DICE: f64 = 0.2;
+const MIN_ARTERY_DICE: f64 = 0.33;
 
 #[test]
 fn the_shipped_detector_detects_on_fresh_phantoms() {
@@ -180,11 +183,16 @@ fn a_fitted_rescorer_scores_every_candidate() {
 /// the probability map nor the candidates; it lies on the probability
 /// map's grid with labels 0 to 13; and left–right flip TTA, whose maps are
 /// flipped back, finds the same vessels and the same midline arteries as
-/// the plain map (a flip not undone would move every vessel). The lateral
-/// arteries cannot be checked on this model, which was trained with an
-/// augmentation that hid the side and labels left and right at chance
-/// (docs/benchmarks.md); the unit test `mirrored_classes_swap_the_sides`
-/// checks their mirror.
+/// the plain map (a flip not undone would move every vessel). The network
+/// of this model was trained with an augmentation that hid the side and
+/// names left and right at chance (docs/benchmarks.md), so the lateral
+/// arteries take their side from the brain mask's midline
+/// (`Sides::Midline`, the default): against the phantom's reference
+/// labels, not one voxel of either ICA or MCA may be named as its other
+/// side's artery (with the network's sides, 870 of the left infraclinoid
+/// ICA's are; a midline on the wrong side, or a flipped sign, names them
+/// all so); the unit test `mirrored_classes_swap_the_sides` checks the
+/// network's mirror.
 #[test]
 fn the_artery_map_survives_mirroring() {
     use aneu::infer::{Predictor, Tta};
@@ -233,6 +241,26 @@ fn the_artery_map_survives_mirroring() {
         a.as_slice().iter().filter(|&&l| l != 0).count() > 1000,
         "the head labels arteries"
     );
+    let ds = aneu::io::RsnaDataset::open(d.path()).unwrap();
+    let uid = ds.series_uids().next().unwrap().to_string();
+    let reference = ds.read_vessel_labels(&uid).unwrap().unwrap();
+    let reference = aneu::preproc::labels_on_grid(&reference, a.affine(), a.size()).unwrap();
+    let truth = LabelOverlap::of(reference.as_slice(), a.as_slice()).unwrap();
+    let mut named = 0;
+    for artery in [
+        Location::LeftInfraclinoidIca,
+        Location::RightInfraclinoidIca,
+        Location::LeftSupraclinoidIca,
+        Location::RightSupraclinoidIca,
+        Location::LeftMca,
+        Location::RightMca,
+    ] {
+        let row = &truth.confusion[&artery.vessel_label()];
+        let other = row.get(&artery.mirrored().vessel_label()).copied().unwrap_or(0);
+        assert_eq!(other, 0, "{artery}: {other} voxels named as the other side: {row:?}");
+        named += row.get(&artery.vessel_label()).copied().unwrap_or(0);
+    }
+    assert!(named > 200, "{named} ICA and MCA voxels named right");
     let mirrored = predict(config(true, Tta::FlipLr)).arteries.unwrap();
     let o = LabelOverlap::of(a.as_slice(), mirrored.as_slice()).unwrap();
     let vessels = o.foreground_dice().unwrap();

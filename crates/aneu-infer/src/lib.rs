@@ -68,6 +68,7 @@ mod dataset;
 mod error;
 mod predict;
 mod rescore;
+mod sides;
 mod window;
 
 pub use aneu_bundle::Rescorer;
@@ -87,4 +88,5 @@ pub use rescore::{
     FEATURE_NAMES, LOCAL_RADIUS_MM, RescorerOptions, VesselFeatures, candidate_features, check_rescorer, fit_logistic,
     logit,
 };
+pub use sides::{Midline, Sides};
 pub use window::{Blend, SlidingWindow, Spread, WindowBatch, WindowOutput, window_input};

@@ -19,6 +19,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::candidates::{CandidateOptions, find_peaks};
 use crate::rescore::{VesselFeatures, candidate_features, check_rescorer};
+use crate::sides::{Midline, Sides};
 use crate::window::{SlidingWindow, WindowBatch, WindowOutput, window_input};
 use crate::{Error, Result};
 
@@ -100,6 +101,10 @@ pub struct InferConfig {
     /// probability map's memory). Bundles without a vessel head make none.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub arteries: bool,
+    /// Where the lateral arteries of the candidates' locations and of the
+    /// artery map get their side: the brain mask's midline (the default)
+    /// or the network.
+    pub sides: Sides,
 }
 
 impl Default for InferConfig {
@@ -110,6 +115,7 @@ impl Default for InferConfig {
             aggregator: Aggregator::Max,
             tta: Tta::None,
             arteries: false,
+            sides: Sides::Midline,
         }
     }
 }
@@ -840,13 +846,30 @@ impl<B: Backend> Predictor<B> {
     /// As [`Predictor::probability_map`] and [`Predictor::patch_outputs`].
     pub fn detect(&self, case: &Case, series: Option<&DicomSeries>) -> Result<(Array3<f32>, Vec<Detection>)> {
         let map = self.probability_map(case)?;
-        let candidates = self.candidates_on(case, &map, series)?;
+        let candidates = self.candidates_on(case, &map, self.midline(case).as_ref(), series)?;
         Ok((map, candidates))
     }
 
+    /// The midline that gives the lateral arteries their side, when the
+    /// config asks for it ([`InferConfig::sides`]) and the case's mask is
+    /// not empty.
+    fn midline(&self, case: &Case) -> Option<Midline> {
+        match self.config.sides {
+            Sides::Midline => Midline::of_mask(&case.mask),
+            Sides::Network => None,
+        }
+    }
+
     /// The candidates on `map`, the case's probability map: what
-    /// [`Predictor::detect`] does after the sliding window.
-    fn candidates_on(&self, case: &Case, map: &Array3<f32>, series: Option<&DicomSeries>) -> Result<Vec<Detection>> {
+    /// [`Predictor::detect`] does after the sliding window. With a
+    /// `midline`, each candidate's locations are folded onto its side.
+    fn candidates_on(
+        &self,
+        case: &Case,
+        map: &Array3<f32>,
+        midline: Option<&Midline>,
+        series: Option<&DicomSeries>,
+    ) -> Result<Vec<Detection>> {
         let affine = *case.image.affine();
         let peaks = find_peaks(map.view(), &affine, &self.config.candidates);
         let centres: Vec<[usize; 3]> = peaks.iter().map(|p| p.voxel).collect();
@@ -863,6 +886,7 @@ impl<B: Backend> Predictor<B> {
             .map(|(n, p)| {
                 let world = affine.voxel_to_world(p.centroid);
                 let l = locs.as_ref().and_then(|v| v.get(n)).copied();
+                let l = l.map(|l| midline.map_or(l, |m| m.fold(l, world)));
                 let peak = f64::from(p.score);
                 let patch = po.present.get(n).copied().unwrap_or(0.0);
                 let second_stage = second.as_ref().and_then(|s| s.get(n).copied());
@@ -910,9 +934,13 @@ impl<B: Backend> Predictor<B> {
     /// As [`Predictor::probability_map`].
     pub fn predict_case(&self, case: &Case, modality: Modality, series: Option<&DicomSeries>) -> Result<Prediction> {
         let t0 = Instant::now();
-        let (map, arteries) = self.maps(case, self.config.arteries)?;
-        let candidates = self.candidates_on(case, &map, series)?;
+        let (map, mut arteries) = self.maps(case, self.config.arteries)?;
         let affine = *case.image.affine();
+        let midline = self.midline(case);
+        if let (Some(m), Some(a)) = (&midline, &mut arteries) {
+            m.relabel(a, &affine);
+        }
+        let candidates = self.candidates_on(case, &map, midline.as_ref(), series)?;
         let present = aggregate(self.config.aggregator, &map, &case.mask, &candidates);
         // the location head's answer when it saw a candidate, else the
         // scan's probability for every location

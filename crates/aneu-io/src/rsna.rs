@@ -137,6 +137,39 @@ impl Location {
     }
 }
 
+impl Location {
+    /// Whether the location has a left and a right artery (ICA, MCA, ACA,
+    /// PComm); the AComm, the basilar tip and "Other Posterior
+    /// Circulation" are midline (their own mirror).
+    pub fn is_lateral(self) -> bool {
+        self.mirrored() != self
+    }
+
+    /// This location's artery on the patient's right (`right`) or left
+    /// side: itself or its mirror for a lateral location; a midline one
+    /// unchanged.
+    ///
+    /// ```
+    /// use aneu_io::Location;
+    /// assert_eq!(Location::LeftMca.on_side(true), Location::RightMca);
+    /// assert_eq!(Location::LeftMca.on_side(false), Location::LeftMca);
+    /// assert_eq!(Location::RightPcomA.on_side(false), Location::LeftPcomA);
+    /// assert_eq!(Location::AcomA.on_side(true), Location::AcomA);
+    /// ```
+    pub fn on_side(self, right: bool) -> Location {
+        use Location::*;
+        let is_right = matches!(
+            self,
+            RightInfraclinoidIca | RightSupraclinoidIca | RightMca | RightAca | RightPcomA
+        );
+        if self.is_lateral() && is_right != right {
+            self.mirrored()
+        } else {
+            self
+        }
+    }
+}
+
 impl fmt::Display for Location {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.name())
