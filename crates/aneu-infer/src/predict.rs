@@ -178,16 +178,18 @@ pub struct PatchOutputs {
     pub vessel: Option<Vec<VesselFeatures>>,
 }
 
-/// Voxels within this distance (in voxels) of a patch's centre decide its
-/// territory.
+/// Voxels within this distance (in voxels) of a patch's centre make the
+/// vessel features' artery probability ([`VesselFeatures`]); a
+/// candidate's territory reaches farther
+/// ([`CandidateOptions::territory_radius`]).
 pub const TERRITORY_RADIUS: f64 = 2.0;
 
 /// The artery a patch's centre lies on, from the vessel head's
 /// probabilities `probs` (`[classes, p, p, p]` of one patch): each
-/// location's probability summed over the voxels within
-/// [`TERRITORY_RADIUS`] of the centre, then normalised over the 13
-/// (background left out; all equal when the centre is background only).
-pub fn territory(probs: &[f32], classes: usize, p: usize) -> [f64; 13] {
+/// location's probability summed over the voxels within `radius` voxels of
+/// the centre, then normalised over the 13 (background left out; all
+/// equal when the neighbourhood is background only).
+pub fn territory(probs: &[f32], classes: usize, p: usize, radius: f64) -> [f64; 13] {
     let mut t = [0f64; 13];
     let c = (p / 2) as f64;
     let voxels = p * p * p;
@@ -195,7 +197,7 @@ pub fn territory(probs: &[f32], classes: usize, p: usize) -> [f64; 13] {
         for j in 0..p {
             for i in 0..p {
                 let d2 = (k as f64 - c).powi(2) + (j as f64 - c).powi(2) + (i as f64 - c).powi(2);
-                if d2 > TERRITORY_RADIUS * TERRITORY_RADIUS {
+                if d2 > radius * radius {
                     continue;
                 }
                 let at = (k * p + j) * p + i;
@@ -781,7 +783,7 @@ impl<B: Backend> Predictor<B> {
                         }
                         for (k, one) in probs.chunks(classes * p * p * p).enumerate() {
                             vessel[first + k].push(VesselFeatures::of_patch(one, p, [sk, sj, si]));
-                            let t = territory(one, classes, p);
+                            let t = territory(one, classes, p, self.config.candidates.territory_radius);
                             for l in Location::ALL {
                                 // a flipped i axis swaps left and right
                                 let dst = if f[2] { l.mirrored() } else { l };
@@ -1169,10 +1171,14 @@ mod tests {
         probs[left * voxels + centre] = 0.8;
         probs[0] = 0.0;
         probs[right * voxels] = 1.0;
-        let t = territory(&probs, classes, p);
+        let t = territory(&probs, classes, p, TERRITORY_RADIUS);
         assert!((t[Location::LeftMca.index()] - 1.0).abs() < 1e-9, "{t:?}");
         assert_eq!(t[Location::RightMca.index()], 0.0);
-        let none = territory(&vec![0f32; classes * voxels], classes, p);
+        // a reach over the whole patch counts the corner too
+        let wide = territory(&probs, classes, p, 2.0 * p as f64);
+        assert!((wide[Location::LeftMca.index()] - 0.8 / 1.8).abs() < 1e-6, "{wide:?}");
+        assert!((wide[Location::RightMca.index()] - 1.0 / 1.8).abs() < 1e-6, "{wide:?}");
+        let none = territory(&vec![0f32; classes * voxels], classes, p, TERRITORY_RADIUS);
         assert!(none.iter().all(|v| (v - 1.0 / 13.0).abs() < 1e-12));
     }
 
