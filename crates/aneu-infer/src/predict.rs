@@ -170,8 +170,10 @@ pub struct PatchOutputs {
     /// The 13 location probabilities per patch, when a member has a
     /// location head.
     pub locations: Option<Vec<[f64; 13]>>,
-    /// Per patch, the probability that its centre lies in each location's
-    /// artery ([`territory`]), when a member has a vessel head.
+    /// Per patch, each location's artery's share of the vessel head's
+    /// probabilities around its centre ([`territory`], within
+    /// [`CandidateOptions::territory_radius`]), when a member has a vessel
+    /// head.
     pub territories: Option<Vec<[f64; 13]>>,
     /// Per patch, what the vessel head says about its centre's
     /// neighbourhood, when a member has a vessel head.
