@@ -3,11 +3,13 @@
 //! preprocessed set that no stage trained on), and stores them in the
 //! bundle. With `--rescorer` it first fits the candidate rescorer (a
 //! logistic regression on the detector's scores and the vessel head's
-//! features) on the same series.
+//! features) on the same series, and with `--locator` the candidate
+//! locator (which names a candidate's artery from its territory and its
+//! place in the head).
 //!
 //! ```sh
 //! cargo run --release --example calibrate -- --bundle RUN/bundle --data PREPROC_DIR [--method youden|f2|sensitivity:0.9]
-//! cargo run --release --example calibrate -- --bundle RUN/bundle --data FRESH_PREPROC_DIR --fresh --rescorer
+//! cargo run --release --example calibrate -- --bundle RUN/bundle --data FRESH_PREPROC_DIR --fresh --rescorer --locator
 //! ```
 
 use std::path::PathBuf;
@@ -16,7 +18,7 @@ use std::process::ExitCode;
 use aneu::bundle::ModelBundle;
 use aneu::infer::{
     InferConfig, Predictor, RescorerOptions, ThresholdMethod, calibrate_on_series, calibrate_on_validation,
-    fit_rescorer,
+    fit_locator, fit_rescorer,
 };
 use aneu::models::burn::backend::Flex;
 use clap::Parser;
@@ -45,6 +47,10 @@ struct Args {
     /// thresholds.
     #[arg(long)]
     rescorer: bool,
+    /// Then fit the candidate locator on the same series (needs --fresh,
+    /// and a bundle with a vessel head); it is stored with the thresholds.
+    #[arg(long)]
+    locator: bool,
 }
 
 fn method(s: &str) -> Result<ThresholdMethod, String> {
@@ -65,8 +71,8 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut bundle = ModelBundle::read(&a.bundle)?;
     let mut p = Predictor::<Flex>::new(vec![bundle.clone()], config, &Default::default())?;
-    if a.rescorer && !a.fresh {
-        return Err("--rescorer needs --fresh: fit it on scans neither stage trained on".into());
+    if (a.rescorer || a.locator) && !a.fresh {
+        return Err("--rescorer and --locator need --fresh: fit them on scans neither stage trained on".into());
     }
     let series: Vec<String> = if a.fresh {
         aneu::preproc::list_preprocessed(&a.data)?
@@ -84,6 +90,10 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
             r.positives,
             r.features.iter().zip(&r.weights).collect::<Vec<_>>()
         );
+    }
+    if a.locator {
+        let l = fit_locator(&mut p, &a.data, &series, &RescorerOptions::default())?;
+        println!("locator fitted on {} hits", l.fitted_on);
     }
     let t = if a.fresh {
         calibrate_on_series(&mut p, &a.data, &series, method(&a.method)?)?

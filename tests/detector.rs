@@ -99,18 +99,25 @@ fn the_shipped_detector_detects_on_fresh_phantoms() {
     assert!(a >= MIN_ARTERY_DICE, "artery Dice {a:.3} < {MIN_ARTERY_DICE}");
 }
 
-/// The candidate rescorer on the shipped bundle: fitted on fresh phantoms
-/// from every candidate the detector proposes there, it reads the
-/// features inference computes, and once fitted the predictor scores every
-/// candidate with it (the vessel features each candidate carries, through
-/// the fitted logistic function), and a calibration keeps it. A failed
-/// fit leaves the predictor as it was.
+/// The candidate rescorer and locator on the shipped bundle, fitted on
+/// fresh phantoms. The rescorer, fitted on every candidate the detector
+/// proposes there, reads the features inference computes, and once fitted
+/// the predictor scores every candidate with it (the vessel features each
+/// candidate carries, through the fitted logistic function). The locator,
+/// fitted on the candidates that hit an aneurysm, then names every
+/// candidate's location: its 13 probabilities are the locator's on the
+/// candidate's territory and its offset from the brain mask's centre, put
+/// on the candidate's side of the midline, and the scan's locations follow
+/// from them; on its own hits, it names at least as many locations right
+/// as the territory does. A calibration keeps both; a failed fit leaves
+/// the predictor as it was.
 #[test]
-fn a_fitted_rescorer_scores_every_candidate() {
+fn a_fitted_rescorer_and_locator_take_over_the_candidates() {
     use aneu::infer::{
-        FEATURE_NAMES, Predictor, RescorerOptions, ThresholdMethod, calibrate_on_series, candidate_features,
-        fit_rescorer,
+        FEATURE_NAMES, LOCATOR_CLASSES, LOCATOR_FEATURES, Predictor, RescorerOptions, ThresholdMethod,
+        calibrate_on_series, candidate_features, fit_locator, fit_rescorer, locate, mask_centre,
     };
+    use aneu::io::Location;
     use aneu::phantom::{PhantomConfig, SizePreset, generate};
     use aneu::preproc::{Shard, preprocess_dataset};
 
@@ -146,12 +153,45 @@ fn a_fitted_rescorer_scores_every_candidate() {
     assert_eq!(r.features, FEATURE_NAMES.map(String::from).to_vec());
     assert!(r.positives >= 1 && r.positives < r.fitted_on, "{r:?}");
     assert_eq!(p.thresholds().rescorer.as_ref(), Some(&r));
+    let l = fit_locator(&mut p, &pre, &series, &RescorerOptions::default()).unwrap();
+    assert_eq!(l.features, LOCATOR_FEATURES.map(String::from).to_vec());
+    assert_eq!(l.classes, LOCATOR_CLASSES.map(|c| c.name().to_string()).to_vec());
+    assert!(l.fitted_on >= 2, "{l:?}");
+    assert_eq!(p.thresholds().locator.as_ref(), Some(&l));
+    assert_eq!(p.thresholds().rescorer.as_ref(), Some(&r));
     let mut seen = 0;
+    let (mut hits, mut by_locator, mut by_territory) = (0, 0, 0);
     for uid in &series {
-        let out = p
-            .predict_preprocessed(aneu::preproc::read_preprocessed(pre.join(uid)).unwrap(), None)
-            .unwrap();
+        let pp = aneu::preproc::read_preprocessed(pre.join(uid)).unwrap();
+        let centre = mask_centre(&pp.mask).unwrap();
+        let truth: Vec<(aneu::io::WorldPoint, Location)> = pp
+            .meta
+            .annotations
+            .iter()
+            .map(|a| (a.world, a.location.parse().unwrap()))
+            .collect();
+        let out = p.predict_preprocessed(pp, None).unwrap();
         for c in &out.scan.candidates {
+            let t = c.territory.expect("a vessel head gives every candidate its territory");
+            let q = c.locations.unwrap();
+            assert_eq!(q, locate(&l, &t, c.world, centre));
+            assert!((q.iter().sum::<f64>() - 1.0).abs() < 1e-9, "{q:?}");
+            let right = c.world.x > centre.x;
+            for loc in Location::ALL.into_iter().filter(|l| l.is_lateral()) {
+                // the other side's artery gets nothing
+                if loc.on_side(right) != loc {
+                    assert_eq!(q[loc.index()], 0.0, "{loc:?} on the other side");
+                }
+            }
+            // the first of the most probable, as inference takes it
+            let best = |v: &[f64; 13]| Location::ALL[(0..13).fold(0, |b, n| if v[n] > v[b] { n } else { b })];
+            assert_eq!(c.location, Some(best(&q)));
+            assert_eq!(c.artery, Some(best(&t)));
+            if let Some((_, at)) = truth.iter().find(|(w, _)| w.distance(&c.world) <= 3.0) {
+                hits += 1;
+                by_locator += usize::from(best(&q) == *at);
+                by_territory += usize::from(best(&t) == *at);
+            }
             let v = c
                 .vessel
                 .expect("a vessel head gives every candidate its vessel features");
@@ -168,15 +208,35 @@ fn a_fitted_rescorer_scores_every_candidate() {
         if let Some(top) = out.scan.candidates.first() {
             assert_eq!(out.scan.aneurysm_present, top.score);
         }
+        // the scan's locations from the candidates' (a scan without
+        // candidates reports Aneurysm Present for each)
+        for loc in (0..13).filter(|_| !out.scan.candidates.is_empty()) {
+            let m = out
+                .scan
+                .candidates
+                .iter()
+                .map(|c| c.score * c.locations.unwrap()[loc])
+                .fold(0.0, f64::max);
+            assert_eq!(out.scan.locations[loc], m);
+        }
     }
     assert_eq!(seen, r.fitted_on, "the candidates it was fitted on, rescored");
+    assert_eq!(hits, l.fitted_on, "the hits it was fitted on, located");
+    assert!(
+        by_locator >= by_territory,
+        "the locator names {by_locator} of {hits} hits right, the territory {by_territory}"
+    );
     let t = calibrate_on_series(&mut p, &pre, &series, ThresholdMethod::Youden).unwrap();
     assert_eq!(t.rescorer.as_ref(), Some(&r));
+    assert_eq!(t.locator.as_ref(), Some(&l));
     // a series that is not there: an error naming it, and the predictor
     // keeps its rescorer
     let e = fit_rescorer(&mut p, &pre, &["9.9.9.missing".into()], &RescorerOptions::default()).unwrap_err();
     assert!(e.to_string().contains("9.9.9.missing"), "{e}");
     assert_eq!(p.thresholds().rescorer.as_ref(), Some(&r));
+    let e = fit_locator(&mut p, &pre, &["9.9.9.missing".into()], &RescorerOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("9.9.9.missing"), "{e}");
+    assert_eq!(p.thresholds().locator.as_ref(), Some(&l));
 }
 
 /// The artery map of the shipped bundle: asking for it changes neither

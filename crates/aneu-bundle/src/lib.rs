@@ -14,7 +14,8 @@
 //!   train.json        the training config (aneu-train's TrainConfig)
 //!   split.json        the patient-grouped split
 //!   thresholds.json   decision thresholds and, optionally, the
-//!                     candidate rescorer (filled by calibration)
+//!                     candidate rescorer and locator (filled by
+//!                     calibration)
 //!   second_stage/     optional: the candidate classifier, a bundle of its
 //!                     own (same preprocessing) that rescores the
 //!                     candidates of this one
@@ -212,6 +213,12 @@ pub struct Thresholds {
     /// it, and the thresholds hold for its scores.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub rescorer: Option<Rescorer>,
+    /// The candidate locator fitted with these thresholds, when the
+    /// calibration fitted one: inference then names every candidate's
+    /// location with it, and the location thresholds hold for its
+    /// probabilities.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub locator: Option<Locator>,
 }
 
 /// A logistic regression that rescores candidates from named features
@@ -296,6 +303,111 @@ impl Rescorer {
     }
 }
 
+/// A multinomial logistic regression that names the artery a candidate
+/// sits on from named features (what the vessel head says about its
+/// neighbourhood, and where it lies in the head):
+/// `P(class c) = softmax_c(b_c + Σᵢ w_ci (xᵢ − μᵢ) / sᵢ)`. As for a
+/// [`Rescorer`], the feature and class names pin their order and meaning,
+/// and inference refuses a locator whose names it does not compute.
+///
+/// ```
+/// use aneu_bundle::Locator;
+/// let l = Locator {
+///     features: vec!["a".into()],
+///     classes: vec!["x".into(), "y".into()],
+///     mean: vec![1.0],
+///     scale: vec![2.0],
+///     weights: vec![vec![1.0], vec![-1.0]],
+///     bias: vec![0.0, 0.5],
+///     fitted_on: 10,
+/// };
+/// assert!(l.validate().is_ok());
+/// // logits 1·(3 − 1)/2 = 1 and 0.5 − 1 = −0.5
+/// let p = l.probabilities(&[3.0]);
+/// let e = (-1.5f64).exp();
+/// assert!((p[0] - 1.0 / (1.0 + e)).abs() < 1e-12 && (p[0] + p[1] - 1.0).abs() < 1e-12);
+/// ```
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Locator {
+    /// The features' names, in order.
+    pub features: Vec<String>,
+    /// The classes' names, in order.
+    pub classes: Vec<String>,
+    /// Each feature's mean on the fitting candidates.
+    pub mean: Vec<f64>,
+    /// Each feature's standard deviation there (1 where it was 0).
+    pub scale: Vec<f64>,
+    /// Per class, the weights of the standardised features.
+    pub weights: Vec<Vec<f64>>,
+    /// Per class, the intercept.
+    pub bias: Vec<f64>,
+    /// How many candidates (hits on aneurysms) it was fitted on.
+    pub fitted_on: usize,
+}
+
+impl Locator {
+    /// Checks that there are at least two classes, one weight row and
+    /// intercept per class, one mean, scale and weight per feature, and
+    /// that every number is finite and every scale positive.
+    ///
+    /// # Errors
+    /// What is wrong, in words.
+    pub fn validate(&self) -> std::result::Result<(), String> {
+        let (n, k) = (self.features.len(), self.classes.len());
+        if n == 0
+            || k < 2
+            || self.mean.len() != n
+            || self.scale.len() != n
+            || self.bias.len() != k
+            || self.weights.len() != k
+            || self.weights.iter().any(|w| w.len() != n)
+        {
+            return Err(format!(
+                "a locator needs one mean and scale per feature and one intercept and weight row (one weight per feature) \
+                 per class, with at least two classes: {n} features, {k} classes, {} means, {} scales, {} intercepts, \
+                 {} weight rows",
+                self.mean.len(),
+                self.scale.len(),
+                self.bias.len(),
+                self.weights.len()
+            ));
+        }
+        let finite = self
+            .mean
+            .iter()
+            .chain(self.weights.iter().flatten())
+            .chain(&self.bias)
+            .all(|v| v.is_finite());
+        if !finite || self.scale.iter().any(|s| !(s.is_finite() && *s > 0.0)) {
+            return Err("a locator's means, weights and intercepts must be finite, its scales positive".into());
+        }
+        Ok(())
+    }
+
+    /// The class probabilities of a feature vector (in
+    /// [`Locator::features`] order), in [`Locator::classes`] order: the
+    /// softmax of the logits, summing to 1.
+    pub fn probabilities(&self, x: &[f64]) -> Vec<f64> {
+        let z: Vec<f64> = x
+            .iter()
+            .zip(&self.mean)
+            .zip(&self.scale)
+            .map(|((x, m), s)| (x - m) / s)
+            .collect();
+        let logits: Vec<f64> = self
+            .weights
+            .iter()
+            .zip(&self.bias)
+            .map(|(w, b)| b + w.iter().zip(&z).map(|(w, z)| w * z).sum::<f64>())
+            .collect();
+        let top = logits.iter().copied().fold(f64::NEG_INFINITY, f64::max);
+        let e: Vec<f64> = logits.iter().map(|l| (l - top).exp()).collect();
+        let sum: f64 = e.iter().sum();
+        e.into_iter().map(|v| v / sum).collect()
+    }
+}
+
 impl Default for Thresholds {
     fn default() -> Self {
         Thresholds {
@@ -305,6 +417,7 @@ impl Default for Thresholds {
             locations: None,
             window_roi: None,
             rescorer: None,
+            locator: None,
         }
     }
 }
@@ -422,7 +535,11 @@ impl ModelBundle {
         };
         let tp = dir.join("thresholds.json");
         let thresholds: Thresholds = read_json(&tp)?;
-        if let Some(Err(reason)) = thresholds.rescorer.as_ref().map(Rescorer::validate) {
+        let checks = [
+            thresholds.rescorer.as_ref().map(Rescorer::validate),
+            thresholds.locator.as_ref().map(Locator::validate),
+        ];
+        if let Some(Err(reason)) = checks.into_iter().flatten().find(|c| c.is_err()) {
             return Err(Error::Format { path: tp, reason });
         }
         Ok(ModelBundle {
@@ -659,6 +776,66 @@ mod tests {
             },
         ] {
             nb.thresholds.rescorer = Some(bad);
+            nb.write(&w).unwrap();
+            let e = ModelBundle::read(d.path().join("b")).unwrap_err();
+            assert!(
+                matches!(e, Error::Format { .. }) && e.to_string().contains("thresholds.json"),
+                "{e}"
+            );
+        }
+    }
+
+    /// A locator travels in thresholds.json too; one with a ragged weight
+    /// row, a missing intercept, one class or a NaN is refused at reading.
+    #[test]
+    fn locators_read_back_and_bad_ones_are_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let w = d.path().join("w.mpk");
+        std::fs::write(&w, b"weights").unwrap();
+        let mut nb = new_bundle(&d.path().join("b"));
+        let l = Locator {
+            features: vec!["x".into(), "y".into()],
+            classes: vec!["a".into(), "b".into(), "c".into()],
+            mean: vec![0.5, -1.0],
+            scale: vec![2.0, 0.25],
+            weights: vec![vec![1.0, 0.0], vec![-0.5, 2.0], vec![0.0, -1.0]],
+            bias: vec![0.1, 0.2, -0.3],
+            fitted_on: 40,
+        };
+        nb.thresholds.locator = Some(l.clone());
+        nb.write(&w).unwrap();
+        let back = ModelBundle::read(d.path().join("b"))
+            .unwrap()
+            .thresholds
+            .locator
+            .unwrap();
+        assert_eq!(back, l);
+        let p = back.probabilities(&[1.0, 2.0]);
+        assert_eq!(p.len(), 3);
+        assert!((p.iter().sum::<f64>() - 1.0).abs() < 1e-12 && p.iter().all(|p| *p > 0.0));
+        let mut ragged = l.weights.clone();
+        ragged[1].pop();
+        for bad in [
+            Locator {
+                weights: ragged,
+                ..l.clone()
+            },
+            Locator {
+                bias: vec![0.0, 0.0],
+                ..l.clone()
+            },
+            Locator {
+                classes: vec!["a".into()],
+                weights: vec![vec![1.0, 0.0]],
+                bias: vec![0.0],
+                ..l.clone()
+            },
+            Locator {
+                mean: vec![f64::NAN, 0.0],
+                ..l.clone()
+            },
+        ] {
+            nb.thresholds.locator = Some(bad);
             nb.write(&w).unwrap();
             let e = ModelBundle::read(d.path().join("b")).unwrap_err();
             assert!(

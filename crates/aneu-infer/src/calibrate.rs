@@ -2,15 +2,17 @@
 
 use std::path::Path;
 
-use aneu_bundle::{Rescorer, Thresholds};
-use aneu_io::WorldPoint;
+use aneu_bundle::{Locator, Rescorer, Thresholds};
+use aneu_io::{Location, WorldPoint};
 use aneu_metrics::{f_beta_threshold, threshold_for_sensitivity, youden_threshold};
 use aneu_patch::Case;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
-use crate::predict::{Predictor, ScanPrediction};
+use crate::locate::{LOCATOR_CLASSES, LOCATOR_FEATURES, fit_softmax, locator_class, locator_features};
+use crate::predict::{Detection, Predictor, ScanPrediction};
 use crate::rescore::{FEATURE_NAMES, RescorerOptions, candidate_features, fit_logistic};
+use crate::sides::mask_centre;
 use crate::{Error, Result};
 
 /// How a threshold is chosen from validation scores.
@@ -94,6 +96,7 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
         locations: Some(locations),
         window_roi: None,
         rescorer: None,
+        locator: None,
     })
 }
 
@@ -102,7 +105,8 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
 /// from `preprocessed` (the folder training read), and returns them; the
 /// predictor then uses them. Validation series that are not in that folder
 /// (a split spanning two datasets) are left out with a warning that counts
-/// them. The thresholds record the window edge they were chosen with
+/// them. The thresholds keep the predictor's rescorer and locator, if it
+/// has them (they hold for their outputs). The thresholds record the window edge they were chosen with
 /// ([`Thresholds::window_roi`]), which inference then uses by default. Store
 /// them with [`aneu_bundle::ModelBundle::write_thresholds`].
 ///
@@ -152,7 +156,8 @@ pub fn calibrate_on_validation<B: Backend>(
 /// [`calibrate_on_validation`] on the named series of `preprocessed`
 /// instead of the split's validation series: for scans that neither stage
 /// trained on, such as a fresh set of phantoms. The thresholds keep the
-/// predictor's rescorer, if it has one (they hold for its scores).
+/// predictor's rescorer and locator, if it has them (they hold for their
+/// outputs).
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for no series; reading and model errors
@@ -188,6 +193,7 @@ pub fn calibrate_on_series<B: Backend>(
     let mut t = calibrate_thresholds(&labelled, method)?;
     t.window_roi = predictor.window_roi();
     t.rescorer = predictor.thresholds().rescorer.clone();
+    t.locator = predictor.thresholds().locator.clone();
     predictor.set_thresholds(t.clone());
     Ok(t)
 }
@@ -235,6 +241,106 @@ pub fn fit_rescorer<B: Backend>(
     }
 }
 
+/// Fits a candidate [`Locator`] on the named series of `preprocessed`
+/// (their localizers the truth): the predictor runs over each; every
+/// candidate within [`RescorerOptions::hit_radius_mm`] of an aneurysm is
+/// labelled with the artery of the nearest one's location
+/// ([`locator_class`]), and its [`LOCATOR_FEATURES`] vector (its
+/// territory and its offset from the brain mask's centre) goes into
+/// [`fit_softmax`] with the L2 penalty [`RescorerOptions::l2`]. The
+/// predictor then names the candidates' locations with it; as after
+/// [`fit_rescorer`], recalibrate the thresholds next (the location
+/// thresholds hold for the locator's probabilities). Fit it on scans the
+/// networks did not train on. On an error the predictor keeps its
+/// thresholds.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for no series, a model without a vessel head
+/// (the territories need one), or hits on fewer than two arteries; a
+/// localizer whose location is not one of the 13; reading and model
+/// errors (naming the series).
+pub fn fit_locator<B: Backend>(
+    predictor: &mut Predictor<B>,
+    preprocessed: impl AsRef<Path>,
+    series: &[String],
+    opts: &RescorerOptions,
+) -> Result<Locator> {
+    if series.is_empty() {
+        return Err(Error::InvalidConfig("no series to fit the locator on".into()));
+    }
+    let labelled = labelled_candidates(predictor, preprocessed.as_ref(), series)?;
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for s in &labelled {
+        let Some(centre) = s.centre else { continue };
+        for c in &s.candidates {
+            let nearest = s
+                .aneurysms
+                .iter()
+                .map(|(w, l)| (w.distance(&c.world), *l))
+                .filter(|(d, _)| *d <= opts.hit_radius_mm)
+                .min_by(|a, b| a.0.total_cmp(&b.0));
+            let Some((_, location)) = nearest else { continue };
+            let t = c.territory.ok_or_else(|| {
+                Error::InvalidConfig("the locator reads the vessel head, which no model of the bundle has".into())
+            })?;
+            x.push(locator_features(&t, c.world, centre).to_vec());
+            y.push(locator_class(location));
+        }
+    }
+    let classes = LOCATOR_CLASSES.map(Location::name);
+    let l = fit_softmax(&LOCATOR_FEATURES, &classes, &x, &y, opts.l2)?;
+    let mut t = predictor.thresholds().clone();
+    t.locator = Some(l.clone());
+    predictor.set_thresholds(t);
+    Ok(l)
+}
+
+/// One series' candidates, with the truth they are labelled against.
+struct SeriesCandidates {
+    /// The candidates ([`Predictor::detect`]).
+    candidates: Vec<Detection>,
+    /// Each localizer's point and location.
+    aneurysms: Vec<(WorldPoint, Location)>,
+    /// The centre of the series' mask ([`mask_centre`]).
+    centre: Option<WorldPoint>,
+}
+
+/// The predictor's candidates on each named series of `dir`, with the
+/// series' localizers.
+fn labelled_candidates<B: Backend>(
+    predictor: &Predictor<B>,
+    dir: &Path,
+    series: &[String],
+) -> Result<Vec<SeriesCandidates>> {
+    series
+        .iter()
+        .map(|uid| {
+            let series_err = |e: Error| Error::Series {
+                series: uid.clone(),
+                source: Box::new(e),
+            };
+            let p = aneu_preproc::read_preprocessed(dir.join(uid))?;
+            let aneurysms = p
+                .meta
+                .annotations
+                .iter()
+                .map(|a| {
+                    let l = a.location.parse::<Location>().map_err(Error::InvalidConfig);
+                    l.map(|l| (a.world, l)).map_err(series_err)
+                })
+                .collect::<Result<Vec<_>>>()?;
+            let case = Case::new(p.meta.series_uid, p.image, p.mask, vec![]).map_err(|e| series_err(e.into()))?;
+            let centre = mask_centre(&case.mask);
+            let (_, candidates) = predictor.detect(&case, None).map_err(series_err)?;
+            Ok(SeriesCandidates {
+                candidates,
+                aneurysms,
+                centre,
+            })
+        })
+        .collect()
+}
+
 /// Every candidate's [`FEATURE_NAMES`] vector on the named series, and
 /// whether it hits an aneurysm ([`fit_rescorer`]).
 fn labelled_features<B: Backend>(
@@ -244,21 +350,17 @@ fn labelled_features<B: Backend>(
     opts: &RescorerOptions,
 ) -> Result<(Vec<Vec<f64>>, Vec<bool>)> {
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    for uid in series {
-        let series_err = |e: Error| Error::Series {
-            series: uid.clone(),
-            source: Box::new(e),
-        };
-        let p = aneu_preproc::read_preprocessed(dir.join(uid))?;
-        let truth: Vec<WorldPoint> = p.meta.annotations.iter().map(|a| a.world).collect();
-        let case = Case::new(p.meta.series_uid, p.image, p.mask, vec![]).map_err(|e| series_err(e.into()))?;
-        let (_, candidates) = predictor.detect(&case, None).map_err(series_err)?;
-        for c in &candidates {
+    for s in labelled_candidates(predictor, dir, series)? {
+        for c in &s.candidates {
             let f = candidate_features(c, c.score).ok_or_else(|| {
                 Error::InvalidConfig("the rescorer reads the vessel head, which no model of the bundle has".into())
             })?;
             x.push(f.to_vec());
-            y.push(truth.iter().any(|t| t.distance(&c.world) <= opts.hit_radius_mm));
+            y.push(
+                s.aneurysms
+                    .iter()
+                    .any(|(t, _)| t.distance(&c.world) <= opts.hit_radius_mm),
+            );
         }
     }
     Ok((x, y))

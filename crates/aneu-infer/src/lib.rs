@@ -66,20 +66,25 @@ mod calibrate;
 mod candidates;
 mod dataset;
 mod error;
+mod locate;
 mod predict;
 mod rescore;
 mod sides;
 mod window;
 
-pub use aneu_bundle::Rescorer;
+pub use aneu_bundle::{Locator, Rescorer};
 pub use calibrate::{
-    Labelled, ThresholdMethod, calibrate_on_series, calibrate_on_validation, calibrate_thresholds, fit_rescorer,
+    Labelled, ThresholdMethod, calibrate_on_series, calibrate_on_validation, calibrate_thresholds, fit_locator,
+    fit_rescorer,
 };
 pub use candidates::{CandidateOptions, Peak, find_peaks, plateau_centroid};
 pub use dataset::{
     EvaluateOptions, PredictOptions, PredictSummary, RunInfo, SeriesFile, evaluate, predict_dataset, read_predictions,
 };
 pub use error::{Error, Result};
+pub use locate::{
+    LOCATOR_CLASSES, LOCATOR_FEATURES, check_locator, fit_softmax, locate, locator_class, locator_features,
+};
 pub use predict::{
     Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, TERRITORY_RADIUS, Tta,
     aggregate, territory, world_to_dicom,
@@ -88,5 +93,5 @@ pub use rescore::{
     FEATURE_NAMES, LOCAL_RADIUS_MM, RescorerOptions, VesselFeatures, candidate_features, check_rescorer, fit_logistic,
     logit,
 };
-pub use sides::{Midline, Sides};
+pub use sides::{Midline, Sides, mask_centre};
 pub use window::{Blend, SlidingWindow, Spread, WindowBatch, WindowOutput, window_input};

@@ -18,8 +18,9 @@ use ndarray::{Array3, Array4, Axis, s};
 use serde::{Deserialize, Serialize};
 
 use crate::candidates::{CandidateOptions, find_peaks};
+use crate::locate::{check_locator, locate};
 use crate::rescore::{VesselFeatures, candidate_features, check_rescorer};
-use crate::sides::{Midline, Sides};
+use crate::sides::{Midline, Sides, mask_centre};
 use crate::window::{SlidingWindow, WindowBatch, WindowOutput, window_input};
 use crate::{Error, Result};
 
@@ -250,15 +251,21 @@ pub struct Detection {
     pub voxel: Voxel,
     /// The centre in RAS+ mm.
     pub world: WorldPoint,
-    /// The 13 location probabilities (in `train.csv` order): with a vessel
-    /// head, the probability that the candidate sits on each location's
-    /// artery ([`territory`]); else from the location head on a patch
-    /// centred here; `None` with neither.
+    /// The 13 location probabilities (in `train.csv` order): with a
+    /// vessel head, the locator's ([`Thresholds::locator`], [`locate`])
+    /// when the thresholds hold one, else the `territory`; else from the
+    /// location head on a patch centred here; `None` with neither.
     pub locations: Option<[f64; 13]>,
     /// The most probable location.
     pub location: Option<Location>,
-    /// The artery the candidate sits on (the location whose artery the
-    /// vessel head labels its centre with), with a vessel head.
+    /// With a vessel head, each location's artery's share of the vessel
+    /// head's probabilities around the candidate ([`territory`]), the
+    /// lateral ones moved to the candidate's side with
+    /// [`Sides::Midline`].
+    #[serde(default)]
+    pub territory: Option<[f64; 13]>,
+    /// The artery the candidate sits on (the most probable location of
+    /// its `territory`), with a vessel head.
     #[serde(default)]
     pub artery: Option<Location>,
     /// The centre on the original DICOM grid, when the prediction started
@@ -850,30 +857,38 @@ impl<B: Backend> Predictor<B> {
     /// As [`Predictor::probability_map`] and [`Predictor::patch_outputs`].
     pub fn detect(&self, case: &Case, series: Option<&DicomSeries>) -> Result<(Array3<f32>, Vec<Detection>)> {
         let map = self.probability_map(case)?;
-        let candidates = self.candidates_on(case, &map, self.midline(case).as_ref(), series)?;
+        let candidates = self.candidates_on(case, &map, mask_centre(&case.mask), series)?;
         Ok((map, candidates))
     }
 
-    /// The midline that gives the lateral arteries their side, when the
-    /// config asks for it ([`InferConfig::sides`]) and the case's mask is
-    /// not empty.
-    fn midline(&self, case: &Case) -> Option<Midline> {
+    /// The midline that gives the lateral arteries their side, through the
+    /// brain mask's `centre`, when the config asks for it
+    /// ([`InferConfig::sides`]) and the mask is not empty.
+    fn midline(&self, centre: Option<WorldPoint>) -> Option<Midline> {
         match self.config.sides {
-            Sides::Midline => Midline::of_mask(&case.mask),
+            Sides::Midline => centre.map(|c| Midline { x_mm: c.x }),
             Sides::Network => None,
         }
     }
 
     /// The candidates on `map`, the case's probability map: what
-    /// [`Predictor::detect`] does after the sliding window. With a
-    /// `midline`, each candidate's locations are folded onto its side.
+    /// [`Predictor::detect`] does after the sliding window. `centre` is
+    /// the brain mask's ([`mask_centre`]): with [`Sides::Midline`] each
+    /// candidate's territory is folded onto its side of the plane through
+    /// it, and the locator measures a candidate's position from it (with
+    /// an empty mask, the locations are the territory's).
     fn candidates_on(
         &self,
         case: &Case,
         map: &Array3<f32>,
-        midline: Option<&Midline>,
+        centre: Option<WorldPoint>,
         series: Option<&DicomSeries>,
     ) -> Result<Vec<Detection>> {
+        let midline = self.midline(centre);
+        let locator = self.thresholds.locator.as_ref();
+        if let Some(l) = locator {
+            check_locator(l)?;
+        }
         let affine = *case.image.affine();
         let peaks = find_peaks(map.view(), &affine, &self.config.candidates);
         let centres: Vec<[usize; 3]> = peaks.iter().map(|p| p.voxel).collect();
@@ -882,6 +897,11 @@ impl<B: Backend> Predictor<B> {
         // the vessel head's territories, when a member has one, else the
         // location head's answer
         let territorial = po.territories.is_some();
+        if locator.is_some() && !territorial && !peaks.is_empty() {
+            return Err(Error::InvalidConfig(
+                "the candidate locator reads the vessel head, which no model has".into(),
+            ));
+        }
         let locs = po.territories.or(po.locations);
         let rescore = self.config.candidates.rescore;
         let mut candidates: Vec<Detection> = peaks
@@ -891,6 +911,11 @@ impl<B: Backend> Predictor<B> {
                 let world = affine.voxel_to_world(p.centroid);
                 let l = locs.as_ref().and_then(|v| v.get(n)).copied();
                 let l = l.map(|l| midline.map_or(l, |m| m.fold(l, world)));
+                let territory = l.filter(|_| territorial);
+                let located = match (locator, territory, centre) {
+                    (Some(loc), Some(t), Some(c)) => Some(locate(loc, &t, world, c)),
+                    _ => l,
+                };
                 let peak = f64::from(p.score);
                 let patch = po.present.get(n).copied().unwrap_or(0.0);
                 let second_stage = second.as_ref().and_then(|s| s.get(n).copied());
@@ -904,13 +929,10 @@ impl<B: Backend> Predictor<B> {
                     vessel: po.vessel.as_ref().and_then(|v| v.get(n)).copied(),
                     voxel: p.centroid,
                     world,
-                    location: l.map(|l| Location::ALL[argmax(&l)]),
-                    artery: if territorial {
-                        l.map(|l| Location::ALL[argmax(&l)])
-                    } else {
-                        None
-                    },
-                    locations: l,
+                    location: located.map(|l| Location::ALL[argmax(&l)]),
+                    artery: territory.map(|t| Location::ALL[argmax(&t)]),
+                    locations: located,
+                    territory,
                     dicom: series.and_then(|s| world_to_dicom(s, world)),
                 }
             })
@@ -940,11 +962,11 @@ impl<B: Backend> Predictor<B> {
         let t0 = Instant::now();
         let (map, mut arteries) = self.maps(case, self.config.arteries)?;
         let affine = *case.image.affine();
-        let midline = self.midline(case);
-        if let (Some(m), Some(a)) = (&midline, &mut arteries) {
+        let centre = mask_centre(&case.mask);
+        if let (Some(m), Some(a)) = (self.midline(centre), &mut arteries) {
             m.relabel(a, &affine);
         }
-        let candidates = self.candidates_on(case, &map, midline.as_ref(), series)?;
+        let candidates = self.candidates_on(case, &map, centre, series)?;
         let present = aggregate(self.config.aggregator, &map, &case.mask, &candidates);
         // the location head's answer when it saw a candidate, else the
         // scan's probability for every location
@@ -1149,6 +1171,7 @@ mod tests {
             locations: None,
             location: None,
             artery: None,
+            territory: None,
             dicom: None,
         }
     }

@@ -341,7 +341,7 @@ pub fn fit_logistic(names: &[&str], x: &[Vec<f64>], y: &[bool], l2: f64) -> Resu
 
 /// Solves `a · s = b` by Gaussian elimination with partial pivoting;
 /// `None` when `a` is singular.
-fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
+pub(crate) fn solve(mut a: Vec<Vec<f64>>, mut b: Vec<f64>) -> Option<Vec<f64>> {
     let n = b.len();
     for col in 0..n {
         let piv = (col..n).max_by(|&r, &s| a[r][col].abs().total_cmp(&a[s][col].abs()))?;

@@ -33,6 +33,34 @@ pub enum Sides {
     Midline,
 }
 
+/// The centroid (RAS mm) of a mask's non-zero voxels, or `None` when the
+/// mask is empty: the centre of the brain, for a brain mask.
+///
+/// ```
+/// use aneu_io::{Affine, Volume};
+/// use aneu_infer::mask_centre;
+/// let mut m = ndarray::Array3::<u8>::zeros((4, 6, 10));
+/// m.slice_mut(ndarray::s![1..3, 0..4, 2..6]).fill(1);
+/// let mask = Volume::new(m, Affine::identity()).unwrap();
+/// let c = mask_centre(&mask).unwrap();
+/// assert_eq!((c.x, c.y, c.z), (3.5, 1.5, 1.5));
+/// ```
+pub fn mask_centre(mask: &Volume<u8>) -> Option<WorldPoint> {
+    let (mut n, mut sum) = (0usize, [0f64; 3]);
+    for ((k, j, i), &v) in mask.data().indexed_iter() {
+        if v != 0 {
+            n += 1;
+            sum[0] += i as f64;
+            sum[1] += j as f64;
+            sum[2] += k as f64;
+        }
+    }
+    (n > 0).then(|| {
+        let c = sum.map(|s| s / n as f64);
+        mask.voxel_to_world(Voxel::new(c[0], c[1], c[2]))
+    })
+}
+
 /// An estimate of the head's midsagittal plane: the plane `x = x_mm` (RAS:
 /// the patient's right is +x) through the centroid of the brain mask. It
 /// assumes the head is not turned far about its vertical axis: a turn of θ
@@ -47,8 +75,8 @@ pub struct Midline {
 }
 
 impl Midline {
-    /// The plane through the centroid of the mask's non-zero voxels, or
-    /// `None` when the mask is empty.
+    /// The plane through the centroid of the mask's non-zero voxels
+    /// ([`mask_centre`]), or `None` when the mask is empty.
     ///
     /// ```
     /// use aneu_io::{Affine, Volume};
@@ -59,21 +87,7 @@ impl Midline {
     /// assert_eq!(Midline::of_mask(&mask).unwrap().x_mm, 3.5);
     /// ```
     pub fn of_mask(mask: &Volume<u8>) -> Option<Midline> {
-        let (mut n, mut sum) = (0usize, [0f64; 3]);
-        for ((k, j, i), &v) in mask.data().indexed_iter() {
-            if v != 0 {
-                n += 1;
-                sum[0] += i as f64;
-                sum[1] += j as f64;
-                sum[2] += k as f64;
-            }
-        }
-        (n > 0).then(|| {
-            let c = sum.map(|s| s / n as f64);
-            Midline {
-                x_mm: mask.voxel_to_world(Voxel::new(c[0], c[1], c[2])).x,
-            }
-        })
+        mask_centre(mask).map(|c| Midline { x_mm: c.x })
     }
 
     /// Whether `w` lies on the patient's right of the plane.

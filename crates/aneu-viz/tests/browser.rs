@@ -246,6 +246,7 @@ fn report_works_in_headless_chromium() {
                 locations: None,
                 location: Some(Location::AcomA),
                 artery: None,
+                territory: None,
                 dicom: None,
             })
             .collect(),

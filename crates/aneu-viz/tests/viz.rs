@@ -141,6 +141,7 @@ fn prediction(img: &Volume<f32>, points: &[WorldPoint]) -> ScanPrediction {
                 locations: Some([0.0; 13]),
                 location: Some(Location::BasilarTip),
                 artery: Some(Location::BasilarTip),
+                territory: None,
                 dicom: None,
             })
             .collect(),
