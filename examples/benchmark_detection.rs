@@ -81,7 +81,7 @@ fn run(a: &Args) -> Res<BenchmarkReport> {
         infer.window = infer.window.with_roi(roi);
     }
     if a.tta {
-        infer.tta = Tta::FlipLr;
+        infer.tta = Some(Tta::FlipLr);
     }
     let config = BenchmarkConfig {
         n: a.n,

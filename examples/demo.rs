@@ -101,7 +101,7 @@ fn infer_part<B: Backend>(
 ) -> Res<usize> {
     let config = InferConfig {
         window: SlidingWindow::default().with_roi(a.roi).with_overlap(0.25),
-        tta: if a.tta { Tta::FlipLr } else { Tta::None },
+        tta: a.tta.then_some(Tta::FlipLr),
         ..Default::default()
     };
     let mut predictor = Predictor::<B>::from_dirs(&[bundle_dir], config, device)?;

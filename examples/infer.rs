@@ -88,7 +88,7 @@ fn run(a: &Args) -> Result<PredictSummary, Box<dyn std::error::Error>> {
         None => InferConfig::default(),
     };
     if a.tta {
-        config.tta = Tta::FlipLr;
+        config.tta = Some(Tta::FlipLr);
     }
     config.arteries |= a.arteries;
     match a.device.as_str() {

@@ -277,7 +277,7 @@ fn the_artery_map_survives_mirroring() {
     let config = |arteries: bool, tta: Tta| InferConfig {
         window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
         arteries,
-        tta,
+        tta: Some(tta),
         ..Default::default()
     };
     let predict = |c: InferConfig| {

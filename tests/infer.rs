@@ -321,7 +321,8 @@ fn trained() -> &'static Trained {
 /// Calibration reads the split's validation series that the folder holds
 /// (a split may span two datasets: a second stage trained on fresh scans
 /// extends its first stage's), and refuses a folder that holds none. The
-/// thresholds carry the window they were chosen on, and inference uses it.
+/// thresholds carry the window and the test-time augmentation they were
+/// chosen with, and inference uses them unless its config sets its own.
 #[test]
 fn calibration_reads_the_validation_series_the_folder_holds() {
     let t = trained();
@@ -333,29 +334,33 @@ fn calibration_reads_the_validation_series_the_folder_holds() {
     split.write(b.join("split.json")).unwrap();
     let config = || InferConfig {
         window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
+        tta: Some(Tta::FlipLr),
         ..Default::default()
     };
     let mut p = Predictor::<Flex>::from_dirs(&[&b], config(), &Default::default()).unwrap();
     let th = calibrate_on_validation(&mut p, &t.pre, ThresholdMethod::Youden).unwrap();
     assert!(th.calibrated && (0.0..=1.0).contains(&th.present));
-    // the thresholds remember their window, and a config without one runs
-    // the bundle on it: the same scores as that window set by hand
-    assert_eq!(th.window_roi, Some(48));
+    // the thresholds remember their window and TTA, and a config without
+    // them runs the bundle so: the same scores as both set by hand
+    assert_eq!((th.window_roi, th.tta), (Some(48), Some(Tta::FlipLr)));
     let mut bundle = ModelBundle::read(&b).unwrap();
     bundle.write_thresholds(th).unwrap();
     let by_default = Predictor::<Flex>::from_dirs(&[&b], InferConfig::default(), &Default::default()).unwrap();
-    assert_eq!(by_default.window_roi(), Some(48));
-    let by_hand = InferConfig {
+    assert_eq!((by_default.window_roi(), by_default.tta()), (Some(48), Tta::FlipLr));
+    let by_hand = |tta: Tta| InferConfig {
         window: SlidingWindow::default().with_roi(48),
+        tta: Some(tta),
         ..Default::default()
     };
-    let by_hand = Predictor::<Flex>::from_dirs(&[&b], by_hand, &Default::default()).unwrap();
+    let flipped = Predictor::<Flex>::from_dirs(&[&b], by_hand(Tta::FlipLr), &Default::default()).unwrap();
+    let plain = Predictor::<Flex>::from_dirs(&[&b], by_hand(Tta::None), &Default::default()).unwrap();
+    assert_eq!(plain.tta(), Tta::None);
     let uid = &ModelBundle::read(&b).unwrap().split.val[0];
     let score = |p: &Predictor<Flex>| {
         let pre = aneu::preproc::read_preprocessed(t.pre.join(uid)).unwrap();
         p.predict_preprocessed(pre, None).unwrap().scan.aneurysm_present
     };
-    assert_eq!(score(&by_default), score(&by_hand));
+    assert_eq!(score(&by_default), score(&flipped));
     split.val = vec!["9.9.9.elsewhere".into()];
     split.write(b.join("split.json")).unwrap();
     let mut p = Predictor::<Flex>::from_dirs(&[&b], config(), &Default::default()).unwrap();
@@ -386,7 +391,7 @@ fn end_to_end_on_phantoms() {
     let t = trained();
     let config = InferConfig {
         window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
-        tta: Tta::FlipLr,
+        tta: Some(Tta::FlipLr),
         ..Default::default()
     };
     let mut predictor = Predictor::<Flex>::from_dirs(&[&t.bundle], config, &Default::default()).unwrap();
@@ -657,7 +662,7 @@ fn tta_and_ensemble_are_consistent() {
     let tta = Predictor::<Flex>::from_dirs(
         &[&t.bundle],
         InferConfig {
-            tta: Tta::FlipLr,
+            tta: Some(Tta::FlipLr),
             ..cfg
         },
         &Default::default(),

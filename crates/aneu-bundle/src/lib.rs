@@ -208,6 +208,11 @@ pub struct Thresholds {
     /// inference uses this edge whenever its own config sets none.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub window_roi: Option<usize>,
+    /// The test-time augmentation the calibration ran with, when it
+    /// recorded one. Thresholds hold for the scores of that TTA, so
+    /// inference runs it whenever its own config sets none.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tta: Option<Tta>,
     /// The candidate rescorer fitted with these thresholds, when the
     /// calibration fitted one: inference then scores every candidate with
     /// it, and the thresholds hold for its scores.
@@ -219,6 +224,33 @@ pub struct Thresholds {
     /// probabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locator: Option<Locator>,
+}
+
+/// Test-time augmentation by flips. The outputs of a flipped input are
+/// flipped back (maps) or mirrored left ↔ right (locations, for a flip of
+/// the i axis, which is R–L in the canonical RAS grid) and averaged
+/// (aneu-infer runs it; thresholds record the TTA they were calibrated
+/// with, [`Thresholds::tta`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Tta {
+    /// No augmentation.
+    None,
+    /// The input and its left–right mirror (2 passes).
+    FlipLr,
+    /// All 8 combinations of flips along k, j and i.
+    Flips,
+}
+
+impl Tta {
+    /// The flips `[k, j, i]` of each pass.
+    pub fn flips(self) -> Vec<[bool; 3]> {
+        match self {
+            Tta::None => vec![[false; 3]],
+            Tta::FlipLr => vec![[false; 3], [false, false, true]],
+            Tta::Flips => (0..8).map(|n| [n & 4 != 0, n & 2 != 0, n & 1 != 0]).collect(),
+        }
+    }
 }
 
 /// A logistic regression that rescores candidates from named features
@@ -416,6 +448,7 @@ impl Default for Thresholds {
             present: 0.5,
             locations: None,
             window_roi: None,
+            tta: None,
             rescorer: None,
             locator: None,
         }

@@ -95,6 +95,7 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
         present,
         locations: Some(locations),
         window_roi: None,
+        tta: None,
         rescorer: None,
         locator: None,
     })
@@ -106,9 +107,11 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
 /// predictor then uses them. Validation series that are not in that folder
 /// (a split spanning two datasets) are left out with a warning that counts
 /// them. The thresholds keep the predictor's rescorer and locator, if it
-/// has them (they hold for their outputs). The thresholds record the window edge they were chosen with
-/// ([`Thresholds::window_roi`]), which inference then uses by default. Store
-/// them with [`aneu_bundle::ModelBundle::write_thresholds`].
+/// has them (they hold for their outputs). They record the window edge and
+/// the test-time augmentation they were chosen with
+/// ([`Thresholds::window_roi`], [`Thresholds::tta`]), which inference then
+/// uses by default. Store them with
+/// [`aneu_bundle::ModelBundle::write_thresholds`].
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] when the split has no validation series, or
@@ -192,6 +195,7 @@ pub fn calibrate_on_series<B: Backend>(
     let labelled: Vec<Labelled<'_>> = truth.iter().zip(&preds).map(|((a, b), p)| (*a, *b, p)).collect();
     let mut t = calibrate_thresholds(&labelled, method)?;
     t.window_roi = predictor.window_roi();
+    t.tta = Some(predictor.tta());
     t.rescorer = predictor.thresholds().rescorer.clone();
     t.locator = predictor.thresholds().locator.clone();
     predictor.set_thresholds(t.clone());

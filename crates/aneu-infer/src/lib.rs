@@ -53,7 +53,7 @@
 //! ```no_run
 //! use aneu_infer::{InferConfig, Predictor, Tta};
 //! use burn::backend::Flex;
-//! let config = InferConfig { tta: Tta::FlipLr, ..Default::default() };
+//! let config = InferConfig { tta: Some(Tta::FlipLr), ..Default::default() };
 //! let predictor = Predictor::<Flex>::from_dirs(&["fold0/bundle", "fold1/bundle"], config, &Default::default())?;
 //! let p = predictor.predict_dir("rsna/series/1.2.826.0.1")?;
 //! for c in &p.scan.candidates {
@@ -72,7 +72,7 @@ mod rescore;
 mod sides;
 mod window;
 
-pub use aneu_bundle::{Locator, Rescorer};
+pub use aneu_bundle::{Locator, Rescorer, Tta};
 pub use calibrate::{
     Labelled, ThresholdMethod, calibrate_on_series, calibrate_on_validation, calibrate_thresholds, fit_locator,
     fit_rescorer,
@@ -86,8 +86,8 @@ pub use locate::{
     LOCATOR_CLASSES, LOCATOR_FEATURES, check_locator, fit_softmax, locate, locator_class, locator_features,
 };
 pub use predict::{
-    Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, TERRITORY_RADIUS, Tta,
-    aggregate, territory, world_to_dicom,
+    Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, TERRITORY_RADIUS, aggregate,
+    territory, world_to_dicom,
 };
 pub use rescore::{
     FEATURE_NAMES, LOCAL_RADIUS_MM, RescorerOptions, VesselFeatures, candidate_features, check_rescorer, fit_logistic,

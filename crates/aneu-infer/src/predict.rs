@@ -6,7 +6,7 @@ use aneu_io::AtPath;
 use std::path::Path;
 use std::time::Instant;
 
-use aneu_bundle::{ModelBundle, Thresholds};
+use aneu_bundle::{ModelBundle, Thresholds, Tta};
 use aneu_io::{DicomSeries, Location, Modality, SeriesLabels, Volume, Voxel, WorldPoint};
 use aneu_metrics::{Candidate, Lesion, ScanDetections, ScanOutcome};
 use aneu_models::{AnyModel, PatchModel};
@@ -50,31 +50,6 @@ pub enum Aggregator {
     },
 }
 
-/// Test-time augmentation by flips. The outputs of a flipped input are
-/// flipped back (maps) or mirrored left ↔ right (locations, for a flip of
-/// the i axis, which is R–L in the canonical RAS grid) and averaged.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "snake_case")]
-pub enum Tta {
-    /// No augmentation.
-    None,
-    /// The input and its left–right mirror (2 passes).
-    FlipLr,
-    /// All 8 combinations of flips along k, j and i.
-    Flips,
-}
-
-impl Tta {
-    /// The flips `[k, j, i]` of each pass.
-    pub fn flips(self) -> Vec<[bool; 3]> {
-        match self {
-            Tta::None => vec![[false; 3]],
-            Tta::FlipLr => vec![[false; 3], [false, false, true]],
-            Tta::Flips => (0..8).map(|n| [n & 4 != 0, n & 2 != 0, n & 1 != 0]).collect(),
-        }
-    }
-}
-
 /// Everything inference does besides the models, as one JSON value.
 ///
 /// ```
@@ -93,8 +68,11 @@ pub struct InferConfig {
     pub candidates: CandidateOptions,
     /// The `Aneurysm Present` aggregator.
     pub aggregator: Aggregator,
-    /// Test-time augmentation.
-    pub tta: Tta,
+    /// Test-time augmentation; unset (`null` or absent), the TTA the
+    /// thresholds were calibrated with ([`Thresholds::tta`], which the
+    /// shipped model's record), else none. See [`Predictor::tta`].
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tta: Option<Tta>,
     /// Also blend the vessel head's class logits over the windows into an
     /// artery label map ([`Prediction::arteries`]; `predict_dataset`
     /// writes it as `<uid>_arteries.nii.gz`). It costs a map of
@@ -114,7 +92,7 @@ impl Default for InferConfig {
             window: SlidingWindow::default(),
             candidates: CandidateOptions::default(),
             aggregator: Aggregator::Max,
-            tta: Tta::None,
+            tta: None,
             arteries: false,
             sides: Sides::Midline,
         }
@@ -546,6 +524,14 @@ impl<B: Backend> Predictor<B> {
         self.config.window.roi.or(self.thresholds.window_roi)
     }
 
+    /// The test-time augmentation the predictor runs: the config's, else
+    /// the one its thresholds were calibrated with ([`Thresholds::tta`]),
+    /// else none. Thresholds hold for the scores of the TTA they were
+    /// chosen on, as for the window.
+    pub fn tta(&self) -> Tta {
+        self.config.tta.or(self.thresholds.tta).unwrap_or(Tta::None)
+    }
+
     /// The inference config.
     pub fn config(&self) -> &InferConfig {
         &self.config
@@ -595,7 +581,7 @@ impl<B: Backend> Predictor<B> {
         let (n, r) = (b.len(), b.roi);
         let per = r * r * r;
         let x = Tensor::<B, 1>::from_floats(b.data.as_slice(), &self.device).reshape([n, b.channels, r, r, r]);
-        let flips = self.config.tta.flips();
+        let flips = self.tta().flips();
         let dense = m.model.has_dense_head();
         let nonfinite = |what: &str| Error::NonFinite {
             series: series.to_string(),
@@ -774,7 +760,7 @@ impl<B: Backend> Predictor<B> {
         for m in members {
             let p = m.bundle.manifest.patch_size;
             let c = if m.bundle.manifest.position_prior { 4 } else { 1 };
-            let flips = self.config.tta.flips();
+            let flips = self.tta().flips();
             for first in (0..n).step_by(bs) {
                 let chunk = &centres[first..(first + bs).min(n)];
                 let mut data = Vec::new();
