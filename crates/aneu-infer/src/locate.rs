@@ -16,7 +16,7 @@
 use aneu_bundle::Locator;
 use aneu_io::{Location, WorldPoint};
 
-use crate::rescore::solve;
+use crate::rescore::{check_rows, solve, standardise};
 use crate::sides::Midline;
 use crate::{Error, Result};
 
@@ -175,12 +175,7 @@ const INTERCEPT_L2_SHARE: f64 = 1e-3;
 pub fn fit_softmax(names: &[&str], classes: &[&str], x: &[Vec<f64>], y: &[usize], l2: f64) -> Result<Locator> {
     let (d, k) = (names.len(), classes.len());
     let bad = |m: String| Err(Error::InvalidConfig(m));
-    if x.is_empty() || x.len() != y.len() || x.iter().any(|r| r.len() != d) {
-        return bad(format!("{} rows of {d} features and {} classes", x.len(), y.len()));
-    }
-    if x.iter().flatten().any(|v| !v.is_finite()) {
-        return bad("a feature is not finite".into());
-    }
+    check_rows(x, y.len(), d)?;
     if let Some(c) = y.iter().find(|c| **c >= k) {
         return bad(format!("class {c} of {k}"));
     }
@@ -192,22 +187,7 @@ pub fn fit_softmax(names: &[&str], classes: &[&str], x: &[Vec<f64>], y: &[usize]
     if !(l2 > 0.0 && l2.is_finite()) {
         return bad(format!("the L2 penalty must be positive, got {l2}"));
     }
-    let n = x.len() as f64;
-    let mean: Vec<f64> = (0..d).map(|f| x.iter().map(|r| r[f]).sum::<f64>() / n).collect();
-    let scale: Vec<f64> = (0..d)
-        .map(|f| {
-            let s = (x.iter().map(|r| (r[f] - mean[f]).powi(2)).sum::<f64>() / n).sqrt();
-            if s > 1e-12 { s } else { 1.0 }
-        })
-        .collect();
-    let z: Vec<Vec<f64>> = x
-        .iter()
-        .map(|r| {
-            let mut v = vec![1.0];
-            v.extend((0..d).map(|f| (r[f] - mean[f]) / scale[f]));
-            v
-        })
-        .collect();
+    let (mean, scale, z) = standardise(x, d);
     // θ[c · m + j]: class c's intercept (j = 0) and weights (j ≥ 1)
     let m = d + 1;
     let penalty: Vec<f64> = (0..m)

@@ -266,12 +266,7 @@ impl Default for RescorerOptions {
 pub fn fit_logistic(names: &[&str], x: &[Vec<f64>], y: &[bool], l2: f64) -> Result<Rescorer> {
     let d = names.len();
     let bad = |m: String| Err(Error::InvalidConfig(m));
-    if x.is_empty() || x.len() != y.len() || x.iter().any(|r| r.len() != d) {
-        return bad(format!("{} rows of {d} features and {} labels", x.len(), y.len()));
-    }
-    if x.iter().flatten().any(|v| !v.is_finite()) {
-        return bad("a feature is not finite".into());
-    }
+    check_rows(x, y.len(), d)?;
     let positives = y.iter().filter(|b| **b).count();
     if positives == 0 || positives == y.len() {
         return bad(format!(
@@ -282,22 +277,7 @@ pub fn fit_logistic(names: &[&str], x: &[Vec<f64>], y: &[bool], l2: f64) -> Resu
     if !(l2 > 0.0 && l2.is_finite()) {
         return bad(format!("the L2 penalty must be positive, got {l2}"));
     }
-    let n = x.len() as f64;
-    let mean: Vec<f64> = (0..d).map(|f| x.iter().map(|r| r[f]).sum::<f64>() / n).collect();
-    let scale: Vec<f64> = (0..d)
-        .map(|f| {
-            let s = (x.iter().map(|r| (r[f] - mean[f]).powi(2)).sum::<f64>() / n).sqrt();
-            if s > 1e-12 { s } else { 1.0 }
-        })
-        .collect();
-    let z: Vec<Vec<f64>> = x
-        .iter()
-        .map(|r| {
-            let mut v = vec![1.0];
-            v.extend((0..d).map(|f| (r[f] - mean[f]) / scale[f]));
-            v
-        })
-        .collect();
+    let (mean, scale, z) = standardise(x, d);
     // θ = [bias, w…]; Newton steps on the penalised log loss (strictly
     // convex, so it converges from 0)
     let m = d + 1;
@@ -337,6 +317,47 @@ pub fn fit_logistic(names: &[&str], x: &[Vec<f64>], y: &[bool], l2: f64) -> Resu
     };
     r.validate().map_err(Error::InvalidConfig)?;
     Ok(r)
+}
+
+/// Checks a fit's feature rows: at least one, one per label (`labels`),
+/// each of `d` finite values.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] saying which.
+pub(crate) fn check_rows(x: &[Vec<f64>], labels: usize, d: usize) -> Result<()> {
+    if x.is_empty() || x.len() != labels || x.iter().any(|r| r.len() != d) {
+        return Err(Error::InvalidConfig(format!(
+            "{} rows of {d} features and {labels} labels",
+            x.len()
+        )));
+    }
+    if x.iter().flatten().any(|v| !v.is_finite()) {
+        return Err(Error::InvalidConfig("a feature is not finite".into()));
+    }
+    Ok(())
+}
+
+/// Each of the `d` features' mean and standard deviation over the rows
+/// (1 where it is 0), and the rows standardised, each with a leading 1 for
+/// the intercept.
+pub(crate) fn standardise(x: &[Vec<f64>], d: usize) -> (Vec<f64>, Vec<f64>, Vec<Vec<f64>>) {
+    let n = x.len() as f64;
+    let mean: Vec<f64> = (0..d).map(|f| x.iter().map(|r| r[f]).sum::<f64>() / n).collect();
+    let scale: Vec<f64> = (0..d)
+        .map(|f| {
+            let s = (x.iter().map(|r| (r[f] - mean[f]).powi(2)).sum::<f64>() / n).sqrt();
+            if s > 1e-12 { s } else { 1.0 }
+        })
+        .collect();
+    let z: Vec<Vec<f64>> = x
+        .iter()
+        .map(|r| {
+            let mut v = vec![1.0];
+            v.extend((0..d).map(|f| (r[f] - mean[f]) / scale[f]));
+            v
+        })
+        .collect();
+    (mean, scale, z)
 }
 
 /// Solves `a · s = b` by Gaussian elimination with partial pivoting;
