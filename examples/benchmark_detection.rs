@@ -47,7 +47,8 @@ struct Args {
     /// Sliding-window edge in voxels (overrides the config's).
     #[arg(long)]
     roi: Option<usize>,
-    /// Left-right flip test-time augmentation.
+    /// Left-right flip test-time augmentation (without it and without a
+    /// config's `tta`, each bundle runs the TTA its calibration recorded).
     #[arg(long)]
     tta: bool,
     /// cpu (Flex), cuda or wgpu.

@@ -9,7 +9,8 @@
 //! ```
 //!
 //! `--tta` adds left-right flip test-time augmentation to calibration and
-//! prediction: twice the inference time.
+//! prediction: twice the inference time. The shipped model runs it without
+//! the flag: its calibration recorded it (`thresholds.json`).
 
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -54,7 +55,9 @@ struct Args {
     /// cpu (Flex) or cuda (needs --features cuda).
     #[arg(long, default_value = "cpu")]
     device: String,
-    /// Left-right flip test-time augmentation (doubles inference time).
+    /// Left-right flip test-time augmentation (doubles inference time;
+    /// without it, a bundle runs the TTA its calibration recorded, which
+    /// for the shipped model is this one).
     #[arg(long)]
     tta: bool,
     /// Sliding-window edge at inference, in voxels (a multiple of the

@@ -35,7 +35,8 @@ struct Args {
     /// Write <uid>_prob.nii.gz too.
     #[arg(long)]
     prob_maps: bool,
-    /// Left–right flip TTA (overrides the config's tta).
+    /// Left–right flip TTA (overrides the config's tta; without either,
+    /// the bundle runs the TTA its calibration recorded).
     #[arg(long)]
     tta: bool,
     /// Write <uid>_arteries.nii.gz too: the vessel head's artery labels
