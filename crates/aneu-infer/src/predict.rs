@@ -69,8 +69,8 @@ pub struct InferConfig {
     /// The `Aneurysm Present` aggregator.
     pub aggregator: Aggregator,
     /// Test-time augmentation; unset (`null` or absent), the TTA the
-    /// thresholds were calibrated with ([`Thresholds::tta`], which the
-    /// shipped model's record), else none. See [`Predictor::tta`].
+    /// thresholds were calibrated with ([`Thresholds::tta`]; the shipped
+    /// model's record flip TTA), else none. See [`Predictor::tta`].
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tta: Option<Tta>,
     /// Also blend the vessel head's class logits over the windows into an
