@@ -256,7 +256,8 @@ pub fn fit_rescorer<B: Backend>(
 /// [`fit_rescorer`], recalibrate the thresholds next (the location
 /// thresholds hold for the locator's probabilities). Fit it on scans the
 /// networks did not train on. On an error the predictor keeps its
-/// thresholds.
+/// thresholds. A series with an empty mask (no centre to measure from) is
+/// left out with a warning naming it.
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for no series, a model without a vessel head
@@ -274,8 +275,13 @@ pub fn fit_locator<B: Backend>(
     }
     let labelled = labelled_candidates(predictor, preprocessed.as_ref(), series)?;
     let (mut x, mut y) = (Vec::new(), Vec::new());
-    for s in &labelled {
-        let Some(centre) = s.centre else { continue };
+    for (uid, s) in series.iter().zip(&labelled) {
+        let Some(centre) = s.centre else {
+            // no brain mask, no position: the series cannot teach the
+            // locator, and inference gives it the territory's locations
+            tracing::warn!(series = %uid, "an empty mask: left out of the locator's fit");
+            continue;
+        };
         for c in &s.candidates {
             let nearest = s
                 .aneurysms
