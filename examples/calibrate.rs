@@ -5,11 +5,16 @@
 //! logistic regression on the detector's scores and the vessel head's
 //! features) on the same series, and with `--locator` the candidate
 //! locator (which names a candidate's artery from its territory and its
-//! place in the head).
+//! place in the head). With `--arteries` it fits the artery labeller (which
+//! names each voxel of the artery map from the vessel head's probabilities
+//! and its place in the head) on the same series' vessel segmentations;
+//! the thresholds do not depend on it, so with `--arteries` alone they are
+//! kept as they are and only the labeller is added.
 //!
 //! ```sh
 //! cargo run --release --example calibrate -- --bundle RUN/bundle --data PREPROC_DIR [--method youden|f2|sensitivity:0.9]
 //! cargo run --release --example calibrate -- --bundle RUN/bundle --data FRESH_PREPROC_DIR --fresh --rescorer --locator
+//! cargo run --release --example calibrate -- --bundle RUN/bundle --data FRESH_PREPROC_DIR --fresh --arteries
 //! ```
 
 use std::path::PathBuf;
@@ -18,7 +23,7 @@ use std::process::ExitCode;
 use aneu::bundle::ModelBundle;
 use aneu::infer::{
     InferConfig, Predictor, RescorerOptions, ThresholdMethod, calibrate_on_series, calibrate_on_validation,
-    fit_locator, fit_rescorer,
+    fit_artery_labeller, fit_locator, fit_rescorer,
 };
 use aneu::models::burn::backend::Flex;
 use clap::Parser;
@@ -51,6 +56,11 @@ struct Args {
     /// and a bundle with a vessel head); it is stored with the thresholds.
     #[arg(long)]
     locator: bool,
+    /// Fit the artery labeller on the same series' vessel segmentations
+    /// (needs --fresh, and a bundle with a vessel head); it is stored with
+    /// the thresholds. Alone, it leaves the thresholds as they are.
+    #[arg(long)]
+    arteries: bool,
 }
 
 fn method(s: &str) -> Result<ThresholdMethod, String> {
@@ -71,8 +81,10 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     };
     let mut bundle = ModelBundle::read(&a.bundle)?;
     let mut p = Predictor::<Flex>::new(vec![bundle.clone()], config, &Default::default())?;
-    if (a.rescorer || a.locator) && !a.fresh {
-        return Err("--rescorer and --locator need --fresh: fit them on scans neither stage trained on".into());
+    if (a.rescorer || a.locator || a.arteries) && !a.fresh {
+        return Err(
+            "--rescorer, --locator and --arteries need --fresh: fit them on scans neither stage trained on".into(),
+        );
     }
     let series: Vec<String> = if a.fresh {
         aneu::preproc::list_preprocessed(&a.data)?
@@ -94,6 +106,18 @@ fn run(a: &Args) -> Result<(), Box<dyn std::error::Error>> {
     if a.locator {
         let l = fit_locator(&mut p, &a.data, &series, &RescorerOptions::default())?;
         println!("locator fitted on {} hits", l.fitted_on);
+    }
+    if a.arteries {
+        let l = fit_artery_labeller(&mut p, &a.data, &series, &RescorerOptions::default())?;
+        println!("artery labeller fitted on {} vessel voxels", l.fitted_on);
+        if !(a.rescorer || a.locator) {
+            bundle.write_thresholds(p.thresholds().clone())?;
+            println!(
+                "thresholds kept; the labeller stored in {}",
+                a.bundle.join("thresholds.json").display()
+            );
+            return Ok(());
+        }
     }
     let t = if a.fresh {
         calibrate_on_series(&mut p, &a.data, &series, method(&a.method)?)?

@@ -28,14 +28,15 @@
 //! fails if candidates go back to wherever the map's maximum fell.
 //! The last two bounds are on the vessel head's artery map against the
 //! phantoms' vessel segmentations: the vessel Dice (any artery against
-//! background; 0.73 [0.73, 0.74] on the benchmark, 0.73 on the guard's
-//! scans) and the artery Dice (the mean over the arteries a scan holds,
-//! with the sides from the midline: 0.43 [0.42, 0.44] on the benchmark,
-//! 0.42 [0.41, 0.44] on the guard's scans; without TTA 0.41 and 0.40; with
-//! the network's sides 0.25 on both). A map on a transposed or shifted
-//! grid loses the first; one with its sides swapped, or back to the
-//! network's, loses the second (10 of the 13 arteries are lateral): its
-//! bound, 0.33, lies below both intervals and above 0.25.
+//! background; 0.73 [0.72, 0.74] on the benchmark, 0.73 on the guard's
+//! scans) and the artery Dice (the mean over the arteries a scan holds),
+//! which the shipped artery labeller names: 0.57 [0.56, 0.58] on the
+//! benchmark, 0.56 [0.55, 0.58] on the guard's scans; without the labeller,
+//! with the sides from the midline, 0.43 [0.42, 0.44] and 0.42 [0.41,
+//! 0.44]; with the network's sides 0.25 on both. A map on a transposed or
+//! shifted grid loses the first; one without the labeller, or with its
+//! sides swapped, loses the second (10 of the 13 arteries are lateral):
+//! its bound, 0.48, lies below both intervals and above 0.44.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -55,7 +56,7 @@ const MAX_MEDIAN_ERROR_MM: f64 = 1.5;
 /// Lowest vessel Dice of the artery map.
 const MIN_VESSEL_DICE: f64 = 0.6;
 /// Lowest artery Dice of the artery map.
-const MIN_ARTERY_DICE: f64 = 0.33;
+const MIN_ARTERY_DICE: f64 = 0.48;
 
 #[test]
 fn the_shipped_detector_detects_on_fresh_phantoms() {
@@ -102,6 +103,39 @@ fn the_shipped_detector_detects_on_fresh_phantoms() {
     assert!(a >= MIN_ARTERY_DICE, "artery Dice {a:.3} < {MIN_ARTERY_DICE}");
 }
 
+/// The shipped bundle's predictor with `config`, on 48³ windows at overlap
+/// 0.25 (those of its calibration and benchmark).
+fn shipped(config: InferConfig) -> aneu::infer::Predictor<Flex> {
+    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-vessels-mra-cta");
+    let config = InferConfig {
+        window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
+        ..config
+    };
+    aneu::infer::Predictor::<Flex>::from_dirs(&[&bundle], config, &Default::default()).unwrap()
+}
+
+/// Phantoms of `config`, preprocessed with `p`'s config: the folder that
+/// holds them (removed when dropped), the preprocessed folder and its
+/// series, every one of them preprocessed.
+fn preprocessed_phantoms(
+    config: &aneu::phantom::PhantomConfig,
+    p: &aneu::infer::Predictor<Flex>,
+) -> (tempfile::TempDir, std::path::PathBuf, Vec<String>) {
+    use aneu::preproc::{Shard, preprocess_dataset};
+    let d = tempfile::tempdir().unwrap();
+    let (raw, pre) = (d.path().join("raw"), d.path().join("pre"));
+    aneu::phantom::generate(config, &raw).unwrap();
+    let s = preprocess_dataset(&raw, &pre, p.preprocess_config(), Shard::default(), &|_| {}).unwrap();
+    assert_eq!(s.failed, 0);
+    let series: Vec<String> = aneu::preproc::list_preprocessed(&pre)
+        .unwrap()
+        .iter()
+        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(series.len(), config.n);
+    (d, pre, series)
+}
+
 /// The candidate rescorer and locator on the shipped bundle, fitted on
 /// fresh phantoms. The rescorer, fitted on every candidate the detector
 /// proposes there, reads the features inference computes, and once fitted
@@ -117,41 +151,20 @@ fn the_shipped_detector_detects_on_fresh_phantoms() {
 #[test]
 fn a_fitted_rescorer_and_locator_take_over_the_candidates() {
     use aneu::infer::{
-        FEATURE_NAMES, LOCATOR_CLASSES, LOCATOR_FEATURES, Predictor, RescorerOptions, ThresholdMethod,
-        calibrate_on_series, candidate_features, fit_locator, fit_rescorer, locate, mask_centre,
+        FEATURE_NAMES, LOCATOR_CLASSES, LOCATOR_FEATURES, RescorerOptions, ThresholdMethod, calibrate_on_series,
+        candidate_features, fit_locator, fit_rescorer, locate, mask_centre,
     };
     use aneu::io::Location;
-    use aneu::phantom::{PhantomConfig, SizePreset, generate};
-    use aneu::preproc::{Shard, preprocess_dataset};
+    use aneu::phantom::{PhantomConfig, SizePreset};
 
-    let bundle = Path::new(env!("CARGO_MANIFEST_DIR")).join("models/unet-vessels-mra-cta");
-    let d = tempfile::tempdir().unwrap();
-    let (raw, pre) = (d.path().join("raw"), d.path().join("pre"));
+    let mut p = shipped(InferConfig::default());
     // the rescorer test's own seed (see the guard's list above)
-    generate(
+    let (_d, pre, series) = preprocessed_phantoms(
         &PhantomConfig::new(6, 7_800_001, SizePreset::Small)
             .with_positive_rate(0.75)
             .with_modalities(&[Modality::Mra, Modality::Cta]),
-        &raw,
-    )
-    .unwrap();
-    let mut p = Predictor::<Flex>::from_dirs(
-        &[&bundle],
-        InferConfig {
-            window: SlidingWindow::default().with_roi(48).with_overlap(0.25),
-            ..Default::default()
-        },
-        &Default::default(),
-    )
-    .unwrap();
-    let s = preprocess_dataset(&raw, &pre, p.preprocess_config(), Shard::default(), &|_| {}).unwrap();
-    assert_eq!(s.failed, 0);
-    let series: Vec<String> = aneu::preproc::list_preprocessed(&pre)
-        .unwrap()
-        .iter()
-        .map(|d| d.file_name().unwrap().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(series.len(), 6);
+        &p,
+    );
     let r = fit_rescorer(&mut p, &pre, &series, &RescorerOptions::default()).unwrap();
     assert_eq!(r.features, FEATURE_NAMES.map(String::from).to_vec());
     assert!(r.positives >= 1 && r.positives < r.fitted_on, "{r:?}");
@@ -240,6 +253,76 @@ fn a_fitted_rescorer_and_locator_take_over_the_candidates() {
     let e = fit_locator(&mut p, &pre, &["9.9.9.missing".into()], &RescorerOptions::default()).unwrap_err();
     assert!(e.to_string().contains("9.9.9.missing"), "{e}");
     assert_eq!(p.thresholds().locator.as_ref(), Some(&l));
+}
+
+/// The artery labeller on the shipped bundle, fitted on fresh phantoms'
+/// vessel segmentations: it reads the features and names the classes
+/// inference computes, once fitted the predictor makes its artery maps
+/// with it (each map is `label_arteries` of the vessel head's blended
+/// logits), and on the series it was fitted on those maps score a higher
+/// artery Dice than the vessel head's own labels (with the midline's
+/// sides). A series that is not there is an error naming it, and the
+/// predictor keeps its labeller.
+#[test]
+fn a_fitted_artery_labeller_makes_the_artery_map() {
+    use aneu::infer::{
+        LABELLER_FEATURES, Predictor, RescorerOptions, fit_artery_labeller, label_arteries, labeller_classes,
+        mask_centre,
+    };
+    use aneu::metrics::LabelOverlap;
+    use aneu::patch::Case;
+    use aneu::phantom::{PhantomConfig, SizePreset};
+    use aneu::preproc::read_preprocessed;
+
+    let mut p = shipped(InferConfig {
+        arteries: true,
+        tta: Some(aneu::infer::Tta::None),
+        ..Default::default()
+    });
+    let mut t = p.thresholds().clone();
+    t.artery_labeller = None;
+    p.set_thresholds(t);
+    // this test's own seed (not a training, benchmark or guard seed)
+    let (_d, pre, series) = preprocessed_phantoms(
+        &PhantomConfig::new(4, 7_600_001, SizePreset::Small).with_modalities(&[Modality::Mra, Modality::Cta]),
+        &p,
+    );
+    // the mean artery Dice of the predictor's maps over the series
+    let artery_dice = |p: &Predictor<Flex>| -> f64 {
+        let dice: f64 = series
+            .iter()
+            .map(|uid| {
+                let pp = read_preprocessed(pre.join(uid)).unwrap();
+                let truth = pp.vessels.clone().expect("phantoms have vessel labels");
+                let map = p.predict_preprocessed(pp, None).unwrap().arteries.unwrap();
+                LabelOverlap::of(truth.as_slice(), map.as_slice())
+                    .unwrap()
+                    .mean_dice()
+                    .unwrap()
+            })
+            .sum();
+        dice / series.len() as f64
+    };
+    let before = artery_dice(&p);
+    let l = fit_artery_labeller(&mut p, &pre, &series, &RescorerOptions::default()).unwrap();
+    assert_eq!(l.features, LABELLER_FEATURES.map(String::from).to_vec());
+    assert_eq!(l.classes, labeller_classes().map(String::from).to_vec());
+    assert!(l.fitted_on > 400 && l.fitted_on <= 4 * 400, "{}", l.fitted_on);
+    assert_eq!(p.thresholds().artery_labeller.as_ref(), Some(&l));
+    let after = artery_dice(&p);
+    assert!(
+        after > before,
+        "artery Dice {after:.3} with the labeller, {before:.3} without"
+    );
+    let pp = read_preprocessed(pre.join(&series[0])).unwrap();
+    let case = Case::new(pp.meta.series_uid.clone(), pp.image.clone(), pp.mask.clone(), vec![]).unwrap();
+    let logits = p.vessel_logits(&case).unwrap().unwrap();
+    let want = label_arteries(&l, &logits, pp.image.affine(), mask_centre(&pp.mask).unwrap());
+    let got = p.predict_preprocessed(pp, None).unwrap().arteries.unwrap();
+    assert_eq!(got.data(), want.view());
+    let e = fit_artery_labeller(&mut p, &pre, &["9.9.9.missing".into()], &RescorerOptions::default()).unwrap_err();
+    assert!(e.to_string().contains("9.9.9.missing"), "{e}");
+    assert_eq!(p.thresholds().artery_labeller.as_ref(), Some(&l));
 }
 
 /// The artery map of the shipped bundle: asking for it changes neither

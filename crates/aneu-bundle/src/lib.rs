@@ -14,8 +14,8 @@
 //!   train.json        the training config (aneu-train's TrainConfig)
 //!   split.json        the patient-grouped split
 //!   thresholds.json   decision thresholds and, optionally, the
-//!                     candidate rescorer and locator (filled by
-//!                     calibration)
+//!                     candidate rescorer and locator and the artery
+//!                     labeller (filled by calibration)
 //!   second_stage/     optional: the candidate classifier, a bundle of its
 //!                     own (same preprocessing) that rescores the
 //!                     candidates of this one
@@ -224,6 +224,12 @@ pub struct Thresholds {
     /// probabilities.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub locator: Option<Locator>,
+    /// The artery labeller fitted with these thresholds, when the
+    /// calibration fitted one: inference then names each voxel of the
+    /// artery map with it (a regression of the same form as the locator,
+    /// on each vessel voxel's class probabilities and place in the head).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub artery_labeller: Option<Locator>,
 }
 
 /// Test-time augmentation by flips. The outputs of a flipped input are
@@ -335,10 +341,13 @@ impl Rescorer {
     }
 }
 
-/// A multinomial logistic regression that names the artery a candidate
-/// sits on from named features (what the vessel head says about its
-/// neighbourhood, and where it lies in the head):
-/// `P(class c) = softmax_c(b_c + Σᵢ w_ci (xᵢ − μᵢ) / sᵢ)`. As for a
+/// A multinomial logistic regression that names an artery from named
+/// features (what the vessel head says about a point's neighbourhood, and
+/// where the point lies in the head):
+/// `P(class c) = softmax_c(b_c + Σᵢ w_ci (xᵢ − μᵢ) / sᵢ)`. It names the
+/// artery a candidate sits on (the candidate locator,
+/// [`Thresholds::locator`]) and the artery of each vessel voxel (the
+/// artery labeller, [`Thresholds::artery_labeller`]). As for a
 /// [`Rescorer`], the feature and class names pin their order and meaning,
 /// and inference refuses a locator whose names it does not compute.
 ///
@@ -374,7 +383,8 @@ pub struct Locator {
     pub weights: Vec<Vec<f64>>,
     /// Per class, the intercept.
     pub bias: Vec<f64>,
-    /// How many candidates (hits on aneurysms) it was fitted on.
+    /// How many rows it was fitted on (hits on aneurysms for the
+    /// candidate locator, vessel voxels for the artery labeller).
     pub fitted_on: usize,
 }
 
@@ -451,6 +461,7 @@ impl Default for Thresholds {
             tta: None,
             rescorer: None,
             locator: None,
+            artery_labeller: None,
         }
     }
 }
@@ -571,6 +582,7 @@ impl ModelBundle {
         let checks = [
             thresholds.rescorer.as_ref().map(Rescorer::validate),
             thresholds.locator.as_ref().map(Locator::validate),
+            thresholds.artery_labeller.as_ref().map(Locator::validate),
         ];
         if let Some(Err(reason)) = checks.into_iter().flatten().find(|c| c.is_err()) {
             return Err(Error::Format { path: tp, reason });
@@ -818,8 +830,10 @@ mod tests {
         }
     }
 
-    /// A locator travels in thresholds.json too; one with a ragged weight
-    /// row, a missing intercept, one class or a NaN is refused at reading.
+    /// A locator travels in thresholds.json too, as the candidate locator
+    /// or the artery labeller; one with a ragged weight row, a missing
+    /// intercept, one class or a NaN is refused at reading, in either
+    /// place.
     #[test]
     fn locators_read_back_and_bad_ones_are_refused() {
         let d = tempfile::tempdir().unwrap();
@@ -836,12 +850,14 @@ mod tests {
             fitted_on: 40,
         };
         nb.thresholds.locator = Some(l.clone());
+        nb.thresholds.artery_labeller = Some(Locator {
+            fitted_on: 900,
+            ..l.clone()
+        });
         nb.write(&w).unwrap();
-        let back = ModelBundle::read(d.path().join("b"))
-            .unwrap()
-            .thresholds
-            .locator
-            .unwrap();
+        let read = ModelBundle::read(d.path().join("b")).unwrap().thresholds;
+        assert_eq!(read.artery_labeller.unwrap().fitted_on, 900);
+        let back = read.locator.unwrap();
         assert_eq!(back, l);
         let p = back.probabilities(&[1.0, 2.0]);
         assert_eq!(p.len(), 3);
@@ -868,13 +884,20 @@ mod tests {
                 ..l.clone()
             },
         ] {
-            nb.thresholds.locator = Some(bad);
-            nb.write(&w).unwrap();
-            let e = ModelBundle::read(d.path().join("b")).unwrap_err();
-            assert!(
-                matches!(e, Error::Format { .. }) && e.to_string().contains("thresholds.json"),
-                "{e}"
-            );
+            for labeller in [false, true] {
+                let t = &mut nb.thresholds;
+                (t.locator, t.artery_labeller) = if labeller {
+                    (Some(l.clone()), Some(bad.clone()))
+                } else {
+                    (Some(bad.clone()), None)
+                };
+                nb.write(&w).unwrap();
+                let e = ModelBundle::read(d.path().join("b")).unwrap_err();
+                assert!(
+                    matches!(e, Error::Format { .. }) && e.to_string().contains("thresholds.json"),
+                    "{e}"
+                );
+            }
         }
     }
 

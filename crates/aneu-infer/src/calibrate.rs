@@ -9,6 +9,7 @@ use aneu_patch::Case;
 use burn::prelude::*;
 use serde::{Deserialize, Serialize};
 
+use crate::labeller::{LABELLER_FEATURES, labeller_class, labeller_classes, vessel_voxels, voxel_features};
 use crate::locate::{LOCATOR_CLASSES, LOCATOR_FEATURES, fit_softmax, locator_class, locator_features};
 use crate::predict::{Detection, Predictor, ScanPrediction};
 use crate::rescore::{FEATURE_NAMES, RescorerOptions, candidate_features, fit_logistic};
@@ -98,6 +99,7 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
         tta: None,
         rescorer: None,
         locator: None,
+        artery_labeller: None,
     })
 }
 
@@ -106,8 +108,8 @@ pub fn calibrate_thresholds(scans: &[Labelled<'_>], method: ThresholdMethod) -> 
 /// from `preprocessed` (the folder training read), and returns them; the
 /// predictor then uses them. Validation series that are not in that folder
 /// (a split spanning two datasets) are left out with a warning that counts
-/// them. The thresholds keep the predictor's rescorer and locator, if it
-/// has them (they hold for their outputs). They record the window edge and
+/// them. The thresholds keep the predictor's rescorer, locator and artery
+/// labeller, if it has them (they hold for their outputs). They record the window edge and
 /// the test-time augmentation they were chosen with
 /// ([`Thresholds::window_roi`], [`Thresholds::tta`]), which inference then
 /// uses by default. Store them with
@@ -159,8 +161,8 @@ pub fn calibrate_on_validation<B: Backend>(
 /// [`calibrate_on_validation`] on the named series of `preprocessed`
 /// instead of the split's validation series: for scans that neither stage
 /// trained on, such as a fresh set of phantoms. The thresholds keep the
-/// predictor's rescorer and locator, if it has them (they hold for their
-/// outputs).
+/// predictor's rescorer, locator and artery labeller, if it has them (they
+/// hold for their outputs).
 ///
 /// # Errors
 /// [`Error::InvalidConfig`] for no series; reading and model errors
@@ -198,6 +200,7 @@ pub fn calibrate_on_series<B: Backend>(
     t.tta = Some(predictor.tta());
     t.rescorer = predictor.thresholds().rescorer.clone();
     t.locator = predictor.thresholds().locator.clone();
+    t.artery_labeller = predictor.thresholds().artery_labeller.clone();
     predictor.set_thresholds(t.clone());
     Ok(t)
 }
@@ -301,6 +304,78 @@ pub fn fit_locator<B: Backend>(
     let l = fit_softmax(&LOCATOR_FEATURES, &classes, &x, &y, opts.l2)?;
     let mut t = predictor.thresholds().clone();
     t.locator = Some(l.clone());
+    predictor.set_thresholds(t);
+    Ok(l)
+}
+
+/// How many vessel voxels of each series an artery labeller's fit reads
+/// ([`fit_artery_labeller`]): evenly spread over the series' vessel
+/// voxels in index order, all of them when there are fewer.
+pub const LABELLER_VOXELS_PER_SERIES: usize = 400;
+
+/// Fits an artery labeller (docs: [`crate::label_arteries`]) on the named
+/// series of `preprocessed`, their vessel segmentations the truth: the
+/// predictor's vessel heads run over each ([`Predictor::vessel_logits`]);
+/// up to [`LABELLER_VOXELS_PER_SERIES`] of its vessel voxels (those whose
+/// most probable class is not background) are labelled with the
+/// segmentation's artery there ([`labeller_class`]: background, or the
+/// artery, either side), and their [`LABELLER_FEATURES`] vectors go into
+/// [`fit_softmax`] with the L2 penalty [`RescorerOptions::l2`]. The
+/// predictor then makes its artery maps with it. Thresholds do not depend
+/// on it. A series without a segmentation or with an empty mask (no
+/// centre to measure from) is left out with a warning naming it.
+///
+/// # Errors
+/// [`Error::InvalidConfig`] for no series, a model without a dense vessel
+/// head, a segmentation on another grid than its image, or rows of fewer
+/// than two classes (no segmented series); reading and model errors
+/// (naming the series).
+pub fn fit_artery_labeller<B: Backend>(
+    predictor: &mut Predictor<B>,
+    preprocessed: impl AsRef<Path>,
+    series: &[String],
+    opts: &RescorerOptions,
+) -> Result<Locator> {
+    if series.is_empty() {
+        return Err(Error::InvalidConfig("no series to fit the artery labeller on".into()));
+    }
+    let (mut x, mut y) = (Vec::new(), Vec::new());
+    for uid in series {
+        let series_err = |e: Error| Error::Series {
+            series: uid.clone(),
+            source: Box::new(e),
+        };
+        let p = aneu_preproc::read_preprocessed(preprocessed.as_ref().join(uid))?;
+        let Some(truth) = p.vessels else {
+            tracing::warn!(series = %uid, "no vessel segmentation: left out of the artery labeller's fit");
+            continue;
+        };
+        // read_preprocessed checked the grids; a mismatch is an error, not
+        // an index out of bounds
+        if truth.size() != p.image.size() {
+            return Err(series_err(Error::InvalidConfig(
+                "its vessel segmentation lies on another grid than its image".into(),
+            )));
+        }
+        let affine = *p.image.affine();
+        let case = Case::new(p.meta.series_uid, p.image, p.mask, vec![]).map_err(|e| series_err(e.into()))?;
+        let Some(centre) = mask_centre(&case.mask) else {
+            tracing::warn!(series = %uid, "an empty mask: left out of the artery labeller's fit");
+            continue;
+        };
+        let logits = predictor.vessel_logits(&case).map_err(series_err)?.ok_or_else(|| {
+            Error::InvalidConfig("the artery labeller reads the vessel head, which no model of the bundle has".into())
+        })?;
+        let voxels = vessel_voxels(&logits);
+        let step = voxels.len().div_ceil(LABELLER_VOXELS_PER_SERIES).max(1);
+        for at in voxels.into_iter().step_by(step) {
+            x.push(voxel_features(&logits, at, &affine, centre).to_vec());
+            y.push(labeller_class(truth.data()[at]));
+        }
+    }
+    let l = fit_softmax(&LABELLER_FEATURES, &labeller_classes(), &x, &y, opts.l2)?;
+    let mut t = predictor.thresholds().clone();
+    t.artery_labeller = Some(l.clone());
     predictor.set_thresholds(t);
     Ok(l)
 }

@@ -66,6 +66,7 @@ mod calibrate;
 mod candidates;
 mod dataset;
 mod error;
+mod labeller;
 mod locate;
 mod predict;
 mod rescore;
@@ -74,14 +75,17 @@ mod window;
 
 pub use aneu_bundle::{Locator, Rescorer, Tta};
 pub use calibrate::{
-    Labelled, ThresholdMethod, calibrate_on_series, calibrate_on_validation, calibrate_thresholds, fit_locator,
-    fit_rescorer,
+    Labelled, ThresholdMethod, calibrate_on_series, calibrate_on_validation, calibrate_thresholds, fit_artery_labeller,
+    fit_locator, fit_rescorer,
 };
 pub use candidates::{CandidateOptions, Peak, find_peaks, plateau_centroid};
 pub use dataset::{
     EvaluateOptions, PredictOptions, PredictSummary, RunInfo, SeriesFile, evaluate, predict_dataset, read_predictions,
 };
 pub use error::{Error, Result};
+pub use labeller::{
+    BACKGROUND, LABELLER_FEATURES, check_labeller, label_arteries, labeller_class, labeller_classes, labeller_features,
+};
 pub use locate::{
     LOCATOR_CLASSES, LOCATOR_FEATURES, check_locator, fit_softmax, locate, locator_class, locator_features,
 };

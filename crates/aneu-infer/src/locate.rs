@@ -98,10 +98,15 @@ pub fn locator_features(territory: &[f64; 13], world: WorldPoint, centre: WorldP
     for l in Location::ALL {
         x[locator_class(l)] += territory[l.index()];
     }
-    x[8] = (world.x - centre.x).abs();
-    x[9] = world.y - centre.y;
-    x[10] = world.z - centre.z;
+    x[8..].copy_from_slice(&offsets_mm(world, centre));
     x
+}
+
+/// A point's place in the head: its distance (mm) from the midsagittal
+/// plane through `centre` (the brain mask's centroid), and its offsets
+/// (mm, RAS) from `centre` towards the face and the vertex.
+pub(crate) fn offsets_mm(world: WorldPoint, centre: WorldPoint) -> [f64; 3] {
+    [(world.x - centre.x).abs(), world.y - centre.y, world.z - centre.z]
 }
 
 /// The 13 location probabilities (in [`Location::ALL`] order) of a
@@ -125,22 +130,23 @@ pub fn locate(locator: &Locator, territory: &[f64; 13], world: WorldPoint, centr
 /// # Errors
 /// [`Error::InvalidConfig`] naming the mismatch.
 pub fn check_locator(l: &Locator) -> Result<()> {
+    check_names(l, "locator", &LOCATOR_FEATURES, &LOCATOR_CLASSES.map(Location::name))
+}
+
+/// Checks that `l` (the `what`) is valid, reads exactly `features` and
+/// names exactly `classes`.
+pub(crate) fn check_names(l: &Locator, what: &str, features: &[&str], classes: &[&str]) -> Result<()> {
     l.validate().map_err(Error::InvalidConfig)?;
-    if l.features.iter().map(String::as_str).ne(LOCATOR_FEATURES) {
+    if l.features.iter().map(String::as_str).ne(features.iter().copied()) {
         return Err(Error::InvalidConfig(format!(
-            "the locator reads features {:?}; this aneu computes {LOCATOR_FEATURES:?}",
+            "the {what} reads features {:?}; this aneu computes {features:?}",
             l.features
         )));
     }
-    if l.classes
-        .iter()
-        .map(String::as_str)
-        .ne(LOCATOR_CLASSES.map(Location::name))
-    {
+    if l.classes.iter().map(String::as_str).ne(classes.iter().copied()) {
         return Err(Error::InvalidConfig(format!(
-            "the locator names classes {:?}; this aneu names {:?}",
-            l.classes,
-            LOCATOR_CLASSES.map(Location::name)
+            "the {what} names classes {:?}; this aneu names {classes:?}",
+            l.classes
         )));
     }
     Ok(())

@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use aneu_bundle::{ModelBundle, Thresholds, Tta};
-use aneu_io::{DicomSeries, Location, Modality, SeriesLabels, Volume, Voxel, WorldPoint};
+use aneu_io::{Affine, DicomSeries, Location, Modality, SeriesLabels, Volume, Voxel, WorldPoint};
 use aneu_metrics::{Candidate, Lesion, ScanDetections, ScanOutcome};
 use aneu_models::{AnyModel, PatchModel};
 use aneu_patch::{Case, patch_start};
@@ -18,6 +18,7 @@ use ndarray::{Array3, Array4, Axis, s};
 use serde::{Deserialize, Serialize};
 
 use crate::candidates::{CandidateOptions, find_peaks};
+use crate::labeller::{check_labeller, label_arteries, most_probable};
 use crate::locate::{check_locator, locate};
 use crate::rescore::{VesselFeatures, candidate_features, check_rescorer};
 use crate::sides::{Midline, Sides, mask_centre};
@@ -82,7 +83,8 @@ pub struct InferConfig {
     pub arteries: bool,
     /// Where the lateral arteries of the candidates' locations and of the
     /// artery map get their side: the brain mask's midline (the default)
-    /// or the network.
+    /// or the network. The candidate locator and the artery labeller,
+    /// when the thresholds hold them, always take the midline's.
     pub sides: Sides,
 }
 
@@ -321,9 +323,12 @@ pub struct Prediction {
     pub probability: Volume<f32>,
     /// The artery label of each voxel on the same grid
     /// (`aneu_io::VESSEL_LABELS`: 0 background, 1 to 13 the arteries of
-    /// the 13 locations), the vessel head's most probable class (the
-    /// highest of its logits blended over the windows and passes), with
-    /// [`InferConfig::arteries`] and a member with a vessel head.
+    /// the 13 locations), with [`InferConfig::arteries`] and a member with
+    /// a vessel head: the artery labeller's answer when the thresholds hold
+    /// one ([`Thresholds::artery_labeller`], [`crate::label_arteries`]),
+    /// else the vessel head's most probable class (the highest of its
+    /// logits blended over the windows and passes), its side from the
+    /// midline with [`Sides::Midline`].
     pub arteries: Option<Volume<u8>>,
 }
 
@@ -658,11 +663,22 @@ impl<B: Backend> Predictor<B> {
         self.config.arteries && self.members.iter().any(|m| artery_classes(m) > 0)
     }
 
-    /// The probability map, and with `arteries` the artery labels: each
-    /// voxel's most probable class of the vessel heads' logits, blended
-    /// over the windows and averaged over the members that have one
-    /// (`None` when none has).
-    fn maps(&self, case: &Case, arteries: bool) -> Result<(Array3<f32>, Option<Array3<u8>>)> {
+    /// The vessel heads' class logits on the case's grid
+    /// (`[classes, k, j, i]`, class `n` the vessel label `n`), blended over
+    /// the windows (with TTA) and averaged over the members that have a
+    /// dense vessel head; `None` when none has. The artery map is made of
+    /// them ([`Prediction::arteries`]).
+    ///
+    /// # Errors
+    /// As [`Predictor::probability_map`], and [`Error::InvalidConfig`] when
+    /// the members' vessel heads have different numbers of classes.
+    pub fn vessel_logits(&self, case: &Case) -> Result<Option<Array4<f32>>> {
+        Ok(self.maps(case, true)?.1)
+    }
+
+    /// The probability map, and with `arteries` the vessel heads' logits
+    /// ([`Predictor::vessel_logits`]).
+    fn maps(&self, case: &Case, arteries: bool) -> Result<(Array3<f32>, Option<Array4<f32>>)> {
         let mut prob: Option<Array3<f32>> = None;
         let mut vessels: Option<Array4<f32>> = None;
         for m in &self.members {
@@ -697,7 +713,28 @@ impl<B: Backend> Predictor<B> {
         }
         let mut p = prob.ok_or_else(|| Error::InvalidConfig("no model".into()))?;
         p /= self.members.len() as f32;
-        Ok((p, vessels.as_ref().map(most_probable)))
+        let heads = self.members.iter().filter(|m| artery_classes(m) > 0).count();
+        if let Some(v) = &mut vessels {
+            *v /= heads.max(1) as f32;
+        }
+        Ok((p, vessels))
+    }
+
+    /// The artery label map of the vessel heads' blended `logits`: the
+    /// artery labeller's ([`label_arteries`]) when the thresholds hold one
+    /// ([`Thresholds::artery_labeller`]) and the mask has a centre; else
+    /// each voxel's most probable class, its side from the midline with
+    /// [`Sides::Midline`].
+    fn artery_labels(&self, logits: &Array4<f32>, affine: &Affine, centre: Option<WorldPoint>) -> Result<Array3<u8>> {
+        if let (Some(l), Some(c)) = (&self.thresholds.artery_labeller, centre) {
+            check_labeller(l)?;
+            return Ok(label_arteries(l, logits, affine, c));
+        }
+        let mut labels = most_probable(logits);
+        if let Some(m) = self.midline(centre) {
+            m.relabel(&mut labels, affine);
+        }
+        Ok(labels)
     }
 
     /// Runs every member on patches (of its training size) centred on
@@ -946,12 +983,10 @@ impl<B: Backend> Predictor<B> {
     /// As [`Predictor::probability_map`].
     pub fn predict_case(&self, case: &Case, modality: Modality, series: Option<&DicomSeries>) -> Result<Prediction> {
         let t0 = Instant::now();
-        let (map, mut arteries) = self.maps(case, self.config.arteries)?;
+        let (map, logits) = self.maps(case, self.config.arteries)?;
         let affine = *case.image.affine();
         let centre = mask_centre(&case.mask);
-        if let (Some(m), Some(a)) = (self.midline(centre), &mut arteries) {
-            m.relabel(a, &affine);
-        }
+        let arteries = logits.map(|v| self.artery_labels(&v, &affine, centre)).transpose()?;
         let candidates = self.candidates_on(case, &map, centre, series)?;
         let present = aggregate(self.config.aggregator, &map, &case.mask, &candidates);
         // the location head's answer when it saw a candidate, else the
@@ -1056,28 +1091,6 @@ fn mirrored_classes(classes: usize) -> Vec<usize> {
                 .map_or(c, |l| usize::from(l.mirrored().vessel_label()))
         })
         .collect()
-}
-
-/// Each voxel's most probable class of `probs` (`[classes, k, j, i]`,
-/// probabilities or logits); the lowest class wins a tie, so a voxel that
-/// no window covered (all 0) is background.
-fn most_probable(probs: &Array4<f32>) -> Array3<u8> {
-    let (c, k, j, i) = probs.dim();
-    let mut best = Array3::<u8>::zeros((k, j, i));
-    let mut top = probs.index_axis(Axis(0), 0).to_owned();
-    for n in 1..c {
-        let label = u8::try_from(n).unwrap_or(0);
-        ndarray::Zip::from(&mut best)
-            .and(&mut top)
-            .and(probs.index_axis(Axis(0), n))
-            .for_each(|b, t, &p| {
-                if p > *t {
-                    *t = p;
-                    *b = label;
-                }
-            });
-    }
-    best
 }
 
 fn argmax(v: &[f64; 13]) -> usize {
@@ -1225,18 +1238,6 @@ mod tests {
         assert_eq!(m[0], 0);
         assert!((0..14).all(|c| m[m[c]] == c));
         assert_eq!((0..14).filter(|&c| m[c] != c).count(), 10);
-    }
-
-    /// The most probable class per voxel, the lowest on a tie (so all-0
-    /// voxels are background).
-    #[test]
-    fn most_probable_takes_the_highest_class() {
-        let mut p = Array4::<f32>::zeros((3, 1, 1, 3));
-        p[[2, 0, 0, 0]] = 0.7;
-        p[[1, 0, 0, 0]] = 0.2;
-        p[[1, 0, 0, 1]] = 0.5;
-        p[[2, 0, 0, 1]] = 0.5;
-        assert_eq!(most_probable(&p).into_raw_vec_and_offset().0, vec![2, 1, 0]);
     }
 
     /// A TTA flip of i gives the network exactly the input that training's
