@@ -75,8 +75,8 @@ mod window;
 
 pub use aneu_bundle::{Locator, Rescorer, Tta};
 pub use calibrate::{
-    Labelled, ThresholdMethod, calibrate_on_series, calibrate_on_validation, calibrate_thresholds, fit_artery_labeller,
-    fit_locator, fit_rescorer,
+    LABELLER_VOXELS_PER_SERIES, Labelled, ThresholdMethod, calibrate_on_series, calibrate_on_validation,
+    calibrate_thresholds, fit_artery_labeller, fit_locator, fit_rescorer,
 };
 pub use candidates::{CandidateOptions, Peak, find_peaks, plateau_centroid};
 pub use dataset::{
