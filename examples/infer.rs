@@ -39,7 +39,8 @@ struct Args {
     /// the bundle runs the TTA its calibration recorded).
     #[arg(long)]
     tta: bool,
-    /// Write <uid>_arteries.nii.gz too: the vessel head's artery labels
+    /// Write <uid>_arteries.nii.gz too: the artery labels (the artery
+    /// labeller's when the bundle's thresholds hold one, else the vessel head's)
     /// (sets the config's arteries; bundles without a vessel head make none).
     #[arg(long)]
     arteries: bool,

@@ -10,7 +10,8 @@
 //! the candidate locator, fitted at calibration by
 //! [`fit_artery_labeller`](crate::fit_artery_labeller) on series with
 //! vessel segmentations) reads both for each voxel the vessel head calls a
-//! vessel: its class probabilities with both sides of each artery added,
+//! vessel, inside the brain mask or out: its class probabilities with both
+//! sides of each artery added,
 //! and its offset from the centre of the brain mask with their squares and
 //! products. It names background or one of the eight arteries of
 //! [`LOCATOR_CLASSES`]; a lateral artery takes the voxel's side of the
@@ -168,10 +169,11 @@ fn voxel_world(affine: &Affine, [k, j, i]: [usize; 3]) -> WorldPoint {
 /// The artery label map (`aneu_io::VESSEL_LABELS`) the labeller makes of
 /// the vessel head's blended `logits` (`[classes, k, j, i]`, on the grid
 /// `affine`), with `centre` the brain mask's centroid: every vessel voxel
-/// (most probable class not background) gets the labeller's most probable
-/// class, a lateral artery on the voxel's side of the midline through
-/// `centre`, or background; every other voxel stays background. Check the
-/// labeller first ([`check_labeller`]).
+/// (most probable class not background), inside the brain mask or outside
+/// it (the arteries below the skull base lie outside), gets the
+/// labeller's most probable class, a lateral artery on the voxel's side of
+/// the midline through `centre`, or background; every other voxel stays
+/// background. Check the labeller first ([`check_labeller`]).
 pub fn label_arteries(labeller: &Locator, logits: &Array4<f32>, affine: &Affine, centre: WorldPoint) -> Array3<u8> {
     let (_, k, j, i) = logits.dim();
     let mut labels = Array3::<u8>::zeros((k, j, i));

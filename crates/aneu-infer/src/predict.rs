@@ -7,7 +7,7 @@ use std::path::Path;
 use std::time::Instant;
 
 use aneu_bundle::{ModelBundle, Thresholds, Tta};
-use aneu_io::{Affine, DicomSeries, Location, Modality, SeriesLabels, Volume, Voxel, WorldPoint};
+use aneu_io::{DicomSeries, Location, Modality, SeriesLabels, Volume, Voxel, WorldPoint};
 use aneu_metrics::{Candidate, Lesion, ScanDetections, ScanOutcome};
 use aneu_models::{AnyModel, PatchModel};
 use aneu_patch::{Case, patch_start};
@@ -666,8 +666,10 @@ impl<B: Backend> Predictor<B> {
     /// The vessel heads' class logits on the case's grid
     /// (`[classes, k, j, i]`, class `n` the vessel label `n`), blended over
     /// the windows (with TTA) and averaged over the members that have a
-    /// dense vessel head; `None` when none has. The artery map is made of
-    /// them ([`Prediction::arteries`]).
+    /// dense vessel head; `None` when none has. They are kept outside the
+    /// brain mask ([`SlidingWindow::mask_output`] zeroes only the
+    /// probability map), and are 0 where no window ran. The artery map is
+    /// made of them ([`Prediction::arteries`]).
     ///
     /// # Errors
     /// As [`Predictor::probability_map`], and [`Error::InvalidConfig`] when
@@ -720,17 +722,29 @@ impl<B: Backend> Predictor<B> {
         Ok((p, vessels))
     }
 
-    /// The artery label map of the vessel heads' blended `logits`: the
-    /// artery labeller's ([`label_arteries`]) when the thresholds hold one
+    /// The artery label map of the vessel heads' blended `logits` on
+    /// `case`'s grid: the artery labeller's ([`label_arteries`], inside the
+    /// brain mask and out) when the thresholds hold one
     /// ([`Thresholds::artery_labeller`]) and the mask has a centre; else
-    /// each voxel's most probable class, its side from the midline with
+    /// each voxel's most probable class, background outside the mask with
+    /// [`SlidingWindow::mask_output`], its side from the midline with
     /// [`Sides::Midline`].
-    fn artery_labels(&self, logits: &Array4<f32>, affine: &Affine, centre: Option<WorldPoint>) -> Result<Array3<u8>> {
+    fn artery_labels(&self, logits: &Array4<f32>, case: &Case, centre: Option<WorldPoint>) -> Result<Array3<u8>> {
+        let affine = case.image.affine();
         if let (Some(l), Some(c)) = (&self.thresholds.artery_labeller, centre) {
             check_labeller(l)?;
             return Ok(label_arteries(l, logits, affine, c));
         }
         let mut labels = most_probable(logits);
+        if self.config.window.mask_output {
+            ndarray::Zip::from(&mut labels)
+                .and(&case.mask.data())
+                .for_each(|l, &m| {
+                    if m == 0 {
+                        *l = 0;
+                    }
+                });
+        }
         if let Some(m) = self.midline(centre) {
             m.relabel(&mut labels, affine);
         }
@@ -986,7 +1000,7 @@ impl<B: Backend> Predictor<B> {
         let (map, logits) = self.maps(case, self.config.arteries)?;
         let affine = *case.image.affine();
         let centre = mask_centre(&case.mask);
-        let arteries = logits.map(|v| self.artery_labels(&v, &affine, centre)).transpose()?;
+        let arteries = logits.map(|v| self.artery_labels(&v, case, centre)).transpose()?;
         let candidates = self.candidates_on(case, &map, centre, series)?;
         let present = aggregate(self.config.aggregator, &map, &case.mask, &candidates);
         // the location head's answer when it saw a candidate, else the

@@ -69,7 +69,9 @@ pub struct SlidingWindow {
     pub spread: Spread,
     /// Run only the windows that touch the mask.
     pub mask_tiles: bool,
-    /// Set the map to 0 outside the mask.
+    /// Set the map to 0 outside the mask (the first channel of
+    /// [`SlidingWindow::run_channels`]; the others, class outputs such as
+    /// the vessel head's, are kept outside it).
     pub mask_output: bool,
 }
 
@@ -190,6 +192,9 @@ impl SlidingWindow {
     /// each channel is blended as `run` blends one, with the same weights,
     /// into `[channels, k, j, i]`. A class-probability output stays a
     /// probability per voxel (weights sum to 1 at every voxel).
+    /// [`SlidingWindow::mask_output`] zeroes only the first channel (the
+    /// probability map) outside the mask: the others are class outputs,
+    /// and the arteries run outside the brain mask too.
     ///
     /// ```
     /// use aneu_infer::{SlidingWindow, WindowOutput};
@@ -278,9 +283,10 @@ impl SlidingWindow {
         }
         let max = matches!(self.blend, Blend::Max);
         let mask = case.mask.data();
-        for mut c in acc.outer_iter_mut() {
+        for (n, mut c) in acc.outer_iter_mut().enumerate() {
+            let masked = self.mask_output && n == 0;
             ndarray::Zip::from(&mut c).and(&wsum).and(&mask).for_each(|a, &w, &m| {
-                if w == 0.0 || (self.mask_output && m == 0) {
+                if w == 0.0 || (masked && m == 0) {
                     *a = 0.0;
                 } else if !max {
                     *a /= w;
@@ -568,6 +574,26 @@ mod tests {
             Ok(vec![WindowOutput::Channels(Array4::zeros((2, 8, 8, 8))); b.len()])
         });
         assert!(matches!(r, Err(Error::InvalidConfig(_))));
+        // outside the mask, mask_output zeroes the map (channel 0) only
+        let mut half = c.mask.clone();
+        half.data_mut().slice_mut(ndarray::s![..10, .., ..]).fill(0);
+        let masked = Case::new("t", c.image.clone(), half, vec![]).unwrap();
+        let ones = w
+            .run_channels(&masked, 8, false, 2, |b| {
+                Ok(vec![WindowOutput::Channels(Array4::ones((2, 8, 8, 8))); b.len()])
+            })
+            .unwrap();
+        assert!(ones.slice(ndarray::s![0, ..10, .., ..]).iter().all(|v| *v == 0.0));
+        assert!(
+            ones.slice(ndarray::s![0, 10.., .., ..])
+                .iter()
+                .all(|v| (v - 1.0).abs() < 1e-6)
+        );
+        assert!(
+            ones.slice(ndarray::s![1, .., .., ..])
+                .iter()
+                .all(|v| (v - 1.0).abs() < 1e-6)
+        );
         let r = w.run_channels(&c, 8, false, 2, |b| Ok(vec![WindowOutput::Score(0.5); b.len()]));
         assert!(matches!(r, Err(Error::InvalidConfig(_))));
     }
