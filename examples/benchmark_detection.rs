@@ -9,6 +9,8 @@
 //!     [--n 120] [--seed 9000001] [--modality MRA,CTA] [--appearance outside] [--config infer.json] [--roi 48] [--tta] [--device cpu|cuda|wgpu]
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -103,10 +105,7 @@ fn run(a: &Args) -> Res<BenchmarkReport> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let a = Args::parse();
     let t = std::time::Instant::now();
     match run(&a) {

@@ -12,6 +12,8 @@
 //! prediction: twice the inference time. The shipped model runs it without
 //! the flag: its calibration recorded it (`thresholds.json`).
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -266,10 +268,7 @@ fn run(a: &Args) -> Res<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     match run(&Args::parse()) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -17,6 +17,8 @@
 //! candidates (capped by the config's `max_candidates`), which the JSON
 //! records.
 
+mod common;
+
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::Instant;
@@ -446,10 +448,7 @@ fn run(a: &Args) -> BoxResult<()> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let a = Args::parse();
     match run(&a) {
         Ok(()) => ExitCode::SUCCESS,

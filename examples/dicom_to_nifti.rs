@@ -5,6 +5,8 @@
 //! cargo run --release --example dicom_to_nifti -- <series_dir> <out.nii.gz> [SeriesInstanceUID]
 //! ```
 
+mod common;
+
 use std::ffi::OsString;
 use std::path::Path;
 use std::process::ExitCode;
@@ -12,10 +14,7 @@ use std::process::ExitCode;
 use aneu::io::{DicomSeries, ReadOptions, write_nifti};
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     // paths as the OS gives them: a name that is not UTF-8 is still a path
     let args: Vec<OsString> = std::env::args_os().skip(1).collect();
     let [input, output, rest @ ..] = args.as_slice() else {

@@ -9,6 +9,8 @@
 //!     [--preprocessed PREPROCESSED_DIR]
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -104,10 +106,7 @@ fn run(a: &Args) -> Result<PredictSummary, Box<dyn std::error::Error>> {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let a = Args::parse();
     match run(&a) {
         Ok(s) => {

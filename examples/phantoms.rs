@@ -5,6 +5,8 @@
 //!     [--small-share 0.5 --small-radius 1.0,1.75]
 //! ```
 
+mod common;
+
 use std::process::ExitCode;
 
 use aneu::phantom::{AppearanceRange, DomeRadii, PhantomConfig, SizePreset, generate_with_progress};
@@ -48,10 +50,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let a = Args::parse();
     let &[lo, hi] = a.small_radius.as_slice() else {
         eprintln!("error: --small-radius takes two radii, \"min,max\"");

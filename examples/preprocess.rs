@@ -5,6 +5,8 @@
 //! cargo run --release --example preprocess -- --input RSNA_ROOT --out DIR [--config F] [--shard I/N] [--jobs N]
 //! ```
 
+mod common;
+
 use std::process::ExitCode;
 
 use aneu::preproc::{PreprocessConfig, Shard, preprocess_dataset, worker_threads};
@@ -31,10 +33,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let a = Args::parse();
     if let Some(j) = a.jobs {
         let capped = worker_threads(j);

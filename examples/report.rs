@@ -7,6 +7,8 @@
 //!     [--neurological] [--preprocessed PREPROCESSED_DIR]
 //! ```
 
+mod common;
+
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -35,10 +37,7 @@ struct Args {
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let a = Args::parse();
     let opts = ReportOptions {
         convention: if a.neurological {

@@ -10,6 +10,8 @@
 //! config picks a half-precision CUDA backend); `--device wgpu` needs
 //! `--features wgpu`.
 
+mod common;
+
 use std::process::ExitCode;
 
 use aneu::train::{EpochRecord, Precision, TrainConfig, TrainOptions, TrainReport, train};
@@ -104,10 +106,7 @@ fn two_stage(a: &Args, r: &TrainReport) -> Result<(), Box<dyn std::error::Error>
 }
 
 fn main() -> ExitCode {
-    tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_writer(std::io::stderr)
-        .init();
+    common::init_logging();
     let a = Args::parse();
     match run(&a) {
         Ok(r) => {
