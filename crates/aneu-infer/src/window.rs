@@ -578,7 +578,10 @@ mod tests {
         let mut half = c.mask.clone();
         half.data_mut().slice_mut(ndarray::s![..10, .., ..]).fill(0);
         let masked = Case::new("t", c.image.clone(), half, vec![]).unwrap();
+        // every window runs (mask_tiles off), so every voxel is covered
         let ones = w
+            .clone()
+            .with_mask(false, true)
             .run_channels(&masked, 8, false, 2, |b| {
                 Ok(vec![WindowOutput::Channels(Array4::ones((2, 8, 8, 8))); b.len()])
             })
