@@ -9,7 +9,7 @@ artery against background), the segmentation put on the map's grid by
 nearest neighbour in world space as `aneu_preproc::labels_on_grid` does; then
 the paired bootstrap interval of each difference (the same resampled scans
 for both runs; 1000 resamples), per modality and overall, and each artery's
-mean Dice. The point figures equal the tool's own `benchmark.md`.
+mean Dice with its paired interval. The point figures equal the tool's own `benchmark.md`.
 
     pip install numpy nibabel
     python benches/analysis/paired_dice.py --a runs/bench_a --b runs/bench_b --label-a A --label-b B
@@ -76,9 +76,12 @@ def main():
             print(f"{name} {mod or 'all'} ({len(sel)} scans): {a.mean():.3f} -> {b.mean():.3f}, "
                   f"paired {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
     for label in range(1, 14):
-        a = [r[1][0][label] for r in rows if label in r[1][0]]
-        b = [r[2][0][label] for r in rows if label in r[2][0]]
-        print(f"label {label}: {np.mean(a):.3f} -> {np.mean(b):.3f} ({len(a)} scans)")
+        held = [r for r in rows if label in r[1][0]]  # the scans whose phantom holds the artery
+        a = np.array([r[1][0][label] for r in held])
+        b = np.array([r[2][0][label] for r in held])
+        d = interval(b - a, rng)
+        print(f"label {label}: {a.mean():.3f} -> {b.mean():.3f} ({len(held)} scans), "
+              f"paired {d[0]:+.3f} [{d[1]:+.3f}, {d[2]:+.3f}]")
 
 
 if __name__ == "__main__":
