@@ -146,8 +146,9 @@ fn preprocessed_phantoms(
 /// candidate's location: its 13 probabilities are the locator's on the
 /// candidate's territory and its offset from the brain mask's centre, put
 /// on the candidate's side of the midline, and the scan's locations follow
-/// from them; on its own hits, it names at least as many locations right
-/// as the territory does. A calibration keeps both; a failed fit leaves
+/// from them (pulled towards 1/13 by the config's `location_smoothing`);
+/// on its own hits, it names at least as many locations right as the
+/// territory does. A calibration keeps both; a failed fit leaves
 /// the predictor as it was.
 #[test]
 fn a_fitted_rescorer_and_locator_take_over_the_candidates() {
@@ -225,16 +226,19 @@ fn a_fitted_rescorer_and_locator_take_over_the_candidates() {
         if let Some(top) = out.scan.candidates.first() {
             assert_eq!(out.scan.aneurysm_present, top.score);
         }
-        // the scan's locations from the candidates' (a scan without
-        // candidates reports Aneurysm Present for each)
+        // the scan's locations from the candidates', each pulled towards
+        // 1/13 by the config's smoothing (a scan without candidates
+        // reports Aneurysm Present for each)
+        let smoothing = p.config().location_smoothing;
         for loc in (0..13).filter(|_| !out.scan.candidates.is_empty()) {
             let m = out
                 .scan
                 .candidates
                 .iter()
-                .map(|c| c.score * c.locations.unwrap()[loc])
+                .map(|c| c.score * ((1.0 - smoothing) * c.locations.unwrap()[loc] + smoothing / 13.0))
                 .fold(0.0, f64::max);
             assert_eq!(out.scan.locations[loc], m);
+            assert!(m >= out.scan.aneurysm_present * smoothing / 13.0);
         }
     }
     assert_eq!(seen, r.fitted_on, "the candidates it was fitted on, rescored");

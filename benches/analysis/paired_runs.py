@@ -4,7 +4,8 @@
 `--seed` and `--n` hold the same phantoms, so their predictions can be paired
 too: this compares, for example, one bundle under two inference configs (a
 candidate option that the tool applies to every bundle of a run). It recomputes
-the scan AUC, the FROC sensitivity at 0.5, 1 and 2 false positives per scan
+the scan AUC, the mean location AUC (over the columns that hold both classes),
+the RSNA weighted AUC, the FROC sensitivity at 0.5, 1 and 2 false positives per scan
 (aneu_metrics::froc's rules: a candidate hits an aneurysm within
 max(radius, 2 mm) of its centre, the best-scoring hit counts, every other
 candidate is a false positive) and the median localisation error, per modality
@@ -26,6 +27,14 @@ import numpy as np
 from scan_auc import auc
 
 RATES = [0.5, 1.0, 2.0]
+# the 13 location columns in RSNA order (aneu_io::Location::ALL)
+LOCATIONS = [
+    "Left Infraclinoid Internal Carotid Artery", "Right Infraclinoid Internal Carotid Artery",
+    "Left Supraclinoid Internal Carotid Artery", "Right Supraclinoid Internal Carotid Artery",
+    "Left Middle Cerebral Artery", "Right Middle Cerebral Artery", "Anterior Communicating Artery",
+    "Left Anterior Cerebral Artery", "Right Anterior Cerebral Artery", "Left Posterior Communicating Artery",
+    "Right Posterior Communicating Artery", "Basilar Tip", "Other Posterior Circulation",
+]
 
 
 def load(bench, label):
@@ -59,6 +68,8 @@ def load(bench, label):
                 best=[b[0] for b in best if b is not None],
                 fps=fps,
                 errors=[b[1] for b in best if b is not None],
+                truth_locations=[name in {a["location"] for a in truth["aneurysms"]} for name in LOCATIONS],
+                locations=p["locations"],
             )
     return scans
 
@@ -81,13 +92,28 @@ def sensitivities(scans):
     return [max([s for f, s in curve if f <= r], default=0.0) for r in RATES]
 
 
+def location_aucs(scans):
+    """Each location column's AUC, NaN where the scans hold one class only."""
+    out = []
+    for n in range(len(LOCATIONS)):
+        y = [s["truth_locations"][n] for s in scans]
+        out.append(auc(y, [s["locations"][n] for s in scans]) if 0 < sum(y) < len(y) else float("nan"))
+    return np.array(out)
+
+
 def figures(scans):
     errors = sorted(e for s in scans for e in s["errors"])
-    return [auc([s["positive"] for s in scans], [s["score"] for s in scans]), *sensitivities(scans),
-            float(np.median(errors)) if errors else float("nan")]
+    present = auc([s["positive"] for s in scans], [s["score"] for s in scans])
+    locs = location_aucs(scans)
+    defined = locs[np.isfinite(locs)]
+    # aneu_metrics::rsna_weighted_auc: weight 13 for Aneurysm Present, 1 per defined location
+    rsna = (13 * present + defined.sum()) / (13 + len(defined))
+    return [present, *sensitivities(scans), float(np.median(errors)) if errors else float("nan"),
+            float(defined.mean()) if len(defined) else float("nan"), rsna]
 
 
-NAMES = ["scan AUC", *[f"sensitivity at {r:g} FP/scan" for r in RATES], "median localisation error (mm)"]
+NAMES = ["scan AUC", *[f"sensitivity at {r:g} FP/scan" for r in RATES], "median localisation error (mm)",
+         "mean location AUC", "RSNA weighted AUC"]
 
 
 def main():

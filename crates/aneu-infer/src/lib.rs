@@ -91,7 +91,7 @@ pub use locate::{
 };
 pub use predict::{
     Aggregator, Detection, DicomPoint, InferConfig, Prediction, Predictor, ScanPrediction, TERRITORY_RADIUS, aggregate,
-    territory, world_to_dicom,
+    scan_locations, territory, world_to_dicom,
 };
 pub use rescore::{
     FEATURE_NAMES, LOCAL_RADIUS_MM, RescorerOptions, VesselFeatures, candidate_features, check_rescorer, fit_logistic,
