@@ -94,7 +94,8 @@ pub struct InferConfig {
     /// them ([`scan_locations`]): 0 keeps them as the locator or location
     /// head gives them, 1 gives every location the candidate's score / 13.
     /// 0.25 by default (the best of 0.1, 0.25, 0.5 and 0.75 on the
-    /// shipped model's calibration scans): a location a candidate's
+    /// shipped model's calibration scans, though within their intervals
+    /// there): a location a candidate's
     /// locator rules out then still ranks with the candidate's score, so a
     /// scan with a strong candidate ranks above a clean scan in every
     /// location's column (docs/benchmarks.md, "Location probabilities that
@@ -759,13 +760,7 @@ impl<B: Backend> Predictor<B> {
         }
         let mut labels = most_probable(logits);
         if self.config.window.mask_output {
-            ndarray::Zip::from(&mut labels)
-                .and(&case.mask.data())
-                .for_each(|l, &m| {
-                    if m == 0 {
-                        *l = 0;
-                    }
-                });
+            labels.zip_mut_with(&case.mask.data(), |l, &m| *l = if m == 0 { 0 } else { *l });
         }
         if let Some(m) = self.midline(centre) {
             m.relabel(&mut labels, affine);
