@@ -15,6 +15,15 @@ tool's own `benchmark.md`; the intervals differ from its by the random draws.
 
     pip install numpy
     python benches/analysis/paired_runs.py --a runs/bench_a --b runs/bench_b --label unet-vessels-mra-cta
+
+Two options re-read a run's predictions. `--smoothing-a L` / `--smoothing-b L`
+recompute that run's 13 scan location probabilities from its saved candidates
+with location smoothing L (`aneu_infer::scan_locations`: the best candidate's
+`score · ((1 − L) q + L / 13)`, `Aneurysm Present` everywhere when no candidate
+has locations), so one run pairs with itself under two smoothings. `--not-in R`
+/ `--only-in R` keep the series that another run's predictions (same label)
+do not / do hold: a run of `--n 120` holds the phantoms of a run of `--n 60`
+with the same seed, so this splits it into those scans and the fresh ones.
 """
 
 import argparse
@@ -37,8 +46,9 @@ LOCATIONS = [
 ]
 
 
-def load(bench, label):
-    """Per series: (modality, positive, scan score, lesion best scores, FP scores, errors)."""
+def load(bench, label, smoothing=None):
+    """Per series: (modality, positive, scan score, lesion best scores, FP scores, errors), the
+    scan locations recomputed with `smoothing` when it is given."""
     scans = {}
     for mod in ["MRA", "CTA"]:
         for f in sorted(glob.glob(f"{bench}/predictions/{label}/{mod}/*.json")):
@@ -69,9 +79,20 @@ def load(bench, label):
                 fps=fps,
                 errors=[b[1] for b in best if b is not None],
                 truth_locations=[name in {a["location"] for a in truth["aneurysms"]} for name in LOCATIONS],
-                locations=p["locations"],
+                locations=p["locations"] if smoothing is None else smoothed_locations(p, smoothing),
             )
     return scans
+
+
+def smoothed_locations(prediction, smoothing):
+    """aneu_infer::scan_locations on a saved prediction's candidates."""
+    located = [c for c in prediction["candidates"] if c.get("locations")]
+    if not located:
+        return [prediction["aneurysm_present"]] * len(LOCATIONS)
+    return [
+        max(c["score"] * ((1 - smoothing) * c["locations"][n] + smoothing / len(LOCATIONS)) for c in located)
+        for n in range(len(LOCATIONS))
+    ]
 
 
 def sensitivities(scans):
@@ -123,9 +144,21 @@ def main():
     ap.add_argument("--label", required=True, help="the bundle's label in both runs")
     ap.add_argument("--label-b", help="its label in the other run, when it differs")
     ap.add_argument("--resamples", type=int, default=1000)
+    ap.add_argument("--smoothing-a", type=float, help="recompute a's scan locations with this smoothing")
+    ap.add_argument("--smoothing-b", type=float, help="recompute b's scan locations with this smoothing")
+    subset = ap.add_mutually_exclusive_group()
+    subset.add_argument("--not-in", help="keep the series this other run does not hold")
+    subset.add_argument("--only-in", help="keep the series this other run holds")
     args = ap.parse_args()
-    a, b = load(args.a, args.label), load(args.b, args.label_b or args.label)
+    a = load(args.a, args.label, args.smoothing_a)
+    b = load(args.b, args.label_b or args.label, args.smoothing_b)
     assert a.keys() == b.keys(), "the runs hold different series: not the same phantoms"
+    if args.not_in or args.only_in:
+        other = set(load(args.not_in or args.only_in, args.label))
+        keep = {u for u in a if (u in other) == bool(args.only_in)}
+        assert keep, "no series left"
+        a = {u: v for u, v in a.items() if u in keep}
+        b = {u: v for u, v in b.items() if u in keep}
     rng = np.random.default_rng(0)
     print(f"b = {args.b}, a = {args.a}; Δ = b − a with its paired 95 % bootstrap interval\n")
     print("| modality | scans | figure | a | b | Δ |")
