@@ -84,6 +84,16 @@ def load(bench, label, smoothing=None):
     return scans
 
 
+def series_in(bench, label):
+    """The series a run's predictions hold (without reading their truth)."""
+    return {
+        p["series_uid"]
+        for mod in ["MRA", "CTA"]
+        for p in map(lambda f: json.load(open(f)), glob.glob(f"{bench}/predictions/{label}/{mod}/*.json"))
+        if "series_uid" in p
+    }
+
+
 def smoothed_locations(prediction, smoothing):
     """aneu_infer::scan_locations on a saved prediction's candidates."""
     located = [c for c in prediction["candidates"] if c.get("locations")]
@@ -154,7 +164,7 @@ def main():
     b = load(args.b, args.label_b or args.label, args.smoothing_b)
     assert a.keys() == b.keys(), "the runs hold different series: not the same phantoms"
     if args.not_in or args.only_in:
-        other = set(load(args.not_in or args.only_in, args.label))
+        other = series_in(args.not_in or args.only_in, args.label)
         keep = {u for u in a if (u in other) == bool(args.only_in)}
         assert keep, "no series left"
         a = {u: v for u, v in a.items() if u in keep}
